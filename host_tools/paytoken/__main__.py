@@ -1,0 +1,3 @@
+from paytoken.cli import main
+
+main()

@@ -1,0 +1,35 @@
+"""Shared test fixtures: the real MicroPython interpreter, mpy-cross, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from paytoken import upy
+
+
+@pytest.fixture(scope="session")
+def micropython() -> str:
+    return upy.micropython()
+
+
+@pytest.fixture(scope="session")
+def mpy_cross() -> str:
+    return upy.mpy_cross()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """URL of the PostgreSQL server that .ci/pg started. In CI its absence is a failure."""
+    url = os.environ.get("PAYTOKEN_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("PAYTOKEN_TEST_PG_URL unset in CI: .ci/pg did not run")
+        pytest.skip("no PostgreSQL: run via `make test`, which starts one")
+    return url
+
+
+def soak() -> bool:
+    """True under `make soak`: run the full campaigns instead of CI's sample."""
+    return bool(os.environ.get("PAYTOKEN_SOAK"))
