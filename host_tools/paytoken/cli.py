@@ -17,7 +17,8 @@ COMMAND_MODULES = (
     "paytoken.commands.code",  # code, decode
     "paytoken.commands.sim",  # sim
     "paytoken.commands.backend",  # db, scheme, token, merchant, account, serve, pay
-    "paytoken.commands.station",  # vdev, deploy, provision, sync-clock, update, info, cross-verify
+    "paytoken.commands.station",  # vdev, deploy
+    "paytoken.commands.desk",  # provision, sync-clock, update, info, cross-verify
     "paytoken.commands.story",  # demo, simulate-year
 )
 
