@@ -1,0 +1,55 @@
+"""A 5x7 bitmap font, drawn with fill_rect only so framebuf and adafruit_framebuf agree.
+
+Usage: font.text(fb, "SYNC CLOCK", x, y, 1, sx=1, sy=2)
+"""
+
+# Glyphs as 5 column bytes each, bit 0 at the top; CHARS gives their order.
+CHARS = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ -:.!?/+'
+_GLYPHS = (
+    b"\x3e\x51\x49\x45\x3e\x00\x42\x7f\x40\x00\x42\x61\x51\x49\x46\x21\x41\x45\x4b\x31"
+    b"\x18\x14\x12\x7f\x10\x27\x45\x45\x45\x39\x3c\x4a\x49\x49\x30\x01\x71\x09\x05\x03"
+    b"\x36\x49\x49\x49\x36\x06\x49\x49\x29\x1e\x7e\x09\x09\x09\x7e\x7f\x49\x49\x49\x36"
+    b"\x3e\x41\x41\x41\x22\x7f\x41\x41\x22\x1c\x7f\x49\x49\x49\x41\x7f\x09\x09\x09\x01"
+    b"\x3e\x41\x49\x49\x7a\x7f\x08\x08\x08\x7f\x00\x41\x7f\x41\x00\x20\x40\x41\x3f\x01"
+    b"\x7f\x08\x14\x22\x41\x7f\x40\x40\x40\x40\x7f\x02\x0c\x02\x7f\x7f\x04\x08\x10\x7f"
+    b"\x3e\x41\x41\x41\x3e\x7f\x09\x09\x09\x06\x3e\x41\x51\x21\x5e\x7f\x09\x19\x29\x46"
+    b"\x46\x49\x49\x49\x31\x01\x01\x7f\x01\x01\x3f\x40\x40\x40\x3f\x1f\x20\x40\x20\x1f"
+    b"\x3f\x40\x38\x40\x3f\x63\x14\x08\x14\x63\x03\x04\x78\x04\x03\x61\x51\x49\x45\x43"
+    b"\x00\x00\x00\x00\x00\x08\x08\x08\x08\x08\x00\x00\x22\x00\x00\x00\x60\x60\x00\x00"
+    b"\x00\x00\x5f\x00\x00\x02\x01\x51\x09\x06\x20\x10\x08\x04\x02\x08\x08\x3e\x08\x08"
+)
+W = 5
+H = 7
+
+
+def width(s, sx=1, adv=0):
+    # Pixel width of s at scale sx and advance adv (default: glyph + one scaled gap).
+    adv = adv or (W + 1) * sx
+    return len(s) * adv - (adv - W * sx) if s else 0
+
+
+def char(fb, ch, x, y, c, sx=1, sy=1):
+    # One glyph at (x, y); unknown characters draw as "?".
+    i = CHARS.find(ch)
+    if i < 0:
+        i = CHARS.find("?")
+    g = _GLYPHS
+    o = i * W
+    for col in range(W):
+        bits = g[o + col]
+        row = 0
+        while bits:
+            if bits & 1:
+                fb.fill_rect(x + col * sx, y + row * sy, sx, sy, c)
+            bits >>= 1
+            row += 1
+
+
+def text(fb, s, x, y, c, sx=1, sy=1, adv=0):
+    # A string from (x, y); returns the x after its last advance.
+    adv = adv or (W + 1) * sx
+    for ch in s:
+        if ch != " ":
+            char(fb, ch, x, y, c, sx, sy)
+        x += adv
+    return x
