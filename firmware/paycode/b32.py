@@ -78,7 +78,7 @@ def decode_secret(text):
             raise ValueError(
                 "secret character %d is not in the base32 alphabet (A-Z, 2-7)" % (i + 1)
             )
-        acc = ((acc << 5) | v) & 0x3FF  # at most 10 live bits: small on every port
+        acc = ((acc << 5) | v) & 0xFFF  # at most 12 live bits: small on every port
         bits += 5
         if bits >= 8:
             bits -= 8
