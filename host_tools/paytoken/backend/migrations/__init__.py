@@ -1,0 +1,1 @@
+"""Alembic migrations of the backend schema (run by ``paytoken db init``)."""

@@ -1,0 +1,132 @@
+"""The backend's tables (SQLAlchemy 2). Alembic migrations in ``migrations/`` create them.
+
+Amounts are integers in minor units; times are UTC seconds; steps are 30 s TOTP steps.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Token statuses. PENDING is the factory's pre-activation state: it never verifies.
+PENDING, ACTIVE, LOCKED, REVOKED, LOST = "pending", "active", "locked", "revoked", "lost"
+STATUSES = (PENDING, ACTIVE, LOCKED, REVOKED, LOST)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Scheme(Base):
+    """One scheme key per code prefix (scheme digit + version), sealed under the master key."""
+
+    __tablename__ = "schemes"
+    prefix: Mapped[str] = mapped_column(String(2), primary_key=True)
+    key_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    __table_args__ = (CheckConstraint("id >= 0 AND id <= 99999999", name="ck_tokens_id"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    prefix: Mapped[str | None] = mapped_column(String(2), ForeignKey("schemes.prefix"))
+    status: Mapped[str] = mapped_column(String(16))
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    sync_key_enc: Mapped[str | None] = mapped_column(Text)
+    drift: Mapped[int] = mapped_column(Integer, default=0)  # steps the token runs ahead
+    drift_lean: Mapped[int] = mapped_column(Integer, default=0)  # sign of the last offset
+    last_step: Mapped[int] = mapped_column(BigInteger, default=-1)  # last accepted step
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive
+    pending_drift: Mapped[int | None] = mapped_column(Integer)  # an unconfirmed drift jump
+    pending_step: Mapped[int | None] = mapped_column(BigInteger)
+    clock_suspect: Mapped[int] = mapped_column(Integer, default=0)  # forward jumps flagged
+    limit_per_payment: Mapped[int | None] = mapped_column(BigInteger)
+    limit_per_day: Mapped[int | None] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint("balance >= 0", name="ck_accounts_balance"),)
+    token_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tokens.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Admin(Base):
+    __tablename__ = "admins"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "merchant_order_id", name="uq_payments_order"),
+        Index("ix_payments_token_day", "token_id", "day"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(Integer, ForeignKey("merchants.id"))
+    merchant_order_id: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    token_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("tokens.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(10))  # succeeded | refused
+    reason: Mapped[str | None] = mapped_column(String(32))
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    day: Mapped[int] = mapped_column(Integer)  # UTC day number, for the daily limit
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(String(40), ForeignKey("payments.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditLog(Base):
+    """Append-only, hash-chained: ``hash = sha256(prev_hash | canonical row)``."""
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(40))
+    token_id: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text)  # canonical JSON, never secrets or whole codes
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the chain's last seq and hash. Updating it serializes appends."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,638 @@
+"""The service layer: every backend operation as one database transaction.
+
+Verification advances a token's last accepted step with a conditional UPDATE
+(``... WHERE id = :id AND last_step < :step``) in the same transaction as the debit
+and the payment row, so when N processes submit one code at once exactly one wins.
+Payments are idempotent on (merchant, merchant_order_id): a retry gets the stored
+original result. The clock is injected (``clock=``), UTC seconds.
+
+Usage::
+
+    backend = Backend.open("sqlite:///paytoken.db", Keyring.load())
+    merchant_id, api_key = backend.add_merchant("corner shop")
+    result = backend.pay(merchant_id, "811234...", 1250, "CNY", "order-1")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paycode
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from paytoken.backend import BackendError, audit
+from paytoken.backend.crypto import Keyring, hash_api_key, new_api_key
+from paytoken.backend.db import make_engine, require_schema
+from paytoken.backend.models import (
+    ACTIVE,
+    LOCKED,
+    LOST,
+    PENDING,
+    REVOKED,
+    Account,
+    Admin,
+    Merchant,
+    Payment,
+    Refund,
+    Scheme,
+    Token,
+)
+from paytoken.backend.verify import (
+    CODE_EXPIRED,
+    CODE_INVALID,
+    CODE_REPLAYED,
+    INSUFFICIENT_FUNDS,
+    LIMIT_EXCEEDED,
+    PERIOD,
+    TOKEN_LOCKED,
+    TOKEN_REVOKED,
+    Policy,
+    day_of,
+    learn_drift,
+    locate_step,
+)
+
+log = logging.getLogger("paytoken.backend")
+
+MAX_AMOUNT = 10**12  # minor units; larger amounts are malformed requests
+MAX_TOKEN_ID = 99_999_999
+_CURRENCY = re.compile(r"\A[A-Z]{3}\Z")
+_ORDER_ID = re.compile(r"\A[A-Za-z0-9._:/-]{1,64}\Z")
+_NONCE = re.compile(r"\A[A-Za-z0-9]{8,64}\Z")
+_NAME = re.compile(r"\A[^\x00-\x1f\x7f]{1,100}\Z")
+
+_t = Token.__table__
+_a = Account.__table__
+_p = Payment.__table__
+_r = Refund.__table__
+_s = Scheme.__table__
+_m = Merchant.__table__
+_ad = Admin.__table__
+
+
+@dataclass
+class Verdict:
+    """The outcome of checking one code: ``reason`` None means accepted."""
+
+    reason: str | None
+    token_id: int | None = None  # set once the code named a real token
+    step: int | None = None
+    offset: int | None = None
+    detail: str = ""  # why (for logs; never secret)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def _check_amount(amount: object, what: str = "amount") -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise BackendError(f"{what} must be an integer number of minor units", 422)
+    if not 1 <= amount <= MAX_AMOUNT:
+        raise BackendError(f"{what} must be 1 to {MAX_AMOUNT} minor units", 422)
+    return amount
+
+
+def _check_currency(currency: object) -> str:
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        raise BackendError("currency must be three capital letters (ISO 4217), e.g. CNY", 422)
+    return currency
+
+
+def _check_token_id(token_id: object) -> int:
+    if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id <= MAX_TOKEN_ID:
+        raise BackendError(f"token id must be an integer 0 to {MAX_TOKEN_ID}", 422)
+    return token_id
+
+
+def _check_nonce(nonce: object) -> str:
+    if not isinstance(nonce, str) or not _NONCE.match(nonce):
+        raise BackendError("nonce must be 8 to 64 ASCII letters or digits", 422)
+    return nonce
+
+
+def _check_limit(limit: int | None, what: str) -> int | None:
+    return None if limit is None else _check_amount(limit, what)
+
+
+class Backend:
+    """The issuer backend over one database. Thread-safe; one per process is enough."""
+
+    def __init__(self, engine: Engine, keyring: Keyring | None = None, policy: Policy | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.keyring = keyring
+        self.policy = policy or Policy()
+        self.clock = clock
+        self._scheme_keys: dict[str, bytes] = {}
+
+    @classmethod
+    def open(cls, url: str, keyring: Keyring | None = None, **kw) -> Backend:
+        """Open a migrated database (BackendError if ``paytoken db init`` has not run)."""
+        engine = make_engine(url, pool_size=kw.pop("pool_size", 10))
+        require_schema(engine)
+        return cls(engine, keyring, **kw)
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def _ring(self) -> Keyring:
+        if self.keyring is None:
+            raise BackendError("this operation needs the master key (PAYTOKEN_MASTER_KEY or --master-key-file)")
+        return self.keyring
+
+    # ---- schemes ---------------------------------------------------------------------
+
+    def add_scheme(self, prefix: str, key: bytes | None = None) -> bytes:
+        """Store the scheme key of ``prefix`` (generated when None); returns it."""
+        try:
+            paycode.check_prefix(prefix)
+        except ValueError as exc:
+            raise BackendError(str(exc), 422) from None
+        if key is None:
+            key = os.urandom(16)
+        if len(key) != 16:
+            raise BackendError("a scheme key is 16 bytes (32 hex digits) for AES-128", 422)
+        enc = self._ring().seal(key, f"scheme:{prefix}")
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_s.insert().values(prefix=prefix, key_enc=enc, created_at=self.now()))
+                audit.append(conn, self.now(), "cli", "SCHEME_ADD", None, {"prefix": prefix})
+        except IntegrityError:
+            raise BackendError(f"scheme prefix {prefix} already exists", 409) from None
+        return key
+
+    def _scheme_key(self, conn: Connection, prefix: str) -> bytes | None:
+        key = self._scheme_keys.get(prefix)
+        if key is None:
+            enc = conn.execute(select(_s.c.key_enc).where(_s.c.prefix == prefix)).scalar()
+            if enc is None:
+                return None
+            key = self._scheme_keys[prefix] = self._ring().open(enc, f"scheme:{prefix}")
+        return key
+
+    def scheme_keys(self) -> dict[str, bytes]:
+        """Every scheme key by prefix (for the factory station and tests)."""
+        with self.engine.begin() as conn:
+            prefixes = conn.execute(select(_s.c.prefix)).scalars().all()
+            return {p: self._scheme_key(conn, p) for p in prefixes}
+
+    # ---- tokens ----------------------------------------------------------------------
+
+    def add_token(self, token_id: int, secret: bytes, prefix: str = "81", sync_key: bytes | None = None,
+                  currency: str = "CNY", limit_per_payment: int | None = None,
+                  limit_per_day: int | None = None, actor: str = "cli") -> None:
+        """Register an active token at once (imports and tests). The account starts at 0."""
+        _check_token_id(token_id)
+        with self.engine.begin() as conn:
+            self._insert_token(conn, token_id, PENDING, actor)
+            self._activate(conn, token_id, secret, sync_key, prefix, currency,
+                           limit_per_payment, limit_per_day, actor)
+
+    def _insert_token(self, conn: Connection, token_id: int, status: str, actor: str) -> None:
+        try:
+            with conn.begin_nested():
+                conn.execute(_t.insert().values(
+                    id=token_id, status=status, drift=0, drift_lean=0, last_step=-1, failures=0,
+                    clock_suspect=0, created_at=self.now()))
+        except IntegrityError:
+            raise BackendError(f"token {token_id} already exists", 409) from None
+        audit.append(conn, self.now(), actor, "TOKEN_ALLOCATE", token_id, {"status": status})
+
+    def allocate_token(self, actor: str = "station") -> int:
+        """Factory step 1: reserve a random unused token id as a ``pending`` record.
+
+        A pending token has no secret and never verifies or counts as active.
+        """
+        for _ in range(20):
+            token_id = secrets.randbelow(MAX_TOKEN_ID) + 1
+            try:
+                with self.engine.begin() as conn:
+                    self._insert_token(conn, token_id, PENDING, actor)
+                return token_id
+            except BackendError as exc:
+                if exc.status != 409:
+                    raise
+        raise BackendError("could not find a free token id", 503)
+
+    def activate_token(self, token_id: int, secret: bytes, sync_key: bytes, prefix: str = "81",
+                       currency: str = "CNY", limit_per_payment: int | None = None,
+                       limit_per_day: int | None = None, actor: str = "station") -> None:
+        """Factory last step: store the secret and sync key and mark the token active,
+        in one transaction. Only a ``pending`` token can be activated."""
+        _check_token_id(token_id)
+        with self.engine.begin() as conn:
+            self._activate(conn, token_id, secret, sync_key, prefix, currency,
+                           limit_per_payment, limit_per_day, actor)
+
+    def _activate(self, conn: Connection, token_id: int, secret: bytes, sync_key: bytes | None,
+                  prefix: str, currency: str, limit_per_payment: int | None,
+                  limit_per_day: int | None, actor: str) -> None:
+        if not isinstance(secret, bytes) or len(secret) < 16:
+            raise BackendError("a token secret must be at least 16 bytes (RFC 4226 R6)", 422)
+        if sync_key is None:
+            sync_key = os.urandom(20)
+        if not isinstance(sync_key, bytes) or len(sync_key) < 16:
+            raise BackendError("a sync key must be at least 16 bytes", 422)
+        _check_currency(currency)
+        _check_limit(limit_per_payment, "limit_per_payment")
+        _check_limit(limit_per_day, "limit_per_day")
+        if self._scheme_key(conn, prefix) is None:
+            raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 422)
+        ring = self._ring()
+        res = conn.execute(
+            update(_t).where(_t.c.id == token_id, _t.c.status == PENDING).values(
+                status=ACTIVE, prefix=prefix,
+                secret_enc=ring.seal(secret, f"token:{token_id}:secret"),
+                sync_key_enc=ring.seal(sync_key, f"token:{token_id}:sync"),
+                limit_per_payment=limit_per_payment, limit_per_day=limit_per_day))
+        if res.rowcount != 1:
+            raise BackendError(f"token {token_id} is not a pending token", 409)
+        conn.execute(_a.insert().values(token_id=token_id, currency=currency, balance=0))
+        audit.append(conn, self.now(), actor, "TOKEN_ACTIVATE", token_id, {"prefix": prefix})
+
+    def token_info(self, token_id: int) -> dict:
+        """Status, drift, last use, limits and balance (never secrets)."""
+        _check_token_id(token_id)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(_t, _a.c.balance, _a.c.currency)
+                .outerjoin(_a, _a.c.token_id == _t.c.id).where(_t.c.id == token_id)).first()
+        if row is None:
+            raise BackendError(f"no token {token_id}", 404)
+        return self._info(row)
+
+    @staticmethod
+    def _info(row) -> dict:
+        return {
+            "token_id": row.id, "status": row.status, "prefix": row.prefix,
+            "drift_steps": row.drift, "drift_seconds": row.drift * PERIOD,
+            "last_step": None if row.last_step < 0 else row.last_step,
+            "last_used_at": row.last_used_at, "failures": row.failures,
+            "clock_suspect": row.clock_suspect, "limit_per_payment": row.limit_per_payment,
+            "limit_per_day": row.limit_per_day, "balance": row.balance, "currency": row.currency,
+        }
+
+    def list_tokens(self, limit: int = 1000) -> list[dict]:
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(_t, _a.c.balance, _a.c.currency)
+                .outerjoin(_a, _a.c.token_id == _t.c.id).order_by(_t.c.id).limit(limit)).all()
+        return [self._info(r) for r in rows]
+
+    def set_status(self, token_id: int, status: str, actor: str) -> dict:
+        """Revoke (``revoked``) or report ``lost``: final; the token never pays again."""
+        _check_token_id(token_id)
+        if status not in (REVOKED, LOST):
+            raise BackendError("status must be revoked or lost", 422)
+        with self.engine.begin() as conn:
+            res = conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status != PENDING)
+                               .values(status=status))
+            if res.rowcount != 1:
+                raise BackendError(f"no active token {token_id}", 404)
+            audit.append(conn, self.now(), actor, "TOKEN_" + status.upper(), token_id, {})
+        return self.token_info(token_id)
+
+    def unlock(self, token_id: int, actor: str) -> dict:
+        """Unlock a token locked by failures; its failure count restarts at 0."""
+        _check_token_id(token_id)
+        with self.engine.begin() as conn:
+            status = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
+            if status is None:
+                raise BackendError(f"no token {token_id}", 404)
+            if status in (REVOKED, LOST, PENDING):
+                raise BackendError(f"token {token_id} is {status}; only a locked token unlocks", 409)
+            conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status.in_((LOCKED, ACTIVE)))
+                         .values(status=ACTIVE, failures=0))
+            audit.append(conn, self.now(), actor, "TOKEN_UNLOCK", token_id, {"was": status})
+        return self.token_info(token_id)
+
+    def _sync_key(self, conn: Connection, token_id: int) -> bytes:
+        row = conn.execute(select(_t.c.status, _t.c.sync_key_enc).where(_t.c.id == token_id)).first()
+        if row is None or row.status == PENDING:
+            raise BackendError(f"no token {token_id}", 404)
+        if row.status in (REVOKED, LOST):
+            raise BackendError(f"token {token_id} is {row.status}", 409)
+        return self._ring().open(row.sync_key_enc, f"token:{token_id}:sync")
+
+    def clock_sync(self, token_id: int, nonce: str, actor: str) -> dict:
+        """The UTC time and ``sync_mac(sync_key, 'SETTIME', nonce, utc)`` for the token."""
+        _check_token_id(token_id)
+        _check_nonce(nonce)
+        with self.engine.begin() as conn:
+            key = self._sync_key(conn, token_id)
+            utc = self.now()
+            mac = paycode.sync_mac(key, "SETTIME", nonce, utc)
+            audit.append(conn, utc, actor, "CLOCK_SYNC", token_id, {"utc": utc})
+        return {"token_id": token_id, "utc": utc, "mac": mac}
+
+    def unlock_auth(self, token_id: int, nonce: str, actor: str) -> dict:
+        """``sync_mac(sync_key, 'UNLOCK', nonce, token_id)``: authorizes a firmware update."""
+        _check_token_id(token_id)
+        _check_nonce(nonce)
+        with self.engine.begin() as conn:
+            key = self._sync_key(conn, token_id)
+            mac = paycode.sync_mac(key, "UNLOCK", nonce, token_id)
+            audit.append(conn, self.now(), actor, "UNLOCK_AUTH", token_id, {})
+        return {"token_id": token_id, "mac": mac}
+
+    # ---- accounts, merchants, admins -----------------------------------------------------
+
+    def credit(self, token_id: int, amount: int, actor: str = "cli") -> int:
+        """Add ``amount`` minor units to the token's account; returns the new balance."""
+        _check_token_id(token_id)
+        _check_amount(amount)
+        with self.engine.begin() as conn:
+            bal = conn.execute(update(_a).where(_a.c.token_id == token_id)
+                               .values(balance=_a.c.balance + amount).returning(_a.c.balance)).scalar()
+            if bal is None:
+                raise BackendError(f"token {token_id} has no account (not activated?)", 404)
+            audit.append(conn, self.now(), actor, "CREDIT", token_id, {"amount": amount})
+        return bal
+
+    def add_merchant(self, name: str) -> tuple[int, str]:
+        """Create a merchant; returns (id, api key). Only the key's hash is stored."""
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise BackendError("merchant name must be 1 to 100 printable characters", 422)
+        key = new_api_key("live")
+        try:
+            with self.engine.begin() as conn:
+                mid = conn.execute(_m.insert().values(name=name, api_key_hash=hash_api_key(key),
+                                                      created_at=self.now()).returning(_m.c.id)).scalar()
+                audit.append(conn, self.now(), "cli", "MERCHANT_ADD", None, {"merchant_id": mid})
+        except IntegrityError:
+            raise BackendError(f"merchant {name!r} already exists", 409) from None
+        return mid, key
+
+    def add_admin(self, name: str) -> str:
+        """Create an admin credential; returns the bearer key (shown once)."""
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise BackendError("admin name must be 1 to 100 printable characters", 422)
+        key = new_api_key("admin")
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_ad.insert().values(name=name, key_hash=hash_api_key(key), created_at=self.now()))
+                audit.append(conn, self.now(), "cli", "ADMIN_ADD", None, {"name": name})
+        except IntegrityError:
+            raise BackendError(f"admin {name!r} already exists", 409) from None
+        return key
+
+    def count_admins(self) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(select(func.count()).select_from(_ad)).scalar()
+
+    def auth_merchant(self, api_key: str) -> int | None:
+        """The merchant id of a bearer key, or None (lookup by hash: no timing on the key)."""
+        with self.engine.begin() as conn:
+            return conn.execute(select(_m.c.id).where(_m.c.api_key_hash == hash_api_key(api_key))).scalar()
+
+    def auth_admin(self, key: str) -> str | None:
+        with self.engine.begin() as conn:
+            return conn.execute(select(_ad.c.name).where(_ad.c.key_hash == hash_api_key(key))).scalar()
+
+    # ---- verification ------------------------------------------------------------------
+
+    def verify(self, code: str, actor: str = "library") -> Verdict:
+        """Check a code and, when good, consume its step (one transaction). No payment."""
+        if not isinstance(code, str) or len(code) > 64:
+            return Verdict(CODE_INVALID, detail="not a payment code")
+        with self.engine.begin() as conn:
+            return self._verify_in(conn, code, self.now(), actor)
+
+    def _verify_in(self, conn: Connection, code: str, now: int, actor: str) -> Verdict:
+        pol = self.policy
+        prefix = code.replace(" ", "")[:2]
+        keys = {}
+        if len(prefix) == 2 and prefix.isascii() and prefix.isdigit():
+            key = self._scheme_key(conn, prefix)
+            if key is not None:
+                keys[prefix] = key
+        try:  # length, digits, Damm and prefix first; then FF1
+            prefix, token_id, residue, otp = paycode.parse_code(code, keys)
+        except ValueError as exc:
+            return Verdict(CODE_INVALID, detail=str(exc))
+        tok = conn.execute(
+            select(_t.c.status, _t.c.prefix, _t.c.secret_enc, _t.c.drift, _t.c.drift_lean,
+                   _t.c.last_step, _t.c.pending_drift, _t.c.pending_step)
+            .where(_t.c.id == token_id)).first()
+        if tok is None or tok.status == PENDING or tok.prefix != prefix:
+            return Verdict(CODE_INVALID, detail="no such token")
+        if tok.status == LOCKED:
+            return Verdict(TOKEN_LOCKED, token_id)
+        if tok.status in (REVOKED, LOST):
+            return Verdict(TOKEN_REVOKED, token_id)
+        secret = self._ring().open(tok.secret_enc, f"token:{token_id}:secret")
+        now_step = now // PERIOD
+        step, off = locate_step(now_step, tok.drift, residue)
+        if step < 0 or not paycode.equal(paycode.hotp(secret, step), otp):
+            failures = conn.execute(update(_t).where(_t.c.id == token_id)
+                                    .values(failures=_t.c.failures + 1).returning(_t.c.failures)).scalar()
+            detail = {"failures": failures}
+            if failures >= pol.lock_after:
+                res = conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status == ACTIVE)
+                                   .values(status=LOCKED))
+                if res.rowcount:
+                    audit.append(conn, now, actor, "TOKEN_LOCKED", token_id, detail)
+            audit.append(conn, now, actor, "CODE_FAILED", token_id, detail)
+            return Verdict(CODE_INVALID, token_id, detail="wrong code for its token")
+        if step <= tok.last_step:
+            audit.append(conn, now, actor, "CODE_REPLAYED", token_id, {"step": step})
+            return Verdict(CODE_REPLAYED, token_id, step, off)
+        drift, lean = tok.drift, tok.drift_lean
+        if abs(off) > pol.window:
+            observed = step - now_step  # the token's implied drift
+            if off >= pol.suspect_ahead:
+                conn.execute(update(_t).where(_t.c.id == token_id)
+                             .values(clock_suspect=_t.c.clock_suspect + 1))
+                audit.append(conn, now, actor, "CLOCK_SUSPECT", token_id,
+                             {"offset": off, "known_drift": tok.drift})
+            if (tok.pending_drift is not None and abs(observed - tok.pending_drift) <= pol.confirm_tolerance
+                    and step > tok.pending_step):
+                audit.append(conn, now, actor, "DRIFT_RESYNC", token_id, {"from": tok.drift, "to": observed})
+                drift, lean = observed, 0  # confirmed by two consecutive codes (RFC 6238 §6)
+            else:
+                conn.execute(update(_t).where(_t.c.id == token_id)
+                             .values(pending_drift=observed, pending_step=step))
+                return Verdict(CODE_EXPIRED, token_id, step, off, detail="outside the time window")
+        else:
+            drift, lean = learn_drift(drift, off, lean)
+        res = conn.execute(
+            update(_t).where(_t.c.id == token_id, _t.c.last_step < step, _t.c.status == ACTIVE)
+            .values(last_step=step, drift=drift, drift_lean=lean, failures=0,
+                    pending_drift=None, pending_step=None, last_used_at=now))
+        if res.rowcount != 1:  # another transaction consumed this step (or changed status) first
+            status = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
+            reason = {LOCKED: TOKEN_LOCKED, REVOKED: TOKEN_REVOKED, LOST: TOKEN_REVOKED}.get(status, CODE_REPLAYED)
+            return Verdict(reason, token_id, step, off)
+        return Verdict(None, token_id, step, off)
+
+    # ---- payments ----------------------------------------------------------------------
+
+    def pay(self, merchant_id: int, code: str, amount: int, currency: str, merchant_order_id: str) -> dict:
+        """Authorize and debit atomically, or refuse with a reason. Idempotent per order id.
+
+        Raises BackendError (422) for a malformed request, which writes nothing, and
+        (409) when the order id was already used for a different request.
+        """
+        if not isinstance(code, str) or not 1 <= len(code) <= 64:
+            raise BackendError("code must be a string of the 18 code digits", 422)
+        _check_amount(amount)
+        _check_currency(currency)
+        if not isinstance(merchant_order_id, str) or not _ORDER_ID.match(merchant_order_id):
+            raise BackendError("merchant_order_id must be 1 to 64 of A-Z a-z 0-9 . _ : / -", 422)
+        code = code.replace(" ", "")
+        req = hashlib.sha256(f"{code}|{amount}|{currency}".encode()).hexdigest()
+        for _ in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    return self._pay_in(conn, merchant_id, code, amount, currency, merchant_order_id, req)
+            except IntegrityError:
+                # A concurrent request with the same order id committed first: answer with its result.
+                with self.engine.begin() as conn:
+                    stored = self._stored(conn, merchant_id, merchant_order_id, req)
+                if stored is not None:
+                    return stored
+        raise BackendError("payment could not be recorded; retry with the same order id", 503)
+
+    def _stored(self, conn: Connection, merchant_id: int, order_id: str, req: str) -> dict | None:
+        row = conn.execute(select(_p).where(_p.c.merchant_id == merchant_id,
+                                            _p.c.merchant_order_id == order_id)).first()
+        if row is None:
+            return None
+        if row.request_hash != req:
+            raise BackendError("merchant_order_id was already used for a different request", 409)
+        return self._result(row)
+
+    @staticmethod
+    def _result(row) -> dict:
+        ok = row.status == "succeeded"
+        return {"payment_id": row.id, "status": row.status, "reason": row.reason,
+                "token_id": row.token_id if ok else None, "amount": row.amount, "currency": row.currency}
+
+    def _pay_in(self, conn: Connection, merchant_id: int, code: str, amount: int, currency: str,
+                order_id: str, req: str) -> dict:
+        stored = self._stored(conn, merchant_id, order_id, req)
+        if stored is not None:
+            return stored
+        now = self.now()
+        actor = f"merchant:{merchant_id}"
+        v = self._verify_in(conn, code, now, actor)
+        reason = v.reason
+        if v.token_id is None:
+            # The code names no token: nothing to count, debit or store (stateless, repeatable).
+            log.info("payment refused %s merchant=%s order=%s: %s", reason, merchant_id, order_id, v.detail)
+            return {"payment_id": None, "status": "refused", "reason": reason, "token_id": None,
+                    "amount": amount, "currency": currency}
+        day = day_of(now)
+        if reason is None:
+            lim = conn.execute(select(_t.c.limit_per_payment, _t.c.limit_per_day)
+                               .where(_t.c.id == v.token_id)).one()
+            if lim.limit_per_payment is not None and amount > lim.limit_per_payment:
+                reason = LIMIT_EXCEEDED
+            elif lim.limit_per_day is not None:
+                spent = conn.execute(select(func.coalesce(func.sum(_p.c.amount), 0)).where(
+                    _p.c.token_id == v.token_id, _p.c.day == day, _p.c.status == "succeeded")).scalar()
+                if spent + amount > lim.limit_per_day:
+                    reason = LIMIT_EXCEEDED
+        if reason is None:
+            res = conn.execute(update(_a).where(_a.c.token_id == v.token_id, _a.c.currency == currency,
+                                                _a.c.balance >= amount)
+                               .values(balance=_a.c.balance - amount))
+            if res.rowcount != 1:
+                reason = INSUFFICIENT_FUNDS
+        pid = "pay_" + secrets.token_hex(12)
+        status = "succeeded" if reason is None else "refused"
+        row = {"id": pid, "merchant_id": merchant_id, "merchant_order_id": order_id, "request_hash": req,
+               "token_id": v.token_id, "amount": amount, "currency": currency, "status": status,
+               "reason": reason, "step": v.step, "refunded": 0, "day": day, "created_at": now}
+        conn.execute(_p.insert().values(**row))
+        audit.append(conn, now, actor, "PAYMENT", v.token_id,
+                     {"payment_id": pid, "status": status, "reason": reason, "amount": amount,
+                      "currency": currency, "step": v.step, "offset": v.offset})
+        log.info("payment %s %s %s merchant=%s token=%s", pid, status, reason or "", merchant_id, v.token_id)
+        return self._result(_Row(row))
+
+    def get_payment(self, merchant_id: int, payment_id: str) -> dict:
+        """A merchant's own payment, with the refunded total and creation time."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(_p).where(_p.c.id == payment_id, _p.c.merchant_id == merchant_id)).first()
+        if row is None:
+            raise BackendError(f"no payment {payment_id}", 404)
+        out = self._result(row)
+        out.update(merchant_order_id=row.merchant_order_id, refunded=row.refunded, created_at=row.created_at)
+        return out
+
+    def refund(self, merchant_id: int, payment_id: str, amount: int | None = None) -> dict:
+        """Refund all (default) or part of a succeeded payment back to the token's account."""
+        if amount is not None:
+            _check_amount(amount)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(_p).where(_p.c.id == payment_id, _p.c.merchant_id == merchant_id)).first()
+            if row is None:
+                raise BackendError(f"no payment {payment_id}", 404)
+            if row.status != "succeeded":
+                raise BackendError("only a succeeded payment can be refunded", 409)
+            if amount is None:
+                amount = row.amount - row.refunded
+            res = conn.execute(update(_p).where(_p.c.id == payment_id, _p.c.refunded + amount <= _p.c.amount)
+                               .values(refunded=_p.c.refunded + amount))
+            if amount < 1 or res.rowcount != 1:
+                raise BackendError("refund exceeds what remains of the payment", 409)
+            conn.execute(update(_a).where(_a.c.token_id == row.token_id).values(balance=_a.c.balance + amount))
+            rid = "ref_" + secrets.token_hex(12)
+            now = self.now()
+            conn.execute(_r.insert().values(id=rid, payment_id=payment_id, amount=amount, created_at=now))
+            audit.append(conn, now, f"merchant:{merchant_id}", "REFUND", row.token_id,
+                         {"payment_id": payment_id, "refund_id": rid, "amount": amount})
+            refunded = conn.execute(select(_p.c.refunded).where(_p.c.id == payment_id)).scalar()
+        return {"refund_id": rid, "payment_id": payment_id, "amount": amount, "refunded": refunded}
+
+    # ---- keys and audit ----------------------------------------------------------------
+
+    def rotate_master_key(self, new_ring: Keyring, batch: int = 200) -> int:
+        """Re-wrap every data key under ``new_ring``'s current key, a batch per transaction.
+
+        ``new_ring`` must also hold the old key(s). Servers that hold both keys keep
+        serving throughout; each row changes only by compare-and-set. Returns rows done.
+        """
+        done = 0
+        targets = ((_t, _t.c.id, ("secret_enc", "sync_key_enc")), (_s, _s.c.prefix, ("key_enc",)))
+        for table, pk, cols in targets:
+            for col in cols:
+                c = table.c[col]
+                while True:
+                    with self.engine.begin() as conn:
+                        rows = conn.execute(select(pk, c).where(c.is_not(None),
+                                                                ~c.like(f"v1.{new_ring.current_id}.%"))
+                                            .limit(batch)).all()
+                        for key, env in rows:
+                            res = conn.execute(update(table).where(pk == key, c == env)
+                                               .values({col: new_ring.rewrap(env)}))
+                            done += res.rowcount
+                    if not rows:
+                        break
+        with self.engine.begin() as conn:
+            audit.append(conn, self.now(), "cli", "MASTER_KEY_ROTATE", None,
+                         {"to": new_ring.current_id, "rows": done})
+        self.keyring = new_ring
+        return done
+
+    def verify_audit(self) -> audit.ChainReport:
+        with self.engine.begin() as conn:
+            return audit.verify_chain(conn)
+
+
+class _Row:
+    """Attribute access over a dict, so a new payment renders like a stored one."""
+
+    def __init__(self, d: dict) -> None:
+        self.__dict__.update(d)
