@@ -1,0 +1,282 @@
+"""The wake cycle: read the clock, trust it or refuse, compute the payment code, draw it.
+
+Usage: import app; app.boot()  # from main.py; app.run(board, frames=1) draws one frame
+"""
+
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731
+
+import config
+import fwversion
+import paycode
+import ui
+
+_STEP = const(30)
+_AWAKE_S = const(60)  # the display sleeps after this many seconds without a press
+_TICK_MS = const(250)
+
+
+# --- pure logic -----------------------------------------------------------------
+
+def true_time(t_rtc, ppm, ref_time):
+    # Drift correction: t_true = t_rtc - (t_rtc - ref_time) * ppm / 1e6, in integer
+    # parts per billion so every port (single- or double-precision float) agrees.
+    ppb = int(ppm * 1000 + (0.5 if ppm >= 0 else -0.5))
+    num = (t_rtc - ref_time) * ppb
+    if num >= 0:
+        corr = (num + 500000000) // 1000000000
+    else:
+        corr = -((500000000 - num) // 1000000000)
+    return t_rtc - corr
+
+
+def decide(cfg, dt, lost, build_year=fwversion.BUILD_YEAR):
+    # -> (screen, unix time): screen is "code", "provision", "sync" or "back".
+    # cfg: the config dict (None: never provisioned); dt: the RTC's civil UTC
+    # (y, mo, d, h, mi, s); lost: the clock cannot be trusted (lost power, or an
+    # MCU RTC after a cold boot).
+    if cfg is None or not cfg["secret"] or len(cfg["scheme_key"]) != 16:
+        return "provision", 0
+    if lost or not cfg["ref_time"] or dt[0] < build_year:
+        return "sync", 0
+    t = true_time(paycode.unix_from_civil(*dt), cfg["ppm"], cfg["ref_time"])
+    if t // _STEP < cfg["last_step"]:
+        return "back", t
+    return "code", t
+
+
+def code_at(cfg, t):
+    return paycode.payment_code(cfg["secret"], cfg["token_id"], t, cfg["scheme_key"],
+                                cfg["prefix"])
+
+
+# --- the clock and the board ---------------------------------------------------
+
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython
+    import time as _time
+
+    def ticks_ms():
+        return int(_time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+
+def _sleep_ms(ms):
+    import time
+
+    if hasattr(time, "sleep_ms"):
+        time.sleep_ms(ms)
+    else:
+        time.sleep(ms / 1000)
+
+
+def devices(board):
+    # The display, the RTC driver and the button of a board definition module.
+    i2c = board.i2c()
+    import ssd1306
+
+    disp = ssd1306.SSD1306_I2C(board.WIDTH, board.HEIGHT, i2c, getattr(board, "DISPLAY_ADDR", 0x3C))
+    kind = board.RTC
+    if kind == "ds3231":
+        import ds3231
+
+        rtc = ds3231.DS3231(i2c)
+    elif kind == "pcf8563":
+        import pcf8563
+
+        rtc = pcf8563.PCF8563(i2c)
+    else:
+        import mcurtc
+
+        rtc = mcurtc.MCURTC(board.mcu_rtc())
+    return disp, rtc, board.button()
+
+
+def _pressed(button):
+    if button is None:
+        return False
+    if hasattr(button, "pressed"):
+        return button.pressed()
+    return not button.value()  # active low
+
+
+class Token:
+    # One token: its devices, config path and screen. It is also proto's context
+    # (config, cfg_path, board, set_clock, clock_state).
+    def __init__(self, bd, disp, rtc, button, cfg_path=config.PATH, cold=False):
+        self.bd = bd
+        self.disp = disp
+        self.rtc = rtc
+        self.button = button
+        self.cfg_path = cfg_path
+        self.config = config
+        self.board = getattr(bd, "NAME", "?")
+        self.ui = ui.UI(disp, bd.WIDTH, bd.HEIGHT)
+        # An MCU RTC is valid only while the board stays powered: after a cold boot
+        # nothing is trusted until the station sets it.
+        self.mcu_cold = bd.RTC == "mcu" and cold
+        self.cfg = None
+        self.screen = None
+        self.step = -1
+        self.wake_no = 0
+
+    def clock_state(self):
+        if self.rtc.lost_power or self.mcu_cold:
+            return "lost"
+        try:
+            cfg = config.load(self.cfg_path)
+        except ValueError:
+            return "unset"
+        return "ok" if cfg and cfg["ref_time"] else "unset"
+
+    def set_clock(self, utc):
+        self.rtc.set_datetime(paycode.civil_from_unix(utc))
+        self.mcu_cold = False
+
+    def wake(self, wake_no=0):
+        # One wake: decide, record last_step once, draw the first frame.
+        # -> (screen, UTC time read, ticks_ms at the read)
+        try:
+            cfg = config.load(self.cfg_path)
+        except ValueError:
+            cfg = "corrupt"
+        dt = self.rtc.datetime()
+        k0 = ticks_ms()
+        if cfg == "corrupt":
+            screen, t = "corrupt", 0
+        else:
+            screen, t = decide(cfg, dt, self.rtc.lost_power or self.mcu_cold)
+        self.cfg = cfg
+        self.screen = screen
+        self.wake_no = wake_no
+        if screen == "code":
+            step = t // _STEP
+            if step > cfg["last_step"]:
+                config.update(self.cfg_path, last_step=step)
+            self._draw_code(t)
+        else:
+            note = None
+            if isinstance(cfg, dict) and cfg["token_id"]:
+                note = "ID %08d" % cfg["token_id"]
+            self.ui.message(screen, wake_no, note)
+        self.disp.show()
+        return screen, t, k0
+
+    def _draw_code(self, t):
+        self.step = t // _STEP
+        self.ui.code(code_at(self.cfg, t), _STEP - t % _STEP, self.wake_no)
+
+    def tick(self, t):
+        # The time moved on (t: UTC seconds): a new code at a new step, else the bar.
+        if self.screen != "code":
+            return
+        if t // _STEP != self.step:
+            self._draw_code(t)
+        else:
+            self.ui.countdown(_STEP - t % _STEP)
+        self.disp.show()
+
+
+def make_token(bd, cfg_path=config.PATH):
+    cold = bd.cold_boot()
+    disp, rtc, button = devices(bd)
+    return Token(bd, disp, rtc, button, cfg_path, cold)
+
+
+def run(tok, frames=0, idle=None, awake_s=_AWAKE_S):
+    # The token's life: wake, count down, sleep, wake on the button. frames > 0
+    # stops after that many frames (the first frame is 1: the simulator's snapshot).
+    # idle(ms) waits between frames (the locked protocol serves there) and returns
+    # True to stop.
+    wait = idle or _idle
+    shown = 0
+    wake_no = _wake_count(tok.cfg_path)
+    while True:
+        screen, t0, k0 = tok.wake(wake_no)
+        shown += 1
+        if frames and shown >= frames:
+            return
+        last = t0
+        awake_until = awake_s * 1000
+        while True:
+            if wait(_TICK_MS):
+                return
+            el = ticks_diff(ticks_ms(), k0)
+            if _pressed(tok.button):
+                awake_until = el + awake_s * 1000
+            if el >= awake_until:
+                break
+            t = t0 + el // 1000
+            if t != last:
+                last = t
+                tok.tick(t)
+                shown += 1
+                if frames and shown >= frames:
+                    return
+        tok.disp.poweroff()
+        tok.bd.sleep(0)  # light sleep returns on the button; deep sleep resets
+        tok.disp.poweron()
+        wake_no += 1
+
+
+def _idle(ms):
+    _sleep_ms(ms)
+    return False
+
+
+def _wake_count(cfg_path):
+    # The burn-in position this boot starts at: the last step shown, which moves on
+    # with every wake in a new 30 s step (so no extra flash write).
+    try:
+        cfg = config.load(cfg_path)
+        return cfg["last_step"] if cfg else 0
+    except ValueError:
+        return 0
+
+
+def boot(bd=None, cfg_path=config.PATH, frames=0):
+    # main.py's body; kbd_intr(-1) ran before this. A locked (or unreadable) config
+    # keeps Ctrl-C off and never returns, unless UNLOCK succeeds; a factory token
+    # gets Ctrl-C back and runs until interrupted.
+    if bd is None:
+        import board as bd
+    try:
+        cfg = config.load(cfg_path)
+        locked = bool(cfg and cfg["locked"])
+    except ValueError:
+        locked = True  # fail closed: a damaged config may hide a lock flag
+    if not locked:
+        _kbd(3)
+        run(make_token(bd, cfg_path), frames)
+        return
+    import proto
+
+    while True:
+        try:
+            tok = make_token(bd, cfg_path)
+            p = proto.Proto(tok)
+            run(tok, frames, p.serve)
+            if p.unlocked:
+                _kbd(3)
+                return  # the REPL, for a firmware update at the service desk
+            if frames:
+                return
+        except Exception as e:  # never the REPL: report the type only, retry
+            import sys
+
+            sys.stdout.write("ERR internal %s\n" % type(e).__name__)
+            _sleep_ms(1000)
+
+
+def _kbd(c):
+    try:
+        import micropython
+
+        micropython.kbd_intr(c)
+    except (ImportError, AttributeError):
+        pass
