@@ -1,0 +1,129 @@
+"""Host-side control of a virtual token: where its parts live, and the supervisor's state.
+
+Usage: ``control.port(flash_dir)`` is the device path of a running virtual token;
+``control.hard_reset(flash_dir)`` kills and reboots a wedged interpreter.
+
+A token is named by its flash folder ``DIR``. Its hardware folder is ``DIR.hw``
+(``paytoken.vhw``); the supervisor keeps ``vdev.json`` (its pid and port) and the
+``tty`` symlink (the device path) there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+STATE = "vdev.json"
+LINK = "tty"
+
+
+class ControlError(Exception):
+    """The virtual token is not running, or a control action failed."""
+
+
+def _vhw() -> Any:
+    try:
+        from paytoken import vhw
+    except ImportError:
+        return None
+    return vhw
+
+
+def hw_folder(flash: Path | str) -> Path:
+    """The hardware folder of the token whose flash folder is ``flash``."""
+    vhw = _vhw()
+    if vhw is not None and hasattr(vhw, "hw_folder"):
+        return Path(vhw.hw_folder(str(Path(flash).resolve())))
+    return Path(str(Path(flash).resolve()) + ".hw")
+
+
+def ensure_hw(flash: Path | str, board: str = "sim") -> Path:
+    """Create the hardware folder with ``vhw.create`` if it is missing; return it."""
+    hw = hw_folder(flash)
+    vhw = _vhw()
+    if not hw.exists():
+        if vhw is not None and hasattr(vhw, "create"):
+            try:
+                vhw.create(str(hw), board=board)
+            except TypeError:
+                vhw.create(str(hw))
+        else:
+            hw.mkdir(parents=True)
+    return hw
+
+
+def powered(hw: Path) -> bool:
+    """True unless the token's power is cut (the state lives in the hardware folder)."""
+    vhw = _vhw()
+    if vhw is not None and hasattr(vhw, "is_powered"):
+        return bool(vhw.is_powered(str(hw)))
+    try:
+        return bool(json.loads((hw / "power.json").read_text()).get("on", True))
+    except (OSError, ValueError):
+        return True
+
+
+def port_link(flash: Path | str) -> Path:
+    """The stable device path of the token: a symlink to its pty slave."""
+    return hw_folder(flash) / LINK
+
+
+def write_state(flash: Path | str, state: dict[str, Any]) -> None:
+    """Record the running supervisor (atomically)."""
+    p = hw_folder(flash) / STATE
+    tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, p)
+
+
+def read_state(flash: Path | str) -> dict[str, Any]:
+    """The running supervisor's state; ``ControlError`` when none runs for ``flash``."""
+    p = hw_folder(flash) / STATE
+    try:
+        state = json.loads(p.read_text())
+    except (OSError, ValueError):
+        raise ControlError(f"no virtual token running on {flash}") from None
+    try:
+        os.kill(int(state["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        raise ControlError(f"no virtual token running on {flash} (stale state)") from None
+    return state
+
+
+def clear_state(flash: Path | str, pid: int) -> None:
+    """Remove the state file if it is still ours."""
+    p = hw_folder(flash) / STATE
+    try:
+        if json.loads(p.read_text()).get("pid") == pid:
+            p.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def port(flash: Path | str) -> str:
+    """Device path of the running virtual token on ``flash``."""
+    return str(read_state(flash)["port"])
+
+
+def hard_reset(flash: Path | str, wait: float = 5.0) -> None:
+    """Kill the interpreter and boot it again (the board's reset button)."""
+    state = read_state(flash)
+    before = _boots(flash)
+    os.kill(int(state["pid"]), signal.SIGUSR1)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if _boots(flash) != before:
+            return
+        time.sleep(0.02)
+    raise ControlError(f"virtual token on {flash} did not reset within {wait:g} s")
+
+
+def _boots(flash: Path | str) -> int:
+    try:
+        return int(json.loads((hw_folder(flash) / STATE).read_text()).get("boots", 0))
+    except (OSError, ValueError):
+        return 0

@@ -1,0 +1,433 @@
+"""The virtual-token supervisor: MicroPython's unix port behind a pseudo-terminal.
+
+Usage: ``Supervisor(Path("tok1")).run()`` (what ``paytoken vdev start --flash tok1``
+does). Its first output line is the device path, a symlink to the pty's slave side
+that the stock ``mpremote`` and pyserial open like a USB serial board.
+
+The interpreter runs on a second pty of its own, set raw before it starts. Between
+the two the supervisor relays bytes and makes the unix port look like a board:
+
+- an interpreter exit (Ctrl-D, ``sys.exit``, ``machine.reset``) is a reboot: it sends
+  ``MPY: soft reboot`` and starts a fresh interpreter, back in raw mode if it was in
+  raw mode (output is swallowed until the raw banner, as a board prints nothing else);
+- Ctrl-C becomes SIGINT while the interpreter has its SIGINT handler installed
+  (``SigCgt`` in ``/proc/PID/status``: code is running), and stays a byte otherwise
+  (REPL prompt, or ``kbd_intr(-1)``, where a signal would kill the unix port);
+- a bare LF gets a CR only in the friendly REPL, never in raw mode or once
+  ``mpremote mount`` speaks its binary protocol;
+- power (``paytoken.vhw``) is polled: power off kills the interpreter and keeps it dead;
+- SIGUSR1 is a hard reset (kill and boot again), SIGTERM/SIGINT a clean stop.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import termios
+import time
+import tty
+from pathlib import Path
+from typing import TextIO
+
+from paytoken import upy
+from paytoken.vdev import control
+
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+FRIENDLY_MARK = b'Type "help()" for more information.'
+SOFT_REBOOT = b"MPY: soft reboot\r\n"
+MOUNT_MARK = b"__mount()"
+SHIM = Path(__file__).with_name("shim.py")
+
+_MAX_BUF = 1 << 16  # bytes held for a slow side before the other side is paused
+_POLL = 0.05  # seconds between looks at power, client presence and child state
+_SIGINT_BIT = 1 << (signal.SIGINT - 1)
+_LF = re.compile(rb"(?<!\r)\n")
+
+
+class VdevError(Exception):
+    """The virtual token cannot start or run (bad flash folder, missing interpreter)."""
+
+
+def check_flash(flash: Path) -> None:
+    """Refuse a flash folder holding symlinks: they would lead outside it."""
+    for dirpath, dirnames, filenames in os.walk(flash):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            if p.is_symlink():
+                raise VdevError(f"flash folder holds a symlink, refused: {p}")
+
+
+def sigint_installed(pid: int) -> bool:
+    """True when process ``pid`` has a handler for SIGINT (the unix port runs code)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & _SIGINT_BIT)
+    except OSError:
+        pass
+    return False
+
+
+class Supervisor:
+    """One virtual token: a client pty, an interpreter on its own pty, the relay."""
+
+    def __init__(
+        self,
+        flash: Path,
+        *,
+        board: str = "sim",
+        locked: bool = False,
+        heapsize: str | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.flash = Path(flash).resolve()
+        self.hw = control.hw_folder(self.flash)
+        self.board = board
+        self.locked = locked
+        self.heapsize = heapsize
+        self.out = out or sys.stdout
+        self.link = control.port_link(self.flash)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.im = -1  # interpreter pty master
+        self.cm = -1  # client pty master
+        self.client = False
+        self.raw = False
+        self.mounted = False
+        self.swallow = b""  # raw reboot: output dropped until the raw banner
+        self.swallowing = False
+        self.last_out = b""
+        self.marks = b""  # tail of output, for markers split across reads
+        self.to_dev = bytearray()
+        self.to_host = bytearray()
+        self.started_at = 0.0
+        self.stopping = False
+        self.reset_wanted = False
+        self.boots = 0
+
+    # ---- interpreter -------------------------------------------------------------
+
+    def _start(self, mode: str) -> None:
+        check_flash(self.flash)
+        m, s = pty.openpty()
+        tty.setraw(s)  # before the child starts: no CR/LF doubling, no echo
+        env = dict(os.environ)
+        env.update(
+            PAYTOKEN_FLASH=str(self.flash),
+            PAYTOKEN_BOOT=mode,
+            PAYTOKEN_HW=str(self.hw),
+            PAYTOKEN_BOARD=self.board,
+            MICROPYPATH=".frozen",
+        )
+        argv = [upy.micropython()]
+        if self.heapsize:
+            argv += ["-X", f"heapsize={self.heapsize}"]
+        if mode != "locked":
+            argv.append("-i")
+        argv += ["-c", SHIM.read_text()]
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=s,
+                stdout=s,
+                stderr=s,
+                cwd=self.flash,
+                env=env,
+                close_fds=True,
+                start_new_session=True,  # a terminal's Ctrl-C must not reach it
+            )
+        finally:
+            os.close(s)
+        os.set_blocking(m, False)
+        self.im = m
+        self.raw = False
+        self.mounted = False
+        self.marks = b""
+        self.to_dev.clear()
+        self.started_at = time.monotonic()
+        self.boots += 1
+        self._write_state()
+        if mode == "raw":
+            self.swallowing = True
+            self.swallow = b""
+            self.to_dev += b"\x01"
+        else:
+            self.swallowing = False
+
+    def _kill(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        if self.im >= 0:
+            os.close(self.im)
+            self.im = -1
+
+    def _exited(self) -> None:
+        # the interpreter is gone: a reboot, unless the power is off or we stop
+        lived = time.monotonic() - self.started_at
+        was_raw = self.raw
+        self._kill()
+        if self.stopping or not control.powered(self.hw):
+            return
+        self._send_host(SOFT_REBOOT)
+        if self.locked:
+            mode = "locked"
+        elif was_raw:
+            mode = "raw"
+        else:
+            mode = "full"
+        if mode != "raw" and lived < 0.5:
+            time.sleep(0.2)  # a crash loop must not spin
+        self._start(mode)
+
+    # ---- relay -------------------------------------------------------------------
+
+    def _send_host(self, data: bytes) -> None:
+        if self.client:
+            self.to_host += data
+            if len(self.to_host) > 4 * _MAX_BUF:  # a client that never reads
+                del self.to_host[: len(self.to_host) - 4 * _MAX_BUF]
+
+    def _from_dev(self, data: bytes) -> None:
+        if self.swallowing:
+            self.swallow = (self.swallow + data)[-4096:]
+            i = self.swallow.find(RAW_BANNER)
+            if i < 0:
+                return
+            data = self.swallow[i:]
+            self.swallowing = False
+            self.swallow = b""
+        window = self.marks + data
+        base = len(self.marks)
+        r = window.rfind(RAW_BANNER)
+        f = window.rfind(FRIENDLY_MARK)
+        cut = 0
+        new_raw = self.raw
+        if r >= 0 or f >= 0:
+            new_raw = r > f
+            cut = max(0, max(r, f) - base)
+        head, tail = data[:cut], data[cut:]
+        self._send_host(self._cook(head, self.raw) + self._cook(tail, new_raw))
+        self.raw = new_raw
+        self.marks = window[-64:]
+        if data:
+            self.last_out = data[-1:]
+
+    def _cook(self, data: bytes, raw: bool) -> bytes:
+        if raw or self.mounted or not data:
+            if data:
+                self.last_out = data[-1:]
+            return data
+        out = _LF.sub(b"\r\n", data)
+        if data[:1] == b"\n" and self.last_out == b"\r":
+            out = out[1:]  # the CR came in the previous read
+        self.last_out = data[-1:]
+        return out
+
+    def _from_host(self, data: bytes) -> None:
+        if MOUNT_MARK in data:
+            self.mounted = True  # binary file protocol from now until the next boot
+        while data:
+            i = data.find(b"\x03")
+            if i < 0:
+                self.to_dev += data
+                return
+            self.to_dev += data[:i]
+            data = data[i + 1 :]
+            proc = self.proc
+            if proc is not None and proc.poll() is None and sigint_installed(proc.pid):
+                self._flush_dev()
+                os.kill(proc.pid, signal.SIGINT)
+            else:
+                self.to_dev += b"\x03"
+
+    def _flush_dev(self) -> None:
+        if self.im < 0 or not self.to_dev:
+            return
+        try:
+            n = os.write(self.im, self.to_dev)
+            del self.to_dev[:n]
+        except BlockingIOError:
+            pass
+        except OSError:
+            pass  # the interpreter is dying; its exit is handled on read
+
+    def _flush_host(self) -> None:
+        if not self.client or not self.to_host:
+            return
+        try:
+            n = os.write(self.cm, self.to_host)
+            del self.to_host[:n]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._client_gone()
+
+    def _client_gone(self) -> None:
+        self.client = False
+        self.to_host.clear()
+
+    def _probe_client(self) -> None:
+        # no slave open: read gives EIO. A fresh opener gets no stale output.
+        try:
+            data = os.read(self.cm, 4096)
+        except BlockingIOError:
+            data = b""
+        except OSError as e:
+            if e.errno == errno.EIO:
+                return
+            raise
+        self.client = True
+        self._drop_stale_output()
+        if data:
+            self._from_host(data)
+
+    def _drop_stale_output(self) -> None:
+        try:
+            fd = os.open(self._name, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            termios.tcflush(fd, termios.TCIFLUSH)
+        finally:
+            os.close(fd)
+
+    # ---- main loop ---------------------------------------------------------------
+
+    def _open_client(self) -> str:
+        m, s = pty.openpty()
+        tty.setraw(s)
+        name = os.ttyname(s)
+        os.close(s)  # open only to name it: a client is whoever opens it next
+        os.set_blocking(m, False)
+        self.cm = m
+        return name
+
+    def _write_state(self) -> None:
+        control.write_state(
+            self.flash,
+            {"pid": os.getpid(), "pty": self._name, "port": str(self.link), "boots": self.boots},
+        )
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGUSR1:
+            self.reset_wanted = True
+        else:
+            self.stopping = True
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; print the device path first. Returns the exit code."""
+        if not upy.micropython():
+            raise VdevError("micropython not found")
+        self.flash.mkdir(parents=True, exist_ok=True)
+        control.ensure_hw(self.flash, self.board)
+        check_flash(self.flash)
+        name = self._name = self._open_client()
+        tmp = self.link.with_name(self.link.name + ".new")
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(name, tmp)
+        os.replace(tmp, self.link)
+        self._write_state()
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        old_wakeup = signal.set_wakeup_fd(wfd)
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+        print(self.link, file=self.out, flush=True)
+        try:
+            if control.powered(self.hw):
+                self._start("locked" if self.locked else "full")
+            self._loop(rfd)
+        finally:
+            self.stopping = True
+            self._kill()
+            signal.set_wakeup_fd(old_wakeup)
+            for s, h in old.items():
+                signal.signal(s, h)
+            os.close(rfd)
+            os.close(wfd)
+            os.close(self.cm)
+            control.clear_state(self.flash, os.getpid())
+            if self.link.is_symlink() and os.readlink(self.link) == name:
+                self.link.unlink()
+        return 0
+
+    def _loop(self, sigfd: int) -> None:
+        next_poll = 0.0
+        while not self.stopping:
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + _POLL
+                on = control.powered(self.hw)
+                if not on and self.proc is not None:
+                    self._kill()  # a power cut: no goodbye
+                elif on and self.proc is None:
+                    self._start("locked" if self.locked else "full")
+                if not self.client:
+                    self._probe_client()
+                if self.proc is not None and self.proc.poll() is not None:
+                    self._drain_dev()
+                    self._exited()
+            if self.reset_wanted:
+                self.reset_wanted = False
+                self._kill()
+                if control.powered(self.hw):
+                    self._start("locked" if self.locked else "full")
+            rl = [sigfd]
+            wl = []
+            if self.client and len(self.to_dev) < _MAX_BUF:
+                rl.append(self.cm)
+            if self.im >= 0 and len(self.to_host) < _MAX_BUF:
+                rl.append(self.im)
+            if self.to_dev and self.im >= 0:
+                wl.append(self.im)
+            if self.to_host and self.client:
+                wl.append(self.cm)
+            r, w, _ = select.select(rl, wl, [], _POLL)
+            if sigfd in r:
+                try:
+                    os.read(sigfd, 64)
+                except BlockingIOError:
+                    pass
+            if self.im in r:
+                try:
+                    data = os.read(self.im, 65536)
+                except BlockingIOError:
+                    data = None
+                except OSError:
+                    data = b""
+                if data == b"":
+                    self._drain_dev()
+                    self._exited()
+                    continue
+                if data:
+                    self._from_dev(data)
+            if self.client and self.cm in r:
+                try:
+                    data = os.read(self.cm, 65536)
+                    self._from_host(data)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self._client_gone()
+            self._flush_dev()
+            self._flush_host()
+
+    def _drain_dev(self) -> None:
+        while self.im >= 0:
+            try:
+                data = os.read(self.im, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self._from_dev(data)
