@@ -75,12 +75,21 @@ class Keyring:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
             raise BackendError("a keyring needs at least one master key")
+        self._raw = list(keys)
         self._keys = {kek_id(k): AESGCM(k) for k in keys}
         self.current_id = kek_id(keys[0])
         self._current = self._keys[self.current_id]
 
     def __repr__(self) -> str:  # never show key material
         return f"Keyring(current={self.current_id}, keys={len(self._keys)})"
+
+    def promote(self, new_key: bytes) -> Keyring:
+        """A keyring sealing under ``new_key`` that still opens everything this one does."""
+        return Keyring([new_key, *(k for k in self._raw if k != new_key)])
+
+    def without_old(self) -> Keyring:
+        """Only the current key (after a rotation has finished)."""
+        return Keyring(self._raw[:1])
 
     @classmethod
     def generate(cls) -> tuple[Keyring, str]:

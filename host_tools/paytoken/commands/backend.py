@@ -1,9 +1,360 @@
-"""Sub-commands (being built; see docs/ARCHITECTURE.md for the owner)."""
+"""Backend sub-commands: db, scheme, token, merchant, account, serve, pay.
+
+Every command takes ``--db URL`` (default ``$PAYTOKEN_DB`` or ``sqlite:///paytoken.db``);
+commands that touch secrets need the master key (``$PAYTOKEN_MASTER_KEY`` or
+``--master-key-file``). Data output has ``--json``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from paytoken.errors import CommandError
+
+
+def _common(p: argparse.ArgumentParser, key: bool = False, as_json: bool = True) -> None:
+    p.add_argument("--db", default=None, metavar="URL",
+                   help="database URL or SQLite file (default $PAYTOKEN_DB or sqlite:///paytoken.db)")
+    if key:
+        p.add_argument("--master-key-file", default=None, metavar="FILE",
+                       help="file holding the 64-hex-digit master key (default $PAYTOKEN_MASTER_KEY)")
+    if as_json:
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _url(args) -> str:
+    from paytoken.backend.db import DEFAULT_URL
+
+    return args.db or os.environ.get("PAYTOKEN_DB") or DEFAULT_URL
+
+
+def _backend(args, key: bool = False):
+    from paytoken.backend import BackendError
+    from paytoken.backend.crypto import Keyring
+    from paytoken.backend.service import Backend
+
+    try:
+        ring = Keyring.load(getattr(args, "master_key_file", None)) if key else None
+        return Backend.open(_url(args), ring)
+    except BackendError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _run(fn, *a, **kw):
+    from paytoken.backend import BackendError
+
+    try:
+        return fn(*a, **kw)
+    except BackendError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _out(args, data, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if getattr(args, "json", False) else text)
+
+
+def _int(text: str) -> int:
+    # Only plain ASCII decimal integers (int() would also take '١٢٣' and '1_000').
+    t = text.strip()
+    body = t[1:] if t[:1] == "-" else t
+    if not body or not body.isascii() or not body.isdigit():
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}")
+    return int(t)
+
+
+def _prefix(args) -> str:
+    if args.prefix:
+        return args.prefix
+    v = args.version
+    return v if len(v) == 2 else "8" + v
+
+
+# ---- db ----------------------------------------------------------------------------------
+
+
+def do_db_init(args) -> None:
+    from paytoken.backend import BackendError
+    from paytoken.backend.db import make_engine, migrate
+    from paytoken.backend.service import Backend
+
+    try:
+        engine = make_engine(_url(args))
+        head = migrate(engine)
+        backend = Backend(engine)
+        admin_key = backend.add_admin("admin") if backend.count_admins() == 0 else None
+    except BackendError as exc:
+        raise CommandError(str(exc)) from None
+    data = {"schema": head, "admin_key": admin_key}
+    text = f"database ready at schema {head}"
+    if admin_key:
+        text += f"\nadmin key (shown once, keep it safe): {admin_key}"
+    _out(args, data, text)
+
+
+def do_db_add_admin(args) -> None:
+    key = _run(_backend(args).add_admin, args.name)
+    _out(args, {"name": args.name, "admin_key": key}, f"admin key for {args.name} (shown once): {key}")
+
+
+def do_db_new_master_key(args) -> None:
+    path = Path(args.file)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CommandError(f"{path} exists; refusing to overwrite a master key") from None
+    except OSError as exc:
+        raise CommandError(f"cannot create {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_bytes(32).hex() + "\n")
+    _out(args, {"file": str(path)}, f"wrote a new master key to {path} (mode 0600)")
+
+
+def do_db_rotate(args) -> None:
+    from paytoken.backend import BackendError
+    from paytoken.backend.crypto import parse_master_keys
+
+    backend = _backend(args, key=True)
+    try:
+        new = parse_master_keys(Path(args.new_key_file).read_text(encoding="ascii"))[0]
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.new_key_file}: {exc.strerror}") from None
+    except BackendError as exc:
+        raise CommandError(str(exc)) from None
+    ring = backend.keyring.promote(new)
+    n = _run(backend.rotate_master_key, ring)
+    _out(args, {"rewrapped": n, "kek_id": ring.current_id},
+         f"re-wrapped {n} secrets under master key {ring.current_id}; "
+         "servers may now drop the old key")
+
+
+def do_db_audit(args) -> None:
+    rep = _run(_backend(args).verify_audit)
+    _out(args, {"ok": rep.ok, "rows": rep.rows, "problems": rep.problems},
+         f"audit chain {'intact' if rep.ok else 'BROKEN'}: {rep.rows} rows"
+         + "".join(f"\n  {p}" for p in rep.problems))
+    if not rep.ok:
+        raise CommandError("audit chain verification failed")
+
+
+# ---- scheme, token, merchant, account -------------------------------------------------------
+
+
+def do_scheme_add(args) -> None:
+    key = None
+    if args.key:
+        try:
+            key = bytes.fromhex(args.key)
+        except ValueError:
+            raise CommandError("--key must be 32 hex digits") from None
+    key = _run(_backend(args, key=True).add_scheme, args.prefix, key)
+    data = {"prefix": args.prefix}
+    text = f"scheme {args.prefix} stored (key encrypted at rest)"
+    if args.show_key:
+        data["key"] = key.hex()
+        text += f"\nscheme key: {key.hex()}"
+    _out(args, data, text)
+
+
+def do_token_add(args) -> None:
+    import paycode
+
+    try:
+        secret = paycode.decode_secret(args.secret)
+    except ValueError as exc:
+        raise CommandError(f"--secret: {exc}") from None
+    sync = None
+    if args.sync_key:
+        try:
+            sync = bytes.fromhex(args.sync_key)
+        except ValueError:
+            raise CommandError("--sync-key must be hex") from None
+    backend = _backend(args, key=True)
+    _run(backend.add_token, args.id, secret, _prefix(args), sync, args.currency,
+         args.limit_per_payment, args.limit_per_day)
+    info = _run(backend.token_info, args.id)
+    _out(args, info, f"token {args.id} active (prefix {info['prefix']})")
+
+
+def _fmt_token(t: dict) -> str:
+    return (f"{t['token_id']:>8}  {t['status']:<8} prefix {t['prefix'] or '--'}  "
+            f"drift {t['drift_steps']:+d} steps  balance {t['balance']} {t['currency'] or ''}  "
+            f"last used {t['last_used_at'] or 'never'}  failures {t['failures']}")
+
+
+def do_token_list(args) -> None:
+    tokens = _run(_backend(args).list_tokens)
+    _out(args, tokens, "\n".join(_fmt_token(t) for t in tokens) or "no tokens")
+
+
+def do_token_show(args) -> None:
+    t = _run(_backend(args).token_info, args.id)
+    _out(args, t, "\n".join(f"{k}: {v}" for k, v in t.items()))
+
+
+def do_token_revoke(args) -> None:
+    t = _run(_backend(args).set_status, args.id, "lost" if args.lost else "revoked", "cli")
+    _out(args, t, f"token {args.id} {t['status']}")
+
+
+def do_token_unlock(args) -> None:
+    t = _run(_backend(args).unlock, args.id, "cli")
+    _out(args, t, f"token {args.id} {t['status']}")
+
+
+def do_merchant_add(args) -> None:
+    mid, key = _run(_backend(args).add_merchant, args.name)
+    _out(args, {"merchant_id": mid, "api_key": key},
+         f"merchant {args.name} (id {mid}); API key, shown once: {key}")
+
+
+def do_account_credit(args) -> None:
+    bal = _run(_backend(args).credit, args.token_id, args.amount)
+    _out(args, {"token_id": args.token_id, "balance": bal}, f"token {args.token_id} balance {bal}")
+
+
+# ---- serve, pay -------------------------------------------------------------------------------
+
+
+def do_serve(args) -> None:
+    import uvicorn
+
+    from paytoken.backend.app import ENV_DB, ENV_WINDOW
+    from paytoken.backend.crypto import ENV_MASTER_KEY_FILE
+
+    if not 1 <= args.window <= 4:
+        raise CommandError("--window must be 1 to 4 steps")
+    _backend(args, key=True)  # fail here, clearly, on a missing key or schema
+    os.environ[ENV_DB] = _url(args)
+    os.environ[ENV_WINDOW] = str(args.window)
+    if args.master_key_file:
+        os.environ[ENV_MASTER_KEY_FILE] = str(Path(args.master_key_file).resolve())
+    uvicorn.run("paytoken.backend.app:create_app_from_env", factory=True, host=args.host,
+                port=args.port, workers=args.workers, log_level=args.log_level)
+
+
+def do_pay(args) -> None:
+    import httpx
+
+    key = args.api_key or os.environ.get("PAYTOKEN_API_KEY")
+    if not key:
+        raise CommandError("a merchant API key is needed: --api-key or $PAYTOKEN_API_KEY")
+    order = args.order_id or "cli-" + secrets.token_hex(8)
+    body = {"code": args.code, "amount": args.amount, "currency": args.currency, "merchant_order_id": order}
+    try:
+        r = httpx.post(args.url.rstrip("/") + "/v1/payments", json=body,
+                       headers={"Authorization": f"Bearer {key}"}, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        raise CommandError(f"cannot reach {args.url}: {exc.__class__.__name__}") from None
+    try:
+        data = r.json()
+    except ValueError:
+        raise CommandError(f"server answered {r.status_code} without JSON") from None
+    if r.status_code != 200:
+        raise CommandError(f"server refused the request ({r.status_code}): {data.get('detail')}")
+    data["merchant_order_id"] = order
+    if data["status"] == "succeeded":
+        text = f"PAID {data['amount']} {data['currency']} from token {data['token_id']} ({data['payment_id']})"
+    else:
+        text = f"REFUSED {data['reason']} (order {order})"
+    _out(args, data, text)
+    if data["status"] != "succeeded":
+        sys.exit(2)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's sub-commands (none yet)."""
+    """Add db, scheme, token, merchant, account, serve and pay."""
+    db = sub.add_parser("db", help="database: init (migrations), admins, master key, audit")
+    dbs = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    p = dbs.add_parser("init", help="create or migrate the schema; prints a first admin key once")
+    _common(p)
+    p.set_defaults(func=do_db_init)
+    p = dbs.add_parser("add-admin", help="create another admin key (printed once)")
+    p.add_argument("name")
+    _common(p)
+    p.set_defaults(func=do_db_add_admin)
+    p = dbs.add_parser("new-master-key", help="write a random master key file (mode 0600)")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=do_db_new_master_key)
+    p = dbs.add_parser("rotate-master-key", help="re-wrap every secret under a new master key")
+    p.add_argument("--new-key-file", required=True, metavar="FILE")
+    _common(p, key=True)
+    p.set_defaults(func=do_db_rotate)
+    p = dbs.add_parser("audit-verify", help="check the audit log's hash chain")
+    _common(p)
+    p.set_defaults(func=do_db_audit)
+
+    sc = sub.add_parser("scheme", help="scheme keys, one per code prefix")
+    scs = sc.add_subparsers(dest="scheme_command", metavar="ACTION", required=True)
+    p = scs.add_parser("add", help="store a scheme key (generated unless --key)")
+    p.add_argument("--prefix", required=True, help="two digits: scheme digit + version, e.g. 81")
+    p.add_argument("--key", help="16-byte key in hex (default: generate one)")
+    p.add_argument("--show-key", action="store_true", help="print the key (it is secret)")
+    _common(p, key=True)
+    p.set_defaults(func=do_scheme_add)
+
+    tk = sub.add_parser("token", help="tokens: add, list, show, revoke, unlock")
+    tks = tk.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    p = tks.add_parser("add", help="register an active token (imports and tests)")
+    p.add_argument("--id", type=_int, required=True)
+    p.add_argument("--secret", required=True, help="base32 secret or otpauth:// URI")
+    p.add_argument("--version", default="1", help="format/key version digit (prefix 8V), or a prefix")
+    p.add_argument("--prefix", default=None, help="the two-digit prefix (overrides --version)")
+    p.add_argument("--sync-key", default=None, help="hex; default: generated")
+    p.add_argument("--currency", default="CNY")
+    p.add_argument("--limit-per-payment", type=_int, default=None, metavar="MINOR")
+    p.add_argument("--limit-per-day", type=_int, default=None, metavar="MINOR")
+    _common(p, key=True)
+    p.set_defaults(func=do_token_add)
+    p = tks.add_parser("list")
+    _common(p)
+    p.set_defaults(func=do_token_list)
+    for name, fn, hlp in (("show", do_token_show, "status, drift, last use"),
+                          ("revoke", do_token_revoke, "revoke a token for good"),
+                          ("unlock", do_token_unlock, "unlock a token locked by failures")):
+        p = tks.add_parser(name, help=hlp)
+        p.add_argument("id", type=_int)
+        if name == "revoke":
+            p.add_argument("--lost", action="store_true", help="mark it lost instead of revoked")
+        _common(p)
+        p.set_defaults(func=fn)
+
+    mc = sub.add_parser("merchant", help="merchants and their API keys")
+    mcs = mc.add_subparsers(dest="merchant_command", metavar="ACTION", required=True)
+    p = mcs.add_parser("add", help="create a merchant; prints its API key once")
+    p.add_argument("name")
+    _common(p)
+    p.set_defaults(func=do_merchant_add)
+
+    ac = sub.add_parser("account", help="token accounts")
+    acs = ac.add_subparsers(dest="account_command", metavar="ACTION", required=True)
+    p = acs.add_parser("credit", help="add funds (minor units)")
+    p.add_argument("--token-id", type=_int, required=True)
+    p.add_argument("--amount", type=_int, required=True, metavar="MINOR")
+    _common(p)
+    p.set_defaults(func=do_account_credit)
+
+    p = sub.add_parser("serve", help="run the payments HTTP API (uvicorn)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_int, default=8080)
+    p.add_argument("--workers", type=_int, default=1)
+    p.add_argument("--window", type=_int, default=1, help="steps accepted either side (1-4)")
+    p.add_argument("--log-level", default="info")
+    _common(p, key=True, as_json=False)
+    p.set_defaults(func=do_serve)
+
+    p = sub.add_parser("pay", help="merchant client: pay with a code")
+    p.add_argument("code")
+    p.add_argument("--amount", type=_int, required=True, metavar="MINOR")
+    p.add_argument("--currency", default="CNY")
+    p.add_argument("--order-id", default=None)
+    p.add_argument("--url", default=os.environ.get("PAYTOKEN_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--api-key", default=None, help="default $PAYTOKEN_API_KEY")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=do_pay)
