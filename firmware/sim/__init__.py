@@ -1,0 +1,91 @@
+"""Virtual hardware for the sim boards: chip models on an I2C bus model, state in $PAYTOKEN_HW. Usage: hw = sim.hardware(128, 64); hw.bus"""
+# Files in the hardware folder (each written atomically: temp file + rename):
+#   hw.json     board, width, height, rtc chip (written by the host)
+#   world.json  {"offset": s} world = host UTC + s, or {"frozen": t}
+#   rtc.json    the RTC chip state (sim/rtc.py), shared with the host
+#   button      one byte appended by the host per press
+#   panel.bin   the lit pixels, MONO_VLSB pages, width*height/8 bytes
+#   panel.json  display_on, lit, inverted, contrast, powered
+#   i2c.json    cumulative bus counters {"bytes", "transactions"}
+from . import rtc as _rtc
+from . import store
+from .bus import I2CBus
+from .button import Button
+from .mcu import MachineRTC
+from .oled import SSD1306Model
+from .rtc import RTCModel
+
+_hw = None
+
+
+class Hardware:
+    def __init__(self, folder, width, height):
+        self.folder = folder
+        cfg = store.load(folder, "hw.json", None)
+        if cfg is None:
+            raise OSError("no hw.json in %s: create it with paytoken.vhw.create" % folder)
+        self.config = cfg
+        # Starting the interpreter is powering the board up.
+        st = store.load(folder, "rtc.json", None)
+        if st is not None and not st["powered"]:
+            _rtc.power(st, True, store.world_time(folder))
+            store.save(folder, "rtc.json", st)
+        self.bus = I2CBus(folder)
+        self.display = SSD1306Model(width, height, folder)
+        self.bus.attach(0x3C, self.display)
+        self.rtc = None
+        if st is not None:
+            self.rtc = RTCModel(folder=folder)
+            self.bus.attach(self.rtc.addr, self.rtc)
+        self.button = Button(folder)
+        self.mcu_rtc = MachineRTC(folder)
+        # Keep i2c.json current when the interpreter exits.
+        try:
+            import sys
+
+            sys.atexit(self.bus.flush)
+        except (AttributeError, ImportError):
+            import atexit
+
+            atexit.register(self.bus.flush)
+
+
+def hardware(width, height):
+    # The one Hardware of this interpreter (created on first use).
+    global _hw
+    if _hw is None:
+        _hw = Hardware(store.hw_folder(), width, height)
+    return _hw
+
+
+def rtc_chip():
+    # The RTC chip the hardware folder holds ("ds3231", "pcf8563" or "mcu").
+    f = store.hw_folder()
+    cfg = store.load(f, "hw.json", None)
+    return cfg["rtc"] if cfg else "ds3231"
+
+
+def sleep(ms):
+    # Poll the button file until a press or the deadline (bounded by ticks).
+    import time
+
+    hw = _hw
+    if hw is None:
+        raise OSError("sim.sleep before the hardware was opened")
+    hw.bus.flush()
+    b = hw.button
+    if not hasattr(time, "ticks_ms"):  # CPython
+        end = time.monotonic() + ms / 1000
+        while not b.value():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, 0.02))
+        return True
+    end = time.ticks_add(time.ticks_ms(), ms)
+    while not b.value():
+        left = time.ticks_diff(end, time.ticks_ms())
+        if left <= 0:
+            return False
+        time.sleep_ms(min(left, 20))
+    return True

@@ -1,0 +1,301 @@
+"""Control a virtual token's hardware folder from the host.
+
+The sim boards keep their chip models' state in a *hardware folder* (the
+interpreter finds it through ``PAYTOKEN_HW``). This module creates one and acts
+on it from outside: press the button, cut and restore power, change the RTC's
+crystal error or battery, move world time, and read the panel and the I2C
+counters. The RTC logic is the very code the device runs (``firmware/sim``).
+
+Usage::
+
+    folder = vhw.create(vhw.hw_folder(flash_dir), rtc_chip="ds3231", ppm=20.0)
+    vhw.press(folder)
+    gddram, w, h, on, inv = vhw.panel(folder)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from paytoken import upy
+
+BOARDS = {"sim": (128, 64), "sim-128x32": (128, 32)}
+RTC_CHIPS = ("ds3231", "pcf8563", "mcu")
+
+
+class VirtualHardwareError(Exception):
+    """A hardware folder is missing, corrupt, or asked for something impossible."""
+
+
+def _sim() -> ModuleType:
+    # firmware/sim loaded as the package paytoken._vhwsim (relative imports inside).
+    name = "paytoken._vhwsim"
+    if name in sys.modules:
+        return sys.modules[name]
+    init = upy.FIRMWARE_DIR / "sim" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[str(init.parent)]
+    )
+    if spec is None or spec.loader is None:
+        raise VirtualHardwareError(f"cannot load the chip models from {init.parent}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _store() -> Any:
+    return _sim().store
+
+
+def _rtc() -> Any:
+    return _sim().rtc
+
+
+def hw_folder(flash_dir: str | os.PathLike[str]) -> Path:
+    """The hardware folder that belongs to a token's flash folder: ``<flash_dir>.hw``."""
+    p = Path(flash_dir)
+    return p.with_name(p.name + ".hw")
+
+
+def _folder(folder: str | os.PathLike[str]) -> str:
+    f = Path(folder)
+    if not (f / "hw.json").is_file():
+        raise VirtualHardwareError(f"{f} is not a hardware folder (no hw.json): create it first")
+    return str(f)
+
+
+def _load(folder: str, name: str) -> Any:
+    try:
+        return _store().load(folder, name, None)
+    except OSError as e:
+        raise VirtualHardwareError(str(e)) from None
+
+
+def create(
+    folder: str | os.PathLike[str],
+    board: str = "sim",
+    rtc_chip: str = "ds3231",
+    ppm: float = 0.0,
+    battery: bool = True,
+    at: float | None = None,
+    *,
+    frozen: bool = False,
+    rtc_set: bool = True,
+    aging: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Create a hardware folder and return its path.
+
+    ``at`` sets world time (UTC seconds; default the host clock), frozen there when
+    ``frozen``. With ``rtc_set`` the RTC starts set to world time with its lost-time
+    flag clear, as after a clock sync; otherwise it starts as a new chip (2000-01-01,
+    flag set). ``aging`` is the DS3231 aging register (signed, ~0.1 ppm per LSB).
+    """
+    if board not in BOARDS:
+        raise VirtualHardwareError(f"unknown sim board {board!r} (one of {', '.join(BOARDS)})")
+    if rtc_chip not in RTC_CHIPS:
+        raise VirtualHardwareError(f"unknown RTC chip {rtc_chip!r} (one of {', '.join(RTC_CHIPS)})")
+    if not -128 <= aging <= 127:
+        raise VirtualHardwareError(f"aging {aging} outside -128..127")
+    f = Path(folder)
+    if (f / "hw.json").exists() and not overwrite:
+        raise VirtualHardwareError(f"{f} already holds virtual hardware")
+    f.mkdir(parents=True, exist_ok=True)
+    s = str(f)
+    store = _store()
+    width, height = BOARDS[board]
+    store.save(s, "hw.json", {"board": board, "width": width, "height": height, "rtc": rtc_chip})
+    _write_world(s, at, frozen)
+    world = store.world_time(s)
+    if rtc_chip == "mcu":
+        (f / "rtc.json").unlink(missing_ok=True)
+    else:
+        st = _rtc().new_state(rtc_chip, ppm, battery, world, world if rtc_set else None)
+        if rtc_chip == "ds3231":
+            st["regs"][0x10] = aging & 0xFF
+        store.save(s, "rtc.json", st)
+    (f / "button").write_bytes(b"")
+    store.save(s, "i2c.json", {"bytes": 0, "transactions": 0})
+    _panel_dark(s, width, height)
+    return f
+
+
+def _write_world(folder: str, at: float | None, frozen: bool) -> None:
+    store = _store()
+    if at is None:
+        if frozen:
+            store.save(folder, "world.json", {"frozen": store.host_utc()})
+        else:
+            store.save(folder, "world.json", {"offset": 0.0})
+    elif frozen:
+        store.save(folder, "world.json", {"frozen": float(at)})
+    else:
+        store.save(folder, "world.json", {"offset": float(at) - store.host_utc()})
+
+
+def _panel_dark(folder: str, width: int, height: int) -> None:
+    store = _store()
+    store.save_bytes(folder, "panel.bin", bytes(width * height // 8))
+    store.save(folder, "panel.json", {"width": width, "height": height, "display_on": False,
+                                      "lit": False, "inverted": False, "contrast": 0,
+                                      "entire_on": False, "powered": False})
+
+
+def press(folder: str | os.PathLike[str], times: int = 1) -> None:
+    """Press the button ``times`` times (the device sees one edge per batch)."""
+    f = _folder(folder)
+    if times < 1:
+        raise VirtualHardwareError("times must be at least 1")
+    with open(Path(f) / "button", "ab") as fh:
+        fh.write(b"p" * times)
+
+
+def _rtc_update(folder: str, fn: Any) -> dict[str, Any]:
+    st = _load(folder, "rtc.json")
+    if st is None:
+        raise VirtualHardwareError(f"{folder} has no RTC chip (rtc is 'mcu')")
+    fn(st, _store().world_time(folder))
+    _store().save(folder, "rtc.json", st)
+    return st
+
+
+def power_off(folder: str | os.PathLike[str]) -> None:
+    """Cut the board's power (the caller stops the interpreter). The RTC keeps
+    running on its battery; without one it stops and will restart lost."""
+    f = _folder(folder)
+    if (Path(f) / "rtc.json").exists():
+        _rtc_update(f, lambda st, w: _rtc().power(st, False, w))
+    cfg = _load(f, "hw.json")
+    _panel_dark(f, cfg["width"], cfg["height"])
+
+
+def power_on(folder: str | os.PathLike[str]) -> None:
+    """Restore power (starting the interpreter also does this)."""
+    f = _folder(folder)
+    if (Path(f) / "rtc.json").exists():
+        _rtc_update(f, lambda st, w: _rtc().power(st, True, w))
+
+
+def set_rtc(
+    folder: str | os.PathLike[str],
+    ppm: float | None = None,
+    battery: bool | None = None,
+    *,
+    time: float | None = None,
+    aging: int | None = None,
+) -> dict[str, Any]:
+    """Change the RTC: crystal error (rebased, so elapsed time keeps the old rate),
+    battery, the register time (UTC seconds; clears the lost flag) or the DS3231
+    aging register. Returns the new chip state."""
+    f = _folder(folder)
+    rtc = _rtc()
+    if aging is not None and not -128 <= aging <= 127:
+        raise VirtualHardwareError(f"aging {aging} outside -128..127")
+    if time is not None and not 946684800 <= time < 7258118400:
+        raise VirtualHardwareError("RTC time must lie in 2000-2199")
+
+    def change(st: dict[str, Any], w: float) -> None:
+        if ppm is not None:
+            rtc.set_ppm(st, ppm, w)
+        if battery is not None:
+            rtc.set_battery(st, battery, w)
+        if aging is not None:
+            if st["chip"] != "ds3231":
+                raise VirtualHardwareError("only the DS3231 has an aging register")
+            rtc.rebase(st, w)
+            st["regs"][0x10] = aging & 0xFF
+        if time is not None:
+            if not st["running"]:
+                raise VirtualHardwareError("the RTC has no power: cannot set its time")
+            rtc.set_time(st, time, w)
+
+    return _rtc_update(f, change)
+
+
+def rtc_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The RTC chip state as stored (rtc.json)."""
+    f = _folder(folder)
+    st = _load(f, "rtc.json")
+    if st is None:
+        raise VirtualHardwareError(f"{f} has no RTC chip (rtc is 'mcu')")
+    return dict(st)
+
+
+def rtc_time(folder: str | os.PathLike[str]) -> int | None:
+    """UTC seconds the RTC registers would read now; None while its oscillator is stopped."""
+    f = _folder(folder)
+    st = rtc_state(f)
+    t = _rtc().reg_time(st, _store().world_time(f))
+    return None if t is None else int(t // 1)
+
+
+def set_world_time(folder: str | os.PathLike[str], unix: float, frozen: bool = False) -> None:
+    """Set world time to ``unix`` (UTC seconds); it runs on with the host clock unless frozen."""
+    f = _folder(folder)
+    _write_world(f, unix, frozen)
+
+
+def world_time(folder: str | os.PathLike[str]) -> float:
+    """World time of this hardware folder, UTC seconds."""
+    return float(_store().world_time(_folder(folder)))
+
+
+def panel(folder: str | os.PathLike[str]) -> tuple[bytes, int, int, bool, bool]:
+    """``(gddram, width, height, display_on, inverted)`` of the panel.
+
+    ``gddram`` is what a person sees, packed like an SSD1306 page framebuffer
+    (MONO_VLSB, width*height/8 bytes, bit set = pixel lit): segment remap, scan
+    direction, start line, inversion and display off are already applied, so it
+    renders as it is. ``display_on`` is True when the panel is lit.
+    """
+    f = _folder(folder)
+    meta = _load(f, "panel.json")
+    if meta is None:
+        raise VirtualHardwareError(f"{f} has no panel.json")
+    data = (Path(f) / "panel.bin").read_bytes()
+    w, h = int(meta["width"]), int(meta["height"])
+    if len(data) != w * h // 8:
+        raise VirtualHardwareError(f"panel.bin holds {len(data)} bytes, expected {w * h // 8}")
+    return data, w, h, bool(meta["lit"]), bool(meta["inverted"])
+
+
+def panel_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """panel.json: display_on, lit, inverted, contrast, entire_on, powered."""
+    return dict(_load(_folder(folder), "panel.json") or {})
+
+
+def snapshot(folder: str | os.PathLike[str], path: str | os.PathLike[str], scale: int = 4) -> None:
+    """Write the panel as a PNG (through ``paytoken.panel.panel_png``)."""
+    from paytoken import panel as panel_mod  # written by the display/sim side
+
+    data, w, h, _on, _inv = panel(folder)
+    panel_mod.panel_png(data, w, h, path, scale=scale)
+
+
+def i2c_counters(folder: str | os.PathLike[str]) -> dict[str, int]:
+    """Cumulative I2C counters ``{"bytes", "transactions"}`` (flushed on display
+    changes, on sleep and at interpreter exit)."""
+    c = _load(_folder(folder), "i2c.json") or {"bytes": 0, "transactions": 0}
+    return {"bytes": int(c["bytes"]), "transactions": int(c["transactions"])}
+
+
+def i2c_bytes(folder: str | os.PathLike[str]) -> int:
+    """Cumulative bytes on the I2C wire (address bytes included)."""
+    return i2c_counters(folder)["bytes"]
+
+
+def env(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """Environment entries that point an interpreter at this hardware folder."""
+    return {"PAYTOKEN_HW": str(Path(_folder(folder)).resolve())}
+
+
+def hw_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """hw.json: board, width, height, rtc."""
+    return dict(json.loads((Path(_folder(folder)) / "hw.json").read_text()))
