@@ -75,8 +75,9 @@ def _sleep_ms(ms):
         time.sleep(ms / 1000)
 
 
-def devices(board):
+def devices(board, cold):
     # The display, the RTC driver and the button of a board definition module.
+    # cold: this boot is a power-up (an MCU RTC has lost its time).
     i2c = board.i2c()
     import ssd1306
 
@@ -93,7 +94,7 @@ def devices(board):
     else:
         import mcurtc
 
-        rtc = mcurtc.MCURTC(board.mcu_rtc())
+        rtc = mcurtc.MCURTC(board.mcu_rtc(), cold)
     return disp, rtc, board.button()
 
 
@@ -102,13 +103,13 @@ def _pressed(button):
         return False
     if hasattr(button, "pressed"):
         return button.pressed()
-    return not button.value()  # active low
+    return bool(button.value())
 
 
 class Token:
     # One token: its devices, config path and screen. It is also proto's context
     # (config, cfg_path, board, set_clock, clock_state).
-    def __init__(self, bd, disp, rtc, button, cfg_path=config.PATH, cold=False):
+    def __init__(self, bd, disp, rtc, button, cfg_path=config.PATH):
         self.bd = bd
         self.disp = disp
         self.rtc = rtc
@@ -117,16 +118,13 @@ class Token:
         self.config = config
         self.board = getattr(bd, "NAME", "?")
         self.ui = ui.UI(disp, bd.WIDTH, bd.HEIGHT)
-        # An MCU RTC is valid only while the board stays powered: after a cold boot
-        # nothing is trusted until the station sets it.
-        self.mcu_cold = bd.RTC == "mcu" and cold
         self.cfg = None
         self.screen = None
         self.step = -1
         self.wake_no = 0
 
     def clock_state(self):
-        if self.rtc.lost_power or self.mcu_cold:
+        if self.rtc.lost_power:
             return "lost"
         try:
             cfg = config.load(self.cfg_path)
@@ -136,7 +134,6 @@ class Token:
 
     def set_clock(self, utc):
         self.rtc.set_datetime(paycode.civil_from_unix(utc))
-        self.mcu_cold = False
 
     def wake(self, wake_no=0):
         # One wake: decide, record last_step once, draw the first frame.
@@ -150,7 +147,8 @@ class Token:
         if cfg == "corrupt":
             screen, t = "corrupt", 0
         else:
-            screen, t = decide(cfg, dt, self.rtc.lost_power or self.mcu_cold)
+            # lost_power covers an MCU RTC after a cold boot (mcurtc.py)
+            screen, t = decide(cfg, dt, self.rtc.lost_power)
         self.cfg = cfg
         self.screen = screen
         self.wake_no = wake_no
@@ -183,9 +181,8 @@ class Token:
 
 
 def make_token(bd, cfg_path=config.PATH):
-    cold = bd.cold_boot()
-    disp, rtc, button = devices(bd)
-    return Token(bd, disp, rtc, button, cfg_path, cold)
+    disp, rtc, button = devices(bd, bd.cold_boot())
+    return Token(bd, disp, rtc, button, cfg_path)
 
 
 def run(tok, frames=0, idle=None, awake_s=_AWAKE_S):
@@ -219,7 +216,12 @@ def run(tok, frames=0, idle=None, awake_s=_AWAKE_S):
                 if frames and shown >= frames:
                     return
         tok.disp.poweroff()
-        tok.bd.sleep(0)  # light sleep returns on the button; deep sleep resets
+        # Sleep until the button (a deep-sleep board resets instead of returning);
+        # between 1 s slices the locked protocol still answers.
+        while not tok.bd.sleep(1000):
+            if wait(0):
+                return
+        _pressed(tok.button)  # take the press that woke us
         tok.disp.poweron()
         wake_no += 1
 
