@@ -7,6 +7,7 @@
 #   panel.bin   the lit pixels, MONO_VLSB pages, width*height/8 bytes
 #   panel.json  display_on, lit, inverted, contrast, powered
 #   i2c.json    cumulative bus counters {"bytes", "transactions"}
+#   power.json  {"on": bool}: the board's supply (the host cuts it)
 from . import rtc as _rtc
 from . import store
 from .bus import I2CBus
@@ -26,6 +27,9 @@ class Hardware:
             raise OSError("no hw.json in %s: create it with paytoken.vhw.create" % folder)
         self.config = cfg
         # Starting the interpreter is powering the board up.
+        p = store.load(folder, "power.json", None)
+        if p is not None and not p.get("on", True):
+            store.save(folder, "power.json", {"on": True})
         st = store.load(folder, "rtc.json", None)
         if st is not None and not st["powered"]:
             _rtc.power(st, True, store.world_time(folder))

@@ -122,6 +122,7 @@ def create(
             st["regs"][0x10] = aging & 0xFF
         store.save(s, "rtc.json", st)
     (f / "button").write_bytes(b"")
+    store.save(s, "power.json", {"on": True})
     store.save(s, "i2c.json", {"bytes": 0, "transactions": 0})
     _panel_dark(s, width, height)
     return f
@@ -174,6 +175,7 @@ def power_off(folder: str | os.PathLike[str]) -> None:
         _rtc_update(f, lambda st, w: _rtc().power(st, False, w))
     cfg = _load(f, "hw.json")
     _panel_dark(f, cfg["width"], cfg["height"])
+    _store().save(f, "power.json", {"on": False})
 
 
 def power_on(folder: str | os.PathLike[str]) -> None:
@@ -181,6 +183,13 @@ def power_on(folder: str | os.PathLike[str]) -> None:
     f = _folder(folder)
     if (Path(f) / "rtc.json").exists():
         _rtc_update(f, lambda st, w: _rtc().power(st, True, w))
+    _store().save(f, "power.json", {"on": True})
+
+
+def is_powered(folder: str | os.PathLike[str]) -> bool:
+    """True unless the board's power is cut (power.json)."""
+    p = _load(_folder(folder), "power.json")
+    return True if p is None else bool(p.get("on", True))
 
 
 def set_rtc(
