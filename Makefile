@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# The two stub packages share module names: one folder each (tests/chips type-checks boards).
+	$(PY) -m pip install --quiet --upgrade --target $(VENV)/stubs/rp2 'micropython-rp2-stubs>=1.22'
+	$(PY) -m pip install --quiet --upgrade --target $(VENV)/stubs/esp32 'micropython-esp32-stubs>=1.22'
 	touch $(STAMP)
 
 # The main job: the whole story on virtual tokens and SQLite.
