@@ -8,6 +8,8 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731
 
+import gc
+
 import config
 import fwversion
 import paycode
@@ -185,14 +187,15 @@ def make_token(bd, cfg_path=config.PATH):
     return Token(bd, disp, rtc, button, cfg_path)
 
 
-def run(tok, frames=0, idle=None, awake_s=_AWAKE_S):
+def run(tok, frames=0, idle=None, awake_s=_AWAKE_S, wake_no=0):
     # The token's life: wake, count down, sleep, wake on the button. frames > 0
     # stops after that many frames (the first frame is 1: the simulator's snapshot).
     # idle(ms) waits between frames (the locked protocol serves there) and returns
     # True to stop.
+    # wake_no: the burn-in position of the first wake (boot passes the last step
+    # shown, which moves on with every wake in a new 30 s step: no extra write).
     wait = idle or _idle
     shown = 0
-    wake_no = _wake_count(tok.cfg_path)
     while True:
         screen, t0, k0 = tok.wake(wake_no)
         shown += 1
@@ -231,16 +234,6 @@ def _idle(ms):
     return False
 
 
-def _wake_count(cfg_path):
-    # The burn-in position this boot starts at: the last step shown, which moves on
-    # with every wake in a new 30 s step (so no extra flash write).
-    try:
-        cfg = config.load(cfg_path)
-        return cfg["last_step"] if cfg else 0
-    except ValueError:
-        return 0
-
-
 def boot(bd=None, cfg_path=config.PATH, frames=0):
     # main.py's body; kbd_intr(-1) ran before this. A locked (or unreadable) config
     # keeps Ctrl-C off and never returns, unless UNLOCK succeeds; a factory token
@@ -250,11 +243,15 @@ def boot(bd=None, cfg_path=config.PATH, frames=0):
     try:
         cfg = config.load(cfg_path)
         locked = bool(cfg and cfg["locked"])
+        wake_no = cfg["last_step"] if cfg else 0
     except ValueError:
         locked = True  # fail closed: a damaged config may hide a lock flag
+        wake_no = 0
+    cfg = None
+    gc.collect()
     if not locked:
         _kbd(3)
-        run(make_token(bd, cfg_path), frames)
+        run(make_token(bd, cfg_path), frames, None, _AWAKE_S, wake_no)
         return
     import proto
 
@@ -262,7 +259,7 @@ def boot(bd=None, cfg_path=config.PATH, frames=0):
         try:
             tok = make_token(bd, cfg_path)
             p = proto.Proto(tok)
-            run(tok, frames, p.serve)
+            run(tok, frames, p.serve, _AWAKE_S, wake_no)
             if p.unlocked:
                 _kbd(3)
                 return  # the REPL, for a firmware update at the service desk

@@ -141,10 +141,11 @@ def decode(data):
 
 
 def _read(path):
-    with open(path, "rb") as f:
-        data = f.read(_MAX_FILE + 1)
-    if len(data) > _MAX_FILE:
+    n = os.stat(path)[6]
+    if n > _MAX_FILE:
         raise ValueError("config corrupt: file too large")
+    with open(path, "rb") as f:
+        data = f.read(n)  # exactly the file: no spare contiguous block on a small heap
     return decode(data)
 
 
