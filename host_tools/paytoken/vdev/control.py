@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from paytoken import vhw
+
 STATE = "vdev.json"
 LINK = "tty"
 
@@ -25,46 +27,25 @@ class ControlError(Exception):
     """The virtual token is not running, or a control action failed."""
 
 
-def _vhw() -> Any:
-    try:
-        from paytoken import vhw
-    except ImportError:
-        return None
-    return vhw
-
-
 def hw_folder(flash: Path | str) -> Path:
     """The hardware folder of the token whose flash folder is ``flash``."""
-    vhw = _vhw()
-    if vhw is not None and hasattr(vhw, "hw_folder"):
-        return Path(vhw.hw_folder(str(Path(flash).resolve())))
-    return Path(str(Path(flash).resolve()) + ".hw")
+    return vhw.hw_folder(Path(flash).resolve())
 
 
 def ensure_hw(flash: Path | str, board: str = "sim") -> Path:
-    """Create the hardware folder with ``vhw.create`` if it is missing; return it."""
+    """Create the hardware folder with ``vhw.create`` unless it exists; return it."""
     hw = hw_folder(flash)
-    vhw = _vhw()
-    if not hw.exists():
-        if vhw is not None and hasattr(vhw, "create"):
-            try:
-                vhw.create(str(hw), board=board)
-            except TypeError:
-                vhw.create(str(hw))
-        else:
-            hw.mkdir(parents=True)
+    if not (hw / "hw.json").exists():
+        try:
+            vhw.create(hw, board=board)
+        except vhw.VirtualHardwareError as e:
+            raise ControlError(str(e)) from None
     return hw
 
 
 def powered(hw: Path) -> bool:
-    """True unless the token's power is cut (the state lives in the hardware folder)."""
-    vhw = _vhw()
-    if vhw is not None and hasattr(vhw, "is_powered"):
-        return bool(vhw.is_powered(str(hw)))
-    try:
-        return bool(json.loads((hw / "power.json").read_text()).get("on", True))
-    except (OSError, ValueError):
-        return True
+    """True unless the token's power is cut (``vhw.is_powered``)."""
+    return vhw.is_powered(hw)
 
 
 def port_link(flash: Path | str) -> Path:

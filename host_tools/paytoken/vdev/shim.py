@@ -2,7 +2,8 @@
 
 Usage (by the supervisor): PAYTOKEN_FLASH=DIR PAYTOKEN_BOOT=full micropython -i -c "$(cat shim.py)"
 It mounts the flash folder as ``/`` behind a path-normalising wrapper, then boots like a
-board: ``boot.py``, then ``main.py`` (full boot only), then the REPL (the ``-i`` flag).
+board: ``boot.py``, then ``main.py`` (not after a soft reboot in raw mode), then the
+REPL (the ``-i`` flag). PAYTOKEN_BOOT is ``full``, ``raw`` or ``locked``.
 """
 
 import os
@@ -85,18 +86,21 @@ class _Dir:
 
 
 def _run(name):
+    # -> True when the file ran to its end
     try:
         os.stat(name)
     except OSError:
-        return
+        return False
     try:
         with open(name) as f:
             src = f.read()
         exec(src, {"__name__": "__main__", "__file__": name})
+        return True
     except SystemExit:
         raise
     except BaseException as e:  # as on a board: print it, then go on to the REPL
         sys.print_exception(e)
+        return False
 
 
 def _boot():
@@ -109,15 +113,14 @@ def _boot():
     sys.path[:] = ["", ".frozen", "/lib"]
     mode = os.getenv("PAYTOKEN_BOOT") or "full"
     if mode == "locked":
-        # a production image: no Ctrl-C, no REPL after main.py
+        # a production image: no Ctrl-C from power-up; the REPL only when main.py
+        # returns (an authenticated UNLOCK), never when it is missing or fails
         import micropython
 
         micropython.kbd_intr(-1)
     _run("boot.py")
-    if mode != "raw":
-        _run("main.py")
-    if mode == "locked":
-        raise SystemExit(0)
+    if mode != "raw" and not _run("main.py") and mode == "locked":
+        raise SystemExit(1)
 
 
 _boot()

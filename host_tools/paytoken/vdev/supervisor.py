@@ -35,7 +35,7 @@ import tty
 from pathlib import Path
 from typing import TextIO
 
-from paytoken import upy
+from paytoken import upy, vhw
 from paytoken.vdev import control
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
@@ -110,6 +110,7 @@ class Supervisor:
         self.stopping = False
         self.reset_wanted = False
         self.boots = 0
+        self._power = True
 
     # ---- interpreter -------------------------------------------------------------
 
@@ -128,9 +129,7 @@ class Supervisor:
         argv = [upy.micropython()]
         if self.heapsize:
             argv += ["-X", f"heapsize={self.heapsize}"]
-        if mode != "locked":
-            argv.append("-i")
-        argv += ["-c", SHIM.read_text()]
+        argv += ["-i", "-c", SHIM.read_text()]
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -175,7 +174,7 @@ class Supervisor:
         lived = time.monotonic() - self.started_at
         was_raw = self.raw
         self._kill()
-        if self.stopping or not control.powered(self.hw):
+        if self.stopping or not self._powered():
             return
         self._send_host(SOFT_REBOOT)
         if self.locked:
@@ -311,6 +310,13 @@ class Supervisor:
         self.cm = m
         return name
 
+    def _powered(self) -> bool:
+        try:
+            self._power = control.powered(self.hw)
+        except (OSError, ValueError, vhw.VirtualHardwareError):
+            pass  # unreadable for a moment: keep the last known state
+        return self._power
+
     def _write_state(self) -> None:
         control.write_state(
             self.flash,
@@ -328,7 +334,11 @@ class Supervisor:
         if not upy.micropython():
             raise VdevError("micropython not found")
         self.flash.mkdir(parents=True, exist_ok=True)
-        control.ensure_hw(self.flash, self.board)
+        try:
+            control.ensure_hw(self.flash, self.board)
+            vhw.power_on(self.hw)  # plugging the board in
+        except (control.ControlError, vhw.VirtualHardwareError, OSError) as e:
+            raise VdevError(f"hardware folder {self.hw}: {e}") from None
         check_flash(self.flash)
         name = self._name = self._open_client()
         tmp = self.link.with_name(self.link.name + ".new")
@@ -344,7 +354,7 @@ class Supervisor:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
         print(self.link, file=self.out, flush=True)
         try:
-            if control.powered(self.hw):
+            if self._powered():
                 self._start("locked" if self.locked else "full")
             self._loop(rfd)
         finally:
@@ -367,7 +377,7 @@ class Supervisor:
             now = time.monotonic()
             if now >= next_poll:
                 next_poll = now + _POLL
-                on = control.powered(self.hw)
+                on = self._powered()
                 if not on and self.proc is not None:
                     self._kill()  # a power cut: no goodbye
                 elif on and self.proc is None:
@@ -380,7 +390,7 @@ class Supervisor:
             if self.reset_wanted:
                 self.reset_wanted = False
                 self._kill()
-                if control.powered(self.hw):
+                if self._powered():
                     self._start("locked" if self.locked else "full")
             rl = [sigfd]
             wl = []

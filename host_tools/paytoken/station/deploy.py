@@ -1,0 +1,309 @@
+"""Deploy the firmware to a token: compile with mpy-cross, copy only what changed.
+
+Usage::
+
+    with Device(port) as dev:
+        result = deploy(dev, "sim")      # -> DeployResult(copied=[...], unchanged=[...])
+
+``firmware/**/*.py`` is compiled for the board's ``ARCH`` (``firmware/sim/`` only for
+sim boards); ``main.py`` and ``boot.py`` stay source, and the board file goes to
+``/board.py``. The device keeps a manifest ``/.deploy.json`` of what was deployed
+(path -> SHA-256). Before copying, the station hashes the device's files and compares
+them with the manifest and with the build: only files whose hash differs are copied,
+each atomically (``Device.put``: temp file, hash check, rename). Files of an older
+deploy that are no longer part of it are removed, and so are leftover temp files of
+a cut copy and any ``.py`` that would shadow a deployed ``.mpy``.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paytoken import upy
+from paytoken.station.transport import Device, DeviceError
+
+MANIFEST = "/.deploy.json"
+SOURCE_KEPT = ("main.py", "boot.py")  # a board runs these as source
+
+UNIX_PLATFORMS = ("linux", "darwin", "freebsd")  # sys.platform of the unix port
+
+# sys.implementation._mpy >> 10 on the device, by mpy-cross -march name
+ARCH_BITS = {
+    "x86": 1,
+    "x64": 2,
+    "armv6": 3,
+    "armv6m": 4,
+    "armv7m": 5,
+    "armv7em": 6,
+    "armv7emsp": 7,
+    "armv7emdp": 8,
+    "xtensa": 9,
+    "xtensawin": 10,
+    "rv32imc": 11,
+    "rv64imc": 12,
+}
+
+
+class DeployError(Exception):
+    """The deploy was refused or failed; the message says why."""
+
+
+@dataclass
+class Board:
+    """A board definition: its name, file, mpy-cross arch and whether it is simulated."""
+
+    name: str
+    path: Path
+    arch: str
+    platform: str | None
+    sim: bool
+
+
+@dataclass
+class DeployResult:
+    """What a deploy did, by device path."""
+
+    port: str
+    board: str
+    copied: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    manifest_ok: bool = True
+    seconds: float = 0.0
+
+
+def load_board(name: str, boards_dir: Path | None = None) -> Board:
+    """Read ``boards/<name>.py`` (without running it): ``ARCH`` and optional ``PLATFORM``."""
+    bdir = boards_dir or upy.BOARDS_DIR
+    if not name or "/" in name or name.startswith("."):
+        raise DeployError(f"bad board name {name!r}")
+    path = bdir / f"{name}.py"
+    if not path.is_file():
+        known = sorted(p.stem for p in bdir.glob("*.py")) if bdir.is_dir() else []
+        raise DeployError(f"no board {name!r} (known: {', '.join(known) or 'none'})")
+    consts: dict[str, object] = {}
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            tgt = node.targets[0]
+            if isinstance(tgt, ast.Name) and tgt.id in ("ARCH", "PLATFORM"):
+                try:
+                    consts[tgt.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    pass
+    arch = consts.get("ARCH")
+    if not isinstance(arch, str) or arch not in ARCH_BITS:
+        raise DeployError(
+            f"board {name}: ARCH must be an mpy-cross arch ({', '.join(ARCH_BITS)}), got {arch!r}"
+        )
+    plat = consts.get("PLATFORM")
+    sim = name == "sim" or name.startswith("sim-")
+    return Board(name, path, arch, plat if isinstance(plat, str) else None, sim)
+
+
+def sources(board: Board, firmware_dir: Path | None = None) -> dict[str, Path]:
+    """Device path -> source file for this board (board file included)."""
+    fw = firmware_dir or upy.FIRMWARE_DIR
+    out: dict[str, Path] = {}
+    for p in sorted(fw.rglob("*.py")):
+        rel = p.relative_to(fw)
+        if "__pycache__" in rel.parts or any(part.startswith(".") for part in rel.parts):
+            continue
+        if rel.parts[0] == "sim" and not board.sim:
+            continue
+        name = rel.as_posix()
+        if name in SOURCE_KEPT:
+            out["/" + name] = p
+        else:
+            out["/" + name[:-3] + ".mpy"] = p
+    out["/board.py"] = board.path
+    return out
+
+
+def _mpy_cross_version() -> str:
+    proc = subprocess.run([upy.mpy_cross(), "--version"], capture_output=True, text=True)
+    return proc.stdout.strip()
+
+
+def _cache_dir() -> Path:
+    d = Path(os.environ.get("PAYTOKEN_BUILD", upy.REPO / "build")) / "mpy"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+    except OSError:
+        d = Path(tempfile.gettempdir()) / "paytoken-mpy"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def build(board: Board, firmware_dir: Path | None = None) -> dict[str, bytes]:
+    """Device path -> bytes to deploy; compiled ``.mpy`` are cached by source hash."""
+    srcs = sources(board, firmware_dir)
+    version = _mpy_cross_version()
+    cache = _cache_dir()
+    out: dict[str, bytes] = {}
+    todo: list[tuple[str, Path, Path]] = []
+    for dev_path, src in srcs.items():
+        data = src.read_bytes()
+        if not dev_path.endswith(".mpy"):
+            out[dev_path] = data
+            continue
+        key = hashlib.sha256(f"{version}|{board.arch}|{dev_path}|".encode() + data).hexdigest()
+        cached = cache / f"{key}.mpy"
+        if cached.exists():
+            out[dev_path] = cached.read_bytes()
+        else:
+            todo.append((dev_path, src, cached))
+
+    def compile_one(item: tuple[str, Path, Path]) -> tuple[str, bytes]:
+        dev_path, src, cached = item
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / "out.mpy"
+            proc = subprocess.run(
+                [upy.mpy_cross(), f"-march={board.arch}", "-s", dev_path[1:-4] + ".py",
+                 "-o", str(target), str(src)],
+                capture_output=True, text=True, timeout=120,
+            )
+            if proc.returncode != 0:
+                raise DeployError(f"mpy-cross failed on {src}: {proc.stderr.strip()[-500:]}")
+            data = target.read_bytes()
+        tmpc = cached.with_name(cached.name + f".{os.getpid()}.tmp")
+        tmpc.write_bytes(data)
+        os.replace(tmpc, cached)
+        return dev_path, data
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            for dev_path, data in pool.map(compile_one, todo):
+                out[dev_path] = data
+    return out
+
+
+def check_device(dev: Device, board: Board, built: dict[str, bytes]) -> dict[str, object]:
+    """Refuse a device that cannot load this board's build; return what it reported."""
+    info = dev.eval(
+        "(__import__('sys').platform, getattr(__import__('sys').implementation, '_mpy', None))"
+    )
+    plat, mpy = info
+    if board.platform and plat != board.platform:
+        raise DeployError(
+            f"wrong board: {board.name} is for platform {board.platform}, "
+            f"the device on {dev.port} is {plat}"
+        )
+    unix = plat in UNIX_PLATFORMS
+    if board.sim != unix:
+        kind = "a sim board (the unix port)" if board.sim else "a real board"
+        raise DeployError(
+            f"wrong board: {board.name} is {kind}, the device on {dev.port} is {plat}"
+        )
+    if isinstance(mpy, int):
+        dev_arch = mpy >> 10
+        names = [k for k, v in ARCH_BITS.items() if v == dev_arch]
+        if dev_arch and dev_arch != ARCH_BITS[board.arch]:
+            raise DeployError(
+                f"wrong board: {board.name} is built for {board.arch}, the device on "
+                f"{dev.port} runs {names[0] if names else dev_arch} ({plat})"
+            )
+        have = (mpy & 0xFF, (mpy >> 8) & 3)
+        for data in built.values():
+            if data[:1] != b"M":
+                continue  # source
+            # the sub-version matters only for native code (byte 2 non-zero)
+            native = data[2] != 0
+            if data[1] != have[0] or (native and data[2] & 3 != have[1]):
+                raise DeployError(
+                    f"mpy-cross emits mpy v{data[1]}.{data[2] & 3}, the device on {dev.port} "
+                    f"loads v{have[0]}.{have[1]}: install a matching mpy-cross"
+                )
+            break
+    return {"platform": plat, "mpy": mpy}
+
+
+def _read_manifest(dev: Device) -> dict[str, str]:
+    raw = dev.exec(
+        "try:\n"
+        f" _f=open({MANIFEST!r})\n"
+        " print(_f.read())\n"
+        " _f.close()\n"
+        "except OSError:\n"
+        " print('{}')\n"
+    )
+    try:
+        files = json.loads(raw.strip() or "{}").get("files", {})
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(files, dict):
+        return {}
+    return {str(k): str(v) for k, v in files.items()}
+
+
+def deploy(
+    dev: Device,
+    board: Board | str,
+    *,
+    firmware_dir: Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> DeployResult:
+    """Deploy the firmware for ``board`` to ``dev``; copy only what changed."""
+    t0 = time.perf_counter()
+    if isinstance(board, str):
+        board = load_board(board)
+    built = build(board, firmware_dir)
+    dev.enter_raw()
+    check_device(dev, board, built)
+    result = DeployResult(port=dev.port, board=board.name)
+    manifest = _read_manifest(dev)
+    want = {p: hashlib.sha256(d).hexdigest() for p, d in built.items()}
+    on_dev = dev.sha256(sorted(want))
+    result.manifest_ok = all(manifest.get(p) == h for p, h in on_dev.items() if h is not None)
+    changed = [p for p in sorted(want) if on_dev.get(p) != want[p]]
+    result.unchanged = [p for p in sorted(want) if p not in changed]
+
+    # what goes: files of an older deploy, temp files of a cut copy, shadowing twins
+    stale = {p for p in manifest if p not in want and p != MANIFEST}
+    for p in want:
+        stale.add(p + ".tmp")
+        if p.endswith(".mpy"):
+            stale.add(p[:-4] + ".py")
+        elif p.endswith(".py") and p != "/board.py":
+            stale.add(p[:-3] + ".mpy")
+    stale.add(MANIFEST + ".tmp")
+    stale -= set(want)
+    dirs = sorted({str(Path(p).parent) for p in want} - {"/"}, key=len)
+    out = dev.exec(
+        "import os\n"
+        "def _ex(p):\n"
+        " try:\n  return os.stat(p)[0]\n except OSError:\n  return 0\n"
+        f"for _d in {dirs!r}:\n"
+        " if not _ex(_d) & 0x4000:\n  os.mkdir(_d)\n"
+        "_r=[]\n"
+        f"for _p in {sorted(stale)!r}:\n"
+        " if _ex(_p) & 0x8000:\n  os.remove(_p)\n  _r.append(_p)\n"
+        "print(repr(_r))\n"
+        "del _ex,_r\n"
+    )
+    result.removed = ast.literal_eval(out.strip() or "[]")
+    for i, p in enumerate(changed):
+        if progress:
+            progress(p, i, len(changed))
+        dev.put(built[p], p)
+        result.copied.append(p)
+    if changed or result.removed or manifest != want:
+        doc = {"board": board.name, "arch": board.arch, "files": want}
+        dev.put(json.dumps(doc, sort_keys=True).encode(), MANIFEST)
+    if progress:
+        progress("", len(changed), len(changed))
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+__all__ = ["Board", "DeployError", "DeployResult", "DeviceError", "build", "deploy", "load_board"]
