@@ -1,15 +1,27 @@
 """paycode: the portable payment-code core, the same files on the token and the host.
 
 Usage: from paycode import totp, payment_code, parse_code
+Names load on first use (module __getattr__), so a token pays RAM only for the
+modules it calls: the payment-code path never loads base32 or the calendar.
 """
 
-from .aes import BACKEND as AES_BACKEND  # noqa: F401
-from .b32 import decode_secret  # noqa: F401
-from .civil import civil_from_unix, unix_from_civil  # noqa: F401
-from .code import check_prefix, group4, parse_code, payment_code, resolve_step  # noqa: F401
-from .ct import equal  # noqa: F401
-from .damm import damm  # noqa: F401
-from .ff1 import ff1_decrypt, ff1_encrypt  # noqa: F401
-from .otp import hmac_sha1, hmac_sha256, hotp, sync_mac, totp  # noqa: F401
-
 FORMAT_VERSION = 1
+
+# Modules searched for a public name, the token's hot path first. A tuple scan
+# instead of a name table: this file is on every token's heap.
+_MODULES = ("code", "otp", "ff1", "check", "ct", "civil", "b32", "aes", "aespure", "aeshost")
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        # A submodule (MicroPython's `from . import x` asks the package first).
+        return __import__("paycode." + name, None, None, ("x",))
+    if name[0] != "_":
+        attr = "BACKEND" if name == "AES_BACKEND" else name
+        for mod in _MODULES[:8]:
+            m = __import__("paycode." + mod, None, None, ("x",))
+            if attr in m.__dict__:
+                v = m.__dict__[attr]
+                globals()[name] = v  # cache: the next lookup is a plain dict hit
+                return v
+    raise AttributeError("paycode has no attribute " + name)

@@ -3,19 +3,13 @@
 Usage: payment_code(secret, 12345678, 1700000000, scheme_key)  # -> "81...." (18 digits)
 """
 
-from .damm import damm
+from .check import damm
 from .ff1 import ff1_decrypt, ff1_encrypt
 from .otp import totp
 
-try:
-    from micropython import const
-except ImportError:
-    const = lambda x: x  # noqa: E731
-
-_LEN = const(18)
-_PERIOD = const(30)  # the TOTP inside every code: RFC 6238 SHA-1, 30 s, 6 digits
-_MAX_TOKEN = const(99999999)
-WINDOW = const(4)  # steps the issuer accepts either side of its own clock
+# Fixed by format v1: 18 digits; the TOTP inside is RFC 6238 SHA-1, 30 s steps,
+# 6 digits; token ids have 8 digits; the issuer accepts 4 steps either side.
+WINDOW = 4
 
 
 def check_prefix(prefix):
@@ -37,9 +31,9 @@ def check_prefix(prefix):
 
 def payment_code(secret, token_id, unix_time, scheme_key, prefix="81"):
     check_prefix(prefix)
-    if not 0 <= token_id <= _MAX_TOKEN:
+    if not 0 <= token_id <= 99999999:
         raise ValueError("token id must be 0 to 99999999")
-    step = unix_time // _PERIOD
+    step = unix_time // 30
     inner = "%08d%d%s" % (token_id, step % 10, totp(secret, unix_time))
     body = prefix + ff1_encrypt(scheme_key, prefix.encode(), inner)
     return body + str(damm(body))
@@ -53,7 +47,7 @@ def parse_code(code, scheme_key):
     for ch in code:
         if not "0" <= ch <= "9":
             raise ValueError("payment code must be digits only")
-    if len(code) != _LEN:
+    if len(code) != 18:
         raise ValueError("payment code must be 18 digits, not %d" % len(code))
     if damm(code) != 0:
         raise ValueError("payment code check digit is wrong (a mistyped digit?)")
@@ -75,7 +69,7 @@ def parse_code(code, scheme_key):
 def resolve_step(residue, unix_time, window=WINDOW):
     # The one time step within +-window of unix_time whose last digit is residue,
     # or -1 if none (a code older or newer than the window).
-    now = unix_time // _PERIOD
+    now = unix_time // 30
     d = (residue - now) % 10
     if d > 5:
         d -= 10

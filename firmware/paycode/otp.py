@@ -4,42 +4,21 @@ Usage: totp(key, 1111111109)  # -> "081804" for the RFC 6238 SHA-1 key
 """
 
 import hashlib
-
-try:
-    from micropython import const
-except ImportError:
-    const = lambda x: x  # noqa: E731
-
-_BLOCK = const(64)  # SHA-1 and SHA-256 both hash 64-byte blocks
-
-# Pad tables, built once: xor with 0x36 / 0x5c is a lookup, not a per-call loop.
-_IPAD = bytes(i ^ 0x36 for i in range(256))
-_OPAD = bytes(i ^ 0x5C for i in range(256))
-
-_POW10 = (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000, 10000000000)
-
-
-def _hash(name):
-    # The runtime's constructor, or a clear error where the port lacks it.
-    h = getattr(hashlib, name, None)
-    if h is None:
-        raise ValueError("this runtime's hashlib has no %s" % name)
-    return h
+from binascii import hexlify
 
 
 def _hmac(h, key, msg):
     # A built-in hash finalizes on digest(), so each object is digested once.
-    if len(key) > _BLOCK:
+    if len(key) > 64:
         key = h(key).digest()
-    k = bytearray(_BLOCK)
-    k[: len(key)] = key
-    pad = bytearray(_BLOCK)
-    for i in range(_BLOCK):
-        pad[i] = _IPAD[k[i]]
+    pad = bytearray(64)  # SHA-1 and SHA-256 both hash 64-byte blocks
+    pad[: len(key)] = key
+    for i in range(64):
+        pad[i] ^= 0x36  # K xor ipad
     inner = h(pad)
     inner.update(msg)
-    for i in range(_BLOCK):
-        pad[i] = _OPAD[k[i]]
+    for i in range(64):
+        pad[i] ^= 0x6A  # 0x36 ^ 0x6A == 0x5C: now K xor opad
     outer = h(pad)
     outer.update(inner.digest())
     return outer.digest()
@@ -50,7 +29,10 @@ def hmac_sha1(key, msg):
 
 
 def hmac_sha256(key, msg):
-    return _hmac(_hash("sha256"), key, msg)
+    h = getattr(hashlib, "sha256", None)
+    if h is None:
+        raise ValueError("this runtime's hashlib has no sha256")
+    return _hmac(h, key, msg)
 
 
 def hotp(key, counter, digits=6, algorithm="sha1"):
@@ -66,7 +48,7 @@ def hotp(key, counter, digits=6, algorithm="sha1"):
     else:
         raise ValueError("algorithm must be sha1 or sha256")
     o = mac[-1] & 0x0F
-    mod = _POW10[digits]
+    mod = 10**digits
     # Horner's rule mod 10^digits keeps 6-digit arithmetic in small ints on 30-bit ports.
     v = mac[o] & 0x7F
     v = (v * 256 + mac[o + 1]) % mod
@@ -92,10 +74,4 @@ def sync_mac(key, verb, nonce, value):
     if isinstance(nonce, str):
         nonce = nonce.encode()
     msg = b"paytoken-sync-v1|" + verb + b"|" + nonce + b"|" + str(int(value)).encode()
-    mac = hmac_sha1(key, msg)
-    out = bytearray(40)
-    hexd = b"0123456789abcdef"
-    for i in range(20):
-        out[2 * i] = hexd[mac[i] >> 4]
-        out[2 * i + 1] = hexd[mac[i] & 15]
-    return out.decode()
+    return hexlify(hmac_sha1(key, msg)).decode()
