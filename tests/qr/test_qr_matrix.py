@@ -15,6 +15,7 @@ from qrcases import (
     matrix_of,
     segno_matrix,
 )
+from segno import encoder
 
 EXAMPLES = 400 if os.environ.get("PAYTOKEN_SOAK") else 25
 COMBOS = [(v, e) for v in (1, 2) for e in "LMQH"]
@@ -139,3 +140,25 @@ def test_reuse_into_gives_the_same_symbol():
     assert (q.size, q.mask, matrix_of(q)) == (fresh.size, fresh.mask, matrix_of(fresh))
     with pytest.raises(ValueError, match="outside"):
         q.module(21, 0)
+
+
+@settings(max_examples=EXAMPLES * 8, deadline=None)
+@given(st.sampled_from([21, 25]), st.sampled_from(["&&", "&", "", "|", "||"]), st.data())
+def test_penalty_score_equals_segno_on_arbitrary_matrices(size, bias, data):
+    # The four ISO penalty rules (N1 runs, N2 blocks, N3 finder-like, N4 balance),
+    # scored on any matrix; AND/OR of random words biases it light or dark, so runs,
+    # blocks and unbalanced symbols all occur.
+    word = st.integers(0, (1 << size) - 1)
+    words = []
+    for _ in range(size):
+        w = data.draw(word)
+        for op in bias:
+            w = w & data.draw(word) if op == "&" else w | data.draw(word)
+        words.append(w)
+    q = qr.QR()
+    q.size = size
+    q.version = (size - 17) // 4
+    for y, w in enumerate(words):
+        q._put_row(y, w)
+    matrix = tuple(bytearray((w >> x) & 1 for x in range(size)) for w in words)
+    assert q._penalty() == sum(encoder.mask_scores(matrix, size, size))
