@@ -65,7 +65,7 @@ def sleep(ms):
 
     if button().edge:
         return True
-    esp32.wake_on_ext0(pin=Pin(BUTTON_PIN, Pin.IN), level=esp32.WAKEUP_ALL_LOW)
+    esp32.wake_on_ext0(Pin(BUTTON_PIN, Pin.IN), esp32.WAKEUP_ALL_LOW)
     machine.deepsleep(ms)
     return True
 
