@@ -44,10 +44,10 @@ class Token(Base):
     secret_enc: Mapped[str | None] = mapped_column(Text)
     sync_key_enc: Mapped[str | None] = mapped_column(Text)
     drift: Mapped[int] = mapped_column(Integer, default=0)  # steps the token runs ahead
-    drift_lean: Mapped[int] = mapped_column(Integer, default=0)  # sign of the last offset
+    drift_s: Mapped[int] = mapped_column(Integer, default=0)  # the same, in seconds (finer)
     last_step: Mapped[int] = mapped_column(BigInteger, default=-1)  # last accepted step
     failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive
-    pending_drift: Mapped[int | None] = mapped_column(Integer)  # an unconfirmed drift jump
+    pending_drift: Mapped[int | None] = mapped_column(Integer)  # unconfirmed jump, seconds
     pending_step: Mapped[int | None] = mapped_column(BigInteger)
     clock_suspect: Mapped[int] = mapped_column(Integer, default=0)  # forward jumps flagged
     limit_per_payment: Mapped[int | None] = mapped_column(BigInteger)

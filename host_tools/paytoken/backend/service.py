@@ -59,6 +59,7 @@ from paytoken.backend.verify import (
     day_of,
     learn_drift,
     locate_step,
+    observed_drift,
 )
 
 log = logging.getLogger("paytoken.backend")
@@ -202,7 +203,7 @@ class Backend:
         try:
             with conn.begin_nested():
                 conn.execute(_t.insert().values(
-                    id=token_id, status=status, drift=0, drift_lean=0, last_step=-1, failures=0,
+                    id=token_id, status=status, drift=0, drift_s=0, last_step=-1, failures=0,
                     clock_suspect=0, created_at=self.now()))
         except IntegrityError:
             raise BackendError(f"token {token_id} already exists", 409) from None
@@ -275,7 +276,7 @@ class Backend:
     def _info(row) -> dict:
         return {
             "token_id": row.id, "status": row.status, "prefix": row.prefix,
-            "drift_steps": row.drift, "drift_seconds": row.drift * PERIOD,
+            "drift_steps": row.drift, "drift_seconds": row.drift_s,
             "last_step": None if row.last_step < 0 else row.last_step,
             "last_used_at": row.last_used_at, "failures": row.failures,
             "clock_suspect": row.clock_suspect, "limit_per_payment": row.limit_per_payment,
@@ -421,7 +422,7 @@ class Backend:
         except ValueError as exc:
             return Verdict(CODE_INVALID, detail=str(exc))
         tok = conn.execute(
-            select(_t.c.status, _t.c.prefix, _t.c.secret_enc, _t.c.drift, _t.c.drift_lean,
+            select(_t.c.status, _t.c.prefix, _t.c.secret_enc, _t.c.drift_s,
                    _t.c.last_step, _t.c.pending_drift, _t.c.pending_step)
             .where(_t.c.id == token_id)).first()
         if tok is None or tok.status == PENDING or tok.prefix != prefix:
@@ -431,8 +432,7 @@ class Backend:
         if tok.status in (REVOKED, LOST):
             return Verdict(TOKEN_REVOKED, token_id)
         secret = self._ring().open(tok.secret_enc, f"token:{token_id}:secret")
-        now_step = now // PERIOD
-        step, off = locate_step(now_step, tok.drift, residue)
+        step, off = locate_step(now, tok.drift_s, residue)
         if step < 0 or not paycode.equal(paycode.hotp(secret, step), otp):
             failures = conn.execute(update(_t).where(_t.c.id == token_id)
                                     .values(failures=_t.c.failures + 1).returning(_t.c.failures)).scalar()
@@ -447,27 +447,28 @@ class Backend:
         if step <= tok.last_step:
             audit.append(conn, now, actor, "CODE_REPLAYED", token_id, {"step": step})
             return Verdict(CODE_REPLAYED, token_id, step, off)
-        drift, lean = tok.drift, tok.drift_lean
         if abs(off) > pol.window:
-            observed = step - now_step  # the token's implied drift
+            observed = observed_drift(step, now)
             if off >= pol.suspect_ahead:
                 conn.execute(update(_t).where(_t.c.id == token_id)
                              .values(clock_suspect=_t.c.clock_suspect + 1))
                 audit.append(conn, now, actor, "CLOCK_SUSPECT", token_id,
-                             {"offset": off, "known_drift": tok.drift})
+                             {"offset": off, "known_drift_s": tok.drift_s})
             if (tok.pending_drift is not None and abs(observed - tok.pending_drift) <= pol.confirm_tolerance
                     and step > tok.pending_step):
-                audit.append(conn, now, actor, "DRIFT_RESYNC", token_id, {"from": tok.drift, "to": observed})
-                drift, lean = observed, 0  # confirmed by two consecutive codes (RFC 6238 §6)
+                # Confirmed by two consecutive codes (RFC 6238 §6): resynchronize.
+                audit.append(conn, now, actor, "DRIFT_RESYNC", token_id,
+                             {"from_s": tok.drift_s, "to_s": observed})
+                drift_s = observed
             else:
                 conn.execute(update(_t).where(_t.c.id == token_id)
                              .values(pending_drift=observed, pending_step=step))
                 return Verdict(CODE_EXPIRED, token_id, step, off, detail="outside the time window")
         else:
-            drift, lean = learn_drift(drift, off, lean)
+            drift_s = learn_drift(tok.drift_s, step, now)
         res = conn.execute(
             update(_t).where(_t.c.id == token_id, _t.c.last_step < step, _t.c.status == ACTIVE)
-            .values(last_step=step, drift=drift, drift_lean=lean, failures=0,
+            .values(last_step=step, drift=round(drift_s / PERIOD), drift_s=drift_s, failures=0,
                     pending_drift=None, pending_step=None, last_used_at=now))
         if res.rowcount != 1:  # another transaction consumed this step (or changed status) first
             status = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()

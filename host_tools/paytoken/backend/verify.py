@@ -6,7 +6,7 @@ and the token's state in, and applies the decision with a conditional UPDATE.
 
 Usage::
 
-    step, offset = locate_step(now // 30, drift, residue)
+    step, offset = locate_step(now, drift_s, residue)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Policy:
     window: int = 1
     lock_after: int = 5  # consecutive failures that lock a token (RFC 4226 §7.3)
     suspect_ahead: int = 3  # a code this many steps ahead of known drift is flagged
-    confirm_tolerance: int = 1  # two jump codes must agree on drift within this
+    confirm_tolerance: int = 45  # two jump codes must agree on drift within this (seconds)
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= 4:
@@ -43,29 +43,30 @@ class Policy:
             raise ValueError("lock_after must be at least 1")
 
 
-def locate_step(now_step: int, drift: int, residue: int) -> tuple[int, int]:
-    """The step with ``step % 10 == residue`` nearest ``now_step + drift``.
+def locate_step(now: int, drift_s: int, residue: int) -> tuple[int, int]:
+    """The step with ``step % 10 == residue`` nearest the token's expected step.
 
-    Returns ``(step, offset)`` with offset in -5..4 relative to that expectation.
+    The expectation is ``(now + drift_s) // 30``: the drift is kept in seconds, so the
+    window is not spent on rounding. Returns ``(step, offset)``, offset in -5..4.
     """
-    expected = now_step + drift
+    expected = (now + drift_s) // PERIOD
     offset = (residue - expected) % 10
     if offset > 4:
         offset -= 10
     return expected + offset, offset
 
 
-def learn_drift(drift: int, offset: int, previous_offset_sign: int) -> tuple[int, int]:
-    """Gradual drift learning from an accepted code at ``offset`` (within the window).
+def observed_drift(step: int, now: int) -> int:
+    """The drift (seconds) one accepted code implies: the middle of its step, minus now."""
+    return step * PERIOD + PERIOD // 2 - now
 
-    Drift moves by one step only when two accepted codes in a row lean the same way,
-    so a slow till or a code shown near a step edge does not swing it. Returns the new
-    drift and the sign to remember for the next code.
-    """
-    sign = (offset > 0) - (offset < 0)
-    if sign and sign == previous_offset_sign:
-        return drift + sign, 0
-    return drift, sign
+
+def learn_drift(drift_s: int, step: int, now: int) -> int:
+    """Gradual drift learning: move half-way toward what this code implies, at most one
+    step (30 s) per code. A single code shown at a step edge or late at a slow till
+    moves the estimate a little; a crystal that keeps gaining is followed."""
+    delta = (observed_drift(step, now) - drift_s) // 2
+    return drift_s + max(-PERIOD, min(PERIOD, delta))
 
 
 def day_of(unix_time: int) -> int:

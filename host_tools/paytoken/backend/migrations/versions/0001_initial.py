@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("secret_enc", sa.Text, nullable=True),
         sa.Column("sync_key_enc", sa.Text, nullable=True),
         sa.Column("drift", sa.Integer, nullable=False),
-        sa.Column("drift_lean", sa.Integer, nullable=False),
+        sa.Column("drift_s", sa.Integer, nullable=False),
         sa.Column("last_step", sa.BigInteger, nullable=False),
         sa.Column("failures", sa.Integer, nullable=False),
         sa.Column("pending_drift", sa.Integer, nullable=True),
