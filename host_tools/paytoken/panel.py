@@ -103,7 +103,7 @@ def panel_image(
                     draw.line((right, top, right, bottom - 1), fill=GLOW)
                 if south:
                     draw.line((left, bottom, right - 1, bottom), fill=GLOW)
-                if east and south and below[x + 1]:
+                if east and below is not None and south and below[x + 1]:
                     draw.point((right, bottom), fill=GLOW)
             draw.rectangle((left, top, right - gap, bottom - gap), fill=LIT)
     return img

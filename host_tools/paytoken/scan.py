@@ -33,7 +33,9 @@ def read_qr(image: str | os.PathLike[str] | Image.Image, *, allow_inverted: bool
         except (OSError, UnidentifiedImageError) as exc:
             raise ScanError(f"cannot read picture {name}: {exc}") from None
     found = zxingcpp.read_barcodes(
-        img, formats=zxingcpp.BarcodeFormat.QRCode, try_invert=allow_inverted
+        img,
+        formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode),
+        try_invert=allow_inverted,
     )
     texts = sorted({b.text for b in found if b.valid})
     if not texts:
