@@ -9,7 +9,19 @@ FORMAT_VERSION = 1
 
 # Modules searched for a public name, the token's hot path first. A tuple scan
 # instead of a name table: this file is on every token's heap.
-_MODULES = ("code", "otp", "ff1", "check", "ct", "civil", "b32", "aes", "aespure", "aeshost")
+_MODULES = (
+    "code",
+    "otp",
+    "ff1",
+    "check",
+    "parse",
+    "ct",
+    "civil",
+    "b32",
+    "aes",
+    "aespure",
+    "aeshost",
+)
 
 
 def __getattr__(name):
@@ -18,7 +30,7 @@ def __getattr__(name):
         return __import__("paycode." + name, None, None, ("x",))
     if name[0] != "_":
         attr = "BACKEND" if name == "AES_BACKEND" else name
-        for mod in _MODULES[:8]:
+        for mod in _MODULES[:9]:
             m = __import__("paycode." + mod, None, None, ("x",))
             if attr in m.__dict__:
                 v = m.__dict__[attr]

@@ -25,6 +25,6 @@ def damm(digits):
     for ch in digits:
         c = ord(ch) - 48
         if not 0 <= c <= 9:
-            raise ValueError("Damm input must be decimal digits only")
+            raise ValueError("Damm input has a non-digit")
         r = _TABLE[r * 10 + c]
     return r

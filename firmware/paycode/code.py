@@ -1,15 +1,15 @@
-"""Payment code format v1: 18 digits, P V | C(15) | K (see docs/FORMAT.md).
+"""Payment code format v1, the token's side: 18 digits, P V | C(15) | K (docs/FORMAT.md).
 
 Usage: payment_code(secret, 12345678, 1700000000, scheme_key)  # -> "81...." (18 digits)
+The issuer's side (parse_code, resolve_step) is parse.py, never loaded on a token.
 """
 
 from .check import damm
-from .ff1 import ff1_decrypt, ff1_encrypt
+from .ff1 import ff1_encrypt
 from .otp import totp
 
-# Fixed by format v1: 18 digits; the TOTP inside is RFC 6238 SHA-1, 30 s steps,
-# 6 digits; token ids have 8 digits; the issuer accepts 4 steps either side.
-WINDOW = 4
+# Fixed by format v1: the TOTP inside is RFC 6238 SHA-1, 30 s steps, 6 digits;
+# token ids have 8 digits.
 
 
 def check_prefix(prefix):
@@ -25,7 +25,7 @@ def check_prefix(prefix):
     if p < 10:
         raise ValueError("prefix %s starts with 0" % prefix)
     if p <= 15 or 25 <= p <= 30 or p == 62:
-        raise ValueError("prefix %s belongs to another wallet (10-15, 25-30, 62)" % prefix)
+        raise ValueError("prefix %s belongs to another wallet" % prefix)
     return prefix
 
 
@@ -37,45 +37,6 @@ def payment_code(secret, token_id, unix_time, scheme_key, prefix="81"):
     inner = "%08d%d%s" % (token_id, step % 10, totp(secret, unix_time))
     body = prefix + ff1_encrypt(scheme_key, prefix.encode(), inner)
     return body + str(damm(body))
-
-
-def parse_code(code, scheme_key):
-    # -> (prefix, token_id, step_residue, otp). Spaces (the groups of four) are
-    # ignored. scheme_key is one 16-byte key, or a dict {prefix: key} for the
-    # versions an issuer runs; a prefix it lacks is unknown.
-    code = code.replace(" ", "")
-    for ch in code:
-        if not "0" <= ch <= "9":
-            raise ValueError("payment code must be digits only")
-    if len(code) != 18:
-        raise ValueError("payment code must be 18 digits, not %d" % len(code))
-    if damm(code) != 0:
-        raise ValueError("payment code check digit is wrong (a mistyped digit?)")
-    prefix = code[:2]
-    try:
-        check_prefix(prefix)
-    except ValueError:
-        raise ValueError("unknown prefix %s" % prefix) from None
-    if isinstance(scheme_key, dict):
-        key = scheme_key.get(prefix)
-        if key is None:
-            raise ValueError("unknown prefix %s" % prefix)
-    else:
-        key = scheme_key
-    inner = ff1_decrypt(key, prefix.encode(), code[2:17])
-    return (prefix, int(inner[:8]), int(inner[8]), inner[9:])
-
-
-def resolve_step(residue, unix_time, window=WINDOW):
-    # The one time step within +-window of unix_time whose last digit is residue,
-    # or -1 if none (a code older or newer than the window).
-    now = unix_time // 30
-    d = (residue - now) % 10
-    if d > 5:
-        d -= 10
-    if -window <= d <= window:
-        return now + d
-    return -1
 
 
 def group4(code):

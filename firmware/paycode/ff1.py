@@ -15,9 +15,9 @@ _ctx = None
 
 def _new_ctx(key, tweak, radix, n):
     if len(key) != 16:
-        raise ValueError("FF1 key must be 16 bytes (AES-128), not %d" % len(key))
+        raise ValueError("key must be 16 bytes, not %d" % len(key))
     if len(tweak) > 255:
-        raise ValueError("FF1 tweak longer than 255 bytes")
+        raise ValueError("tweak over 255 bytes")
     key = bytes(key)
     u = n // 2
     v = n - u
@@ -76,15 +76,15 @@ def _y(f, i, x):
 def _prep(key, tweak, numerals, radix):
     global _ctx
     if not 2 <= radix <= 36:
-        raise ValueError("FF1 radix must be 2 to 36")
+        raise ValueError("radix must be 2..36")
     n = len(numerals)
     # SP 800-38G: at least 2 numerals and radix^n >= 1,000,000.
     if n < 2 or radix**n < 1000000:
-        raise ValueError("FF1 needs at least 2 numerals and radix^n >= 10^6; got %d" % n)
+        raise ValueError("FF1 input too short: %d numerals" % n)
     for ch in numerals:
         c = ord(ch)
         if not 0 <= (c - 48 if c < 58 else c - 87) < radix:  # '0'-'9', 'a'-'z'
-            raise ValueError("FF1 input has a numeral outside radix %d" % radix)
+            raise ValueError("numeral outside radix %d" % radix)
     f = _ctx
     if f is None or f[2] != radix or f[3] != n or f[1] != tweak or f[0] != key:
         f = _ctx = _new_ctx(key, tweak, radix, n)

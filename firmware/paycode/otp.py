@@ -38,9 +38,9 @@ def hmac_sha256(key, msg):
 def hotp(key, counter, digits=6, algorithm="sha1"):
     # RFC 4226 section 5.3: dynamic truncation to 31 bits, then mod 10^digits.
     if not 6 <= digits <= 10:
-        raise ValueError("digits must be 6 to 10, not %d" % digits)
+        raise ValueError("digits must be 6..10, not %d" % digits)
     if counter < 0 or counter >= 1 << 64:
-        raise ValueError("counter must be 0 to 2^64-1")
+        raise ValueError("counter must be 0..2^64-1")
     if algorithm == "sha1":
         mac = hmac_sha1(key, counter.to_bytes(8, "big"))
     elif algorithm == "sha256":
@@ -63,7 +63,7 @@ def totp(key, unix_time, period=30, digits=6, algorithm="sha1"):
     if unix_time < 0:
         raise ValueError("unix_time must be >= 0")
     if period < 1:
-        raise ValueError("period must be >= 1 second")
+        raise ValueError("period must be >= 1")
     return hotp(key, unix_time // period, digits, algorithm)
 
 
