@@ -33,6 +33,7 @@ from mpremote.transport_serial import SerialTransport
 DEFAULT_TIMEOUT = 10.0
 _CHUNK = 3072  # bytes of file data per exec (4 KiB of base64)
 _POLL = 0.02  # the serial read timeout under our own deadline loop
+_QUIET = 0.05  # seconds of silence that end stale input before a protocol line
 
 
 class DeviceError(Exception):
@@ -158,7 +159,10 @@ class Device:
             except TransportError:
                 raise TransportError("no raw REPL (a locked token, or not MicroPython)") from None
 
-        self._call("enter raw REPL", timeout, go)
+        try:
+            self._call("enter raw REPL", timeout, go)
+        except DeviceError as e:
+            raise DeviceError(f"{e} (a locked token answers only its line protocol)") from None
         self._raw = True
 
     def exec(self, code: str, *, timeout: float | None = None) -> str:
@@ -269,8 +273,17 @@ class Device:
 
         def go() -> str:
             ser = self._ser
-            while ser.inWaiting():  # drop anything stale before asking
-                ser.read(ser.inWaiting())
+            # end any partial line left by someone else (its reply, if any, is
+            # dropped with the rest of the stale input once the line goes quiet)
+            ser.write(b"\n")
+            quiet = time.monotonic() + _QUIET
+            while time.monotonic() < quiet:
+                n = ser.inWaiting()
+                if n:
+                    ser.read(n)
+                    quiet = time.monotonic() + _QUIET
+                else:
+                    time.sleep(0.005)
             ser.write(cmd.encode() + b"\n")
             buf = b""
             while True:

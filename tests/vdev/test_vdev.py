@@ -1,0 +1,235 @@
+"""Virtual tokens driven by the stock mpremote and pyserial, as stations drive boards."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import serial
+from mpremote.transport_serial import SerialTransport
+from paytoken import vhw
+from paytoken.station.transport import Device, DeviceError
+from vdevkit import mpremote, paytoken, start_vdev
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _read_for(s: serial.Serial, seconds: float, until: bytes | None = None) -> bytes:
+    end = time.monotonic() + seconds
+    out = b""
+    while time.monotonic() < end:
+        out += s.read(4096)
+        if until is not None and until in out:
+            break
+    return out
+
+
+def _wait(cond, seconds: float = 10.0) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def test_several_tokens_exec_eval_fs(vdevs, tmp_path: Path) -> None:
+    toks = [vdevs(tmp_path / f"tok{i}") for i in range(3)]
+    assert len({t.port for t in toks}) == 3
+    for i, t in enumerate(toks):
+        assert os.path.realpath(t.port).startswith("/dev/pts/")
+        r = mpremote(t.port, "exec", "print(1+1)")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "2\n"
+        r = mpremote(t.port, "eval", f"{i} * 10 + 1")
+        assert r.stdout.strip() == str(i * 10 + 1)
+        local = tmp_path / f"data{i}.bin"
+        local.write_bytes(bytes(range(256)) * 4 + f"token {i}".encode())
+        r = mpremote(t.port, "fs", "cp", str(local), ":data.bin", "+", "fs", "ls")
+        assert r.returncode == 0, r.stderr
+        assert "data.bin" in r.stdout
+    # each token's flash folder got its own file, byte for byte
+    for i, t in enumerate(toks):
+        assert (t.flash / "data.bin").read_bytes() == (tmp_path / f"data{i}.bin").read_bytes()
+    # the hardware folder's path is not visible in the token's root
+    r = mpremote(toks[0].port, "eval", "__import__('os').listdir('/')")
+    assert r.stdout.strip() == "['data.bin']"
+
+
+def test_clean_stop_ends_the_interpreter(tmp_path: Path) -> None:
+    tok = start_vdev(tmp_path / "tok")
+    try:
+        _wait(lambda: tok.child_pid() is not None)
+        child = tok.child_pid()
+        assert Path(f"/proc/{child}").exists()
+    finally:
+        rc = tok.stop()
+    assert rc == 0
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    assert not (tok.hw / "tty").exists()  # the device path goes with it
+
+
+def test_soft_reset_and_resume(vdevs, tmp_path: Path) -> None:
+    t = vdevs(tmp_path / "tok")
+    assert mpremote(t.port, "exec", "x = 41").returncode == 0
+    # resume: no soft reset, the REPL's globals are still there
+    r = mpremote(t.port, "resume", "exec", "print(x + 1)")
+    assert r.stdout.strip() == "42", r.stderr
+    # without resume mpremote soft-resets: a fresh interpreter
+    r = mpremote(t.port, "exec", "print('x' in globals())")
+    assert r.stdout.strip() == "False"
+    r = mpremote(t.port, "soft-reset", "eval", "1")
+    assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr
+
+
+def test_friendly_repl_line_endings_and_ctrl_c(vdevs, tmp_path: Path) -> None:
+    t = vdevs(tmp_path / "tok")
+    with serial.Serial(t.port, timeout=0.1) as s:
+        s.write(b"\r\x03")
+        assert _read_for(s, 5, b">>> ").endswith(b">>> ")
+        s.write(b"print('a\\nb')\r")
+        out = _read_for(s, 5, b"\r\n>>> ")
+        assert b"a\r\nb\r\n>>> " in out
+        assert b"\r\r" not in out and b"\n\n" not in out
+        # Ctrl-C interrupts a running loop (as a signal: the byte alone would not)
+        s.write(b"while True: pass\r\r")
+        time.sleep(0.3)
+        s.write(b"\x03")
+        out = _read_for(s, 5, b">>> ")
+        assert b"KeyboardInterrupt" in out and out.endswith(b">>> ")
+        # the interpreter survived: same REPL, still answering
+        s.write(b"6*7\r")
+        assert b"42\r\n>>> " in _read_for(s, 5, b"42\r\n>>> ")
+    # raw mode passes bytes untouched: bare LF from print
+    st = SerialTransport(t.port)
+    try:
+        st.enter_raw_repl()
+        out, err = st.exec_raw(b"print('a\\nb')")
+        assert out == b"a\nb\n" and err == b""
+        st.exit_raw_repl()
+    finally:
+        st.close()
+
+
+def test_flash_folder_cannot_be_escaped(vdevs, tmp_path: Path) -> None:
+    (tmp_path / "outside.txt").write_text("host secret")
+    t = vdevs(tmp_path / "tok")
+    code = (
+        "import os\n"
+        "r=[]\n"
+        "for p in ('/../outside.txt','../outside.txt','/a/../../outside.txt','//../outside.txt',"
+        f"{str(tmp_path / 'outside.txt')!r}):\n"
+        " try:\n  open(p).read();r.append('READ '+p)\n except OSError:\n  r.append('no')\n"
+        "os.mkdir('/d');os.chdir('/d');os.chdir('../..')\n"
+        "r.append(os.getcwd())\n"
+        "open('../../escape.txt','w').write('x')\n"
+        "r.append(sorted(os.listdir('/..')))\n"
+        "print(r)\n"
+    )
+    r = mpremote(t.port, "exec", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['no', 'no', 'no', 'no', 'no', '/', ['d', 'escape.txt']]"
+    assert (t.flash / "escape.txt").read_text() == "x"  # landed inside the flash folder
+    assert not (tmp_path / "escape.txt").exists()
+    # mpremote's own paths
+    r = mpremote(t.port, "fs", "cp", ":../outside.txt", str(tmp_path / "got.txt"))
+    assert r.returncode != 0 and not (tmp_path / "got.txt").exists()
+    (tmp_path / "up.txt").write_text("up")
+    r = mpremote(t.port, "fs", "cp", str(tmp_path / "up.txt"), ":../../up2.txt")
+    assert (t.flash / "up2.txt").read_text() == "up" and not (tmp_path / "up2.txt").exists()
+    # temp + rename works inside the folder (VfsPosix(root).rename would not)
+    r = mpremote(t.port, "exec", "import os; open('t.tmp','w').write('1'); os.rename('t.tmp','t.txt')")
+    assert r.returncode == 0 and (t.flash / "t.txt").read_text() == "1", r.stderr
+
+
+def test_symlink_in_flash_refused(tmp_path: Path) -> None:
+    flash = tmp_path / "tok"
+    flash.mkdir()
+    os.symlink("/etc", flash / "etc")
+    r = paytoken("vdev", "start", "--flash", str(flash), timeout=30)
+    assert r.returncode == 1
+    assert "symlink" in r.stderr
+
+
+@pytest.mark.parametrize("battery", [True, False])
+def test_power_off_on_rtc(vdevs, tmp_path: Path, battery: bool) -> None:
+    t = vdevs(tmp_path / "tok")
+    flash = str(t.flash)
+    r = paytoken("vdev", "set-rtc", "--flash", flash, "--battery", "on" if battery else "off")
+    assert r.returncode == 0, r.stderr
+    assert mpremote(t.port, "exec", "print('up')").stdout.strip() == "up"
+    _wait(lambda: t.child_pid() is not None)
+    child = t.child_pid()
+    assert paytoken("vdev", "power-off", "--flash", flash).returncode == 0
+    _wait(lambda: t.child_pid() is None)  # the supervisor noticed and killed it
+    assert not vhw.is_powered(t.hw)
+    time.sleep(0.3)
+    assert t.child_pid() is None  # and keeps it dead
+    with pytest.raises(DeviceError, match="no answer"):
+        with Device(t.port, timeout=1.5) as dev:
+            dev.eval("1")
+    state = vhw.rtc_state(t.hw)
+    assert state["running"] is battery
+    assert (vhw.rtc_time(t.hw) is not None) is battery
+    assert paytoken("vdev", "power-on", "--flash", flash).returncode == 0
+    _wait(lambda: t.child_pid() not in (None, child))
+    r = mpremote(t.port, "eval", "2+2")
+    assert r.stdout.strip() == "4", r.stderr
+    state = vhw.rtc_state(t.hw)
+    assert state["running"] is True
+    assert state["lost"] is (not battery)  # without a battery the time is gone
+
+
+def test_wedged_interpreter_times_out_then_hard_reset(vdevs, tmp_path: Path) -> None:
+    t = vdevs(tmp_path / "tok")
+    with Device(t.port, timeout=5) as dev:
+        assert dev.eval("1+1") == 2
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match="no answer within 2 s"):
+            dev.exec("import micropython\nmicropython.kbd_intr(-1)\nwhile True: pass", timeout=2)
+        assert time.monotonic() - t0 < 4
+    # Ctrl-C is a byte now (kbd_intr(-1)): the station's next call times out, not hangs
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError, match="no answer"):
+        with Device(t.port, timeout=2) as dev:
+            dev.eval("1")
+    assert time.monotonic() - t0 < 5
+    child = t.child_pid()
+    assert child is not None  # a byte never killed it
+    r = paytoken("vdev", "reset", "--flash", str(t.flash))
+    assert r.returncode == 0, r.stderr
+    with Device(t.port, timeout=5) as dev:
+        assert dev.eval("'alive'") == "alive"
+    assert t.child_pid() != child
+
+
+def test_locked_token_line_protocol_never_killed_by_ctrl_c(vdevs, tmp_path: Path) -> None:
+    flash = tmp_path / "tok"
+    flash.mkdir()
+    # a minimal locked firmware: Ctrl-C off, one reply per line
+    (flash / "main.py").write_text(
+        "import micropython, sys\n"
+        "micropython.kbd_intr(-1)\n"
+        "while True:\n"
+        " l = sys.stdin.readline()\n"
+        " if not l: break\n"
+        " l = l.strip()\n"
+        " if l: print('OK pong' if l == 'PING' else 'ERR unknown command')\n"
+    )
+    t = vdevs(flash, "--locked")
+    _wait(lambda: t.child_pid() is not None)
+    child = t.child_pid()
+    with Device(t.port, timeout=5) as dev:
+        assert dev.line("PING") == "OK pong"
+    r = mpremote(t.port, "exec", "print(1)", timeout=60)
+    assert r.returncode != 0  # no REPL: mpremote fails cleanly
+    assert "1" not in r.stdout.splitlines()
+    time.sleep(0.2)
+    assert t.child_pid() == child  # Ctrl-C bytes did not kill it
+    with Device(t.port, timeout=5) as dev:
+        assert dev.line("PING") == "OK pong"
+        assert dev.line("HELLO") == "ERR unknown command"
+        with pytest.raises(DeviceError, match="raw REPL.*locked token"):
+            dev.eval("1", timeout=3)
