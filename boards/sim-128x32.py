@@ -36,4 +36,4 @@ def cold_boot():
 
 
 def mcu_rtc():
-    return sim.hardware(WIDTH, HEIGHT).mcu_rtc
+    return sim.hardware(WIDTH, HEIGHT).mcu_rtc()
