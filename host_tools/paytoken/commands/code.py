@@ -1,9 +1,226 @@
-"""Sub-commands (being built; see docs/ARCHITECTURE.md for the owner)."""
+"""The ``code`` and ``decode`` sub-commands: TOTPs and 18-digit payment codes.
+
+``paytoken code SECRET [--at UNIX|ISO-8601] [--digits N] [--period S] [--json]``
+prints the TOTP; with ``--payment --token-id N --scheme-key HEX [--prefix PV]`` it
+prints the payment code. ``paytoken decode CODE --scheme-key HEX [--json]`` prints
+the fields inside a code. Times are UTC: an ISO-8601 time must carry ``Z`` or an
+offset, so the host's time zone never changes a result.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import re
+import sys
+import time
+
+import paycode
+
+from paytoken.errors import CommandError
+
+_ISO_OFFSET = re.compile(r"(Z|[+-]\d\d(:?\d\d)?)$", re.IGNORECASE)
+
+
+def now_utc() -> int:
+    """The host clock as UTC seconds: the one place these commands read it."""
+    return int(time.time())
+
+
+def parse_time(text: str | None) -> int:
+    """``--at``: Unix seconds, or ISO-8601 with ``Z`` or an offset; ``None`` is now."""
+    if text is None:
+        return now_utc()
+    s = text.strip()
+    if re.fullmatch(r"\d+", s):
+        return int(s)
+    if re.fullmatch(r"-\d+", s):
+        raise CommandError(f"--at {s}: time before 1970 is not supported")
+    if not _ISO_OFFSET.search(s):
+        raise CommandError(
+            f"--at {s!r}: an ISO-8601 time needs a UTC offset (Z or +hh:mm); "
+            "local time is never assumed"
+        )
+    try:
+        when = dt.datetime.fromisoformat(s[:-1] + "+00:00" if s[-1] in "zZ" else s)
+    except ValueError:
+        raise CommandError(f"--at {s!r}: not Unix seconds or an ISO-8601 time") from None
+    if when.tzinfo is None:  # e.g. a date only: fromisoformat dropped the offset
+        raise CommandError(f"--at {s!r}: an ISO-8601 time needs a UTC offset (Z or +hh:mm)")
+    t = int(when.timestamp())
+    if t < 0:
+        raise CommandError(f"--at {s}: time before 1970 is not supported")
+    return t
+
+
+def iso(t: int) -> str:
+    """UTC seconds as ``YYYY-MM-DDTHH:MM:SSZ`` (through paycode's own calendar)."""
+    try:
+        y, mo, d, h, mi, s = paycode.civil_from_unix(t)
+    except ValueError:
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, mo, d, h, mi, s)
+
+
+def read_secret(text: str) -> bytes:
+    """A base32 secret or otpauth URI; ``-`` reads it from stdin (kept out of ``ps``)."""
+    if text == "-":
+        text = sys.stdin.readline()
+    try:
+        return paycode.decode_secret(text)
+    except ValueError as exc:
+        # paycode's messages name positions and lengths, never the secret itself.
+        raise CommandError(f"bad secret: {exc}") from None
+
+
+def read_scheme_key(text: str) -> bytes:
+    """The 16-byte scheme key as 32 hex digits (never echoed in an error)."""
+    s = text.strip()
+    if len(s) != 32 or not re.fullmatch(r"[0-9a-fA-F]*", s):
+        raise CommandError(
+            f"--scheme-key must be 32 hex digits (16 bytes), got {len(s)} characters"
+        )
+    return bytes.fromhex(s)
+
+
+def _emit(args: argparse.Namespace, data: dict, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
+
+
+def do_code(args: argparse.Namespace) -> int:
+    """``paytoken code``: a TOTP, or with ``--payment`` an 18-digit payment code."""
+    secret = read_secret(args.secret)
+    t = parse_time(args.at)
+    if args.payment:
+        if args.digits is not None or args.period is not None or args.algorithm != "sha1":
+            raise CommandError(
+                "--digits, --period and --algorithm do not apply to --payment: "
+                "format v1 fixes SHA-1, 6 digits and 30 s"
+            )
+        if args.token_id is None or args.scheme_key is None:
+            raise CommandError("--payment needs --token-id and --scheme-key")
+        key = read_scheme_key(args.scheme_key)
+        try:
+            code = paycode.payment_code(secret, args.token_id, t, key, args.prefix)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        data = {
+            "code": code,
+            "grouped": paycode.group4(code),
+            "prefix": args.prefix,
+            "token_id": args.token_id,
+            "at": t,
+            "at_iso": iso(t),
+            "step": t // 30,
+            "valid_for": 30 - t % 30,
+            "format_version": paycode.FORMAT_VERSION,
+        }
+        _emit(args, data, code)
+        return 0
+    if args.token_id is not None or args.scheme_key is not None or args.prefix != "81":
+        raise CommandError("--token-id, --scheme-key and --prefix need --payment")
+    digits = 6 if args.digits is None else args.digits
+    period = 30 if args.period is None else args.period
+    try:
+        otp = paycode.totp(secret, t, period, digits, args.algorithm)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    data = {
+        "totp": otp,
+        "at": t,
+        "at_iso": iso(t),
+        "digits": digits,
+        "period": period,
+        "algorithm": args.algorithm,
+        "step": t // period,
+        "valid_for": period - t % period,
+    }
+    _emit(args, data, otp)
+    return 0
+
+
+def do_decode(args: argparse.Namespace) -> int:
+    """``paytoken decode``: the prefix, token id, step residue and OTP inside a code."""
+    key = read_scheme_key(args.scheme_key)
+    try:
+        prefix, token_id, residue, otp = paycode.parse_code(args.code, key)
+    except ValueError as exc:
+        raise CommandError(f"bad payment code: {exc}") from None
+    data = {
+        "prefix": prefix,
+        "token_id": token_id,
+        "step_residue": residue,
+        "otp": otp,
+        "format_version": paycode.FORMAT_VERSION,
+    }
+    text = "\n".join(
+        [
+            f"prefix        {prefix}",
+            f"token id      {token_id:08d}",
+            f"step residue  {residue}",
+            f"otp           {otp}",
+        ]
+    )
+    if args.at is not None:
+        t = parse_time(args.at)
+        step = paycode.resolve_step(residue, t)
+        data["at"] = t
+        data["step"] = step if step >= 0 else None
+        text += (
+            f"\nstep          {step} ({iso(step * 30)})"
+            if step >= 0
+            else (f"\nstep          none within ±{paycode.WINDOW} steps of {iso(t)}")
+        )
+    _emit(args, data, text)
+    return 0
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative")
+    return v
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's sub-commands (none yet)."""
+    """Add ``code`` and ``decode``."""
+    p = sub.add_parser("code", help="print a TOTP, or with --payment an 18-digit payment code")
+    p.add_argument(
+        "secret", metavar="SECRET", help="base32 secret or otpauth:// URI ('-' reads it from stdin)"
+    )
+    p.add_argument(
+        "--at",
+        metavar="UNIX|ISO-8601",
+        help="UTC time: Unix seconds or ISO-8601 with Z/offset (default now)",
+    )
+    p.add_argument("--digits", type=int, metavar="N", help="TOTP digits, 6 to 10 (default 6)")
+    p.add_argument("--period", type=int, metavar="S", help="TOTP step in seconds (default 30)")
+    p.add_argument(
+        "--algorithm",
+        choices=("sha1", "sha256"),
+        default="sha1",
+        help="TOTP HMAC hash (default sha1)",
+    )
+    p.add_argument("--payment", action="store_true", help="print the 18-digit payment code")
+    p.add_argument("--token-id", type=_nonneg_int, metavar="N", help="token id, up to 8 digits")
+    p.add_argument("--scheme-key", metavar="HEX", help="the version's 16-byte scheme key, hex")
+    p.add_argument(
+        "--prefix", default="81", metavar="PV", help="scheme and version digits (default 81)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=do_code)
+
+    p = sub.add_parser("decode", help="print the fields inside an 18-digit payment code")
+    p.add_argument("code", metavar="CODE", help="the 18 digits (spaces allowed)")
+    p.add_argument("--scheme-key", required=True, metavar="HEX", help="the 16-byte scheme key, hex")
+    p.add_argument(
+        "--at",
+        metavar="UNIX|ISO-8601",
+        help="also place the code in time: the step within ±4 of this UTC time",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=do_decode)
