@@ -32,7 +32,8 @@ expected = ns["expected"]
 
 def _child(path: str, start: int) -> str:
     return (
-        "import config\n" + _EXPECTED + f"i = {start}\n"
+        "import config, sys\n" + _EXPECTED + f"i = {start}\n"
+        "sys.stdout.write('ready\\n')\n"
         "while True:\n"
         f"    config.save(expected(i), {path!r})\n"
         "    i += 1\n"
@@ -52,9 +53,12 @@ def test_power_cut_never_leaves_a_broken_config(tmp_path):
     for _ in range(trials):
         proc = subprocess.Popen(
             [upy.micropython(), "-c", _child(path, committed + 1)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        time.sleep(rng.uniform(0.002, 0.06))
+        # Wait until the interpreter is up and writing (a loaded CI box starts it
+        # slowly), then cut the power at a random instant of the write loop.
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(rng.uniform(0.0, 0.03))
         proc.kill()
         _, err = proc.communicate()
         assert b"Traceback" not in err, err.decode()[-500:]
