@@ -214,29 +214,35 @@ class SSD1306Model:
 
     def picture(self):
         # The lit pixels, packed like a MONO_VLSB framebuffer of the panel size.
+        return self._render(True)
+
+    def image(self):
+        # The panel's picture before inversion and display on/off (panel.bin).
+        return self._render(False)
+
+    def _render(self, final):
         n = len(self._pic)
         pic = self._pic
-        if not self.lit():
+        if final and not self.lit():
             for i in range(n):
                 pic[i] = 0
             return pic
+        inv = final and self.inverted and not self.entire_on
         if self.entire_on:
             for i in range(n):
                 pic[i] = 0xFF
             if self.standard():
                 return pic
         elif self.standard():
-            if self.inverted:
-                for i in range(n):
-                    pic[i] = self.ram[i] ^ 0xFF
-            else:
+            if not inv:
                 return self._rammv[:n]
+            for i in range(n):
+                pic[i] = self.ram[i] ^ 0xFF
             return pic
         # General path: rows through the COM wiring, columns through the remap.
         w = self.width
         for i in range(n):
             pic[i] = 0
-        inv = self.inverted and not self.entire_on
         for i in range(self.mux):
             y = self._row_of_pad[_pad(i, self.mux, self.offset, self.scan_rev, self.compins)]
             if y < 0:
@@ -272,8 +278,9 @@ class SSD1306Model:
                 "entire_on": self.entire_on, "powered": True}
 
     def persist(self):
-        # panel.bin (the picture) and panel.json, when a hardware folder backs us.
+        # panel.bin (image(): inversion and on/off are in panel.json) and
+        # panel.json, when a hardware folder backs us.
         self._changed = False
         if self.folder:
-            store.save_bytes(self.folder, "panel.bin", self.picture())
+            store.save_bytes(self.folder, "panel.bin", self.image())
             store.save(self.folder, "panel.json", self.state())

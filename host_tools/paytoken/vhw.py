@@ -260,10 +260,13 @@ def world_time(folder: str | os.PathLike[str]) -> float:
 def panel(folder: str | os.PathLike[str]) -> tuple[bytes, int, int, bool, bool]:
     """``(gddram, width, height, display_on, inverted)`` of the panel.
 
-    ``gddram`` is what a person sees, packed like an SSD1306 page framebuffer
-    (MONO_VLSB, width*height/8 bytes, bit set = pixel lit): segment remap, scan
-    direction, start line, inversion and display off are already applied, so it
-    renders as it is. ``display_on`` is True when the panel is lit.
+    ``gddram`` is the panel's picture packed like an SSD1306 page framebuffer
+    (MONO_VLSB, width*height/8 bytes): the controller's segment remap, COM scan
+    direction, start line, multiplex and COM pin wiring are already applied, so
+    pixel (x, y) is where a person sees it. Inversion and on/off are not applied:
+    pass them on, ``panel.panel_png(gddram, w, h, path, inverted=inverted,
+    display_on=display_on)``. ``display_on`` is True only when the panel is lit
+    (display on, charge pump on, board powered).
     """
     f = _folder(folder)
     meta = _load(f, "panel.json")
@@ -285,8 +288,8 @@ def snapshot(folder: str | os.PathLike[str], path: str | os.PathLike[str], scale
     """Write the panel as a PNG (through ``paytoken.panel.panel_png``)."""
     from paytoken import panel as panel_mod  # written by the display/sim side
 
-    data, w, h, _on, _inv = panel(folder)
-    panel_mod.panel_png(data, w, h, path, scale=scale)
+    data, w, h, on, inv = panel(folder)
+    panel_mod.panel_png(data, w, h, path, scale=scale, inverted=inv, display_on=on)
 
 
 def i2c_counters(folder: str | os.PathLike[str]) -> dict[str, int]:

@@ -266,3 +266,27 @@ def test_model_matches_adafruit_driver(fw, h):
     assert bytes(px) == bytes(1 - (d.pixel(x, y) or 0) for y in range(h) for x in range(128))
     d.poweroff()
     assert not m.lit() and not any(m.pixels())
+
+
+def test_vhw_panel_and_snapshot(hw, tmp_path):
+    from chips_helpers import run_sim
+    from paytoken import panel, vhw
+    from PIL import Image
+
+    f = hw()
+    run_sim(textwrap.dedent("""
+        import board
+        from ssd1306 import SSD1306_I2C
+        d = SSD1306_I2C(128, 64, board.i2c())
+        d.fill(0); d.fill_rect(0, 0, 10, 64, 1); d.invert(True); d.show()
+        print(repr(1))
+    """), f)
+    data, w, h, on, inv = vhw.panel(f)
+    assert (on, inv) == (True, True)
+    assert _px(data, w, 0, 0) == 1 and _px(data, w, 10, 0) == 0  # before inversion
+    vhw.snapshot(f, tmp_path / "p.png", scale=1)
+    img = Image.open(tmp_path / "p.png")
+    want = panel.panel_image(data, w, h, scale=1, inverted=True, display_on=True)
+    assert img.convert("L").tobytes() == want.convert("L").tobytes()
+    # Inverted: the bar is dark, the rest lit, as a person sees it.
+    assert panel.pixels(data, w, h, inverted=True)[0][0] == 0
