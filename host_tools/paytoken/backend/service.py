@@ -209,21 +209,51 @@ class Backend:
             raise BackendError(f"token {token_id} already exists", 409) from None
         audit.append(conn, self.now(), actor, "TOKEN_ALLOCATE", token_id, {"status": status})
 
-    def allocate_token(self, actor: str = "station") -> int:
+    def allocate_token(self, actor: str = "station", sync_key: bytes | None = None) -> int:
         """Factory step 1: reserve a random unused token id as a ``pending`` record.
 
         A pending token has no secret and never verifies or counts as active.
+        ``sync_key`` (sealed) lets the station unlock a token that was locked but
+        never activated (``pending_unlock_mac``).
         """
+        if sync_key is not None and (not isinstance(sync_key, bytes) or len(sync_key) < 16):
+            raise BackendError("a sync key must be at least 16 bytes", 422)
         for _ in range(20):
             token_id = secrets.randbelow(MAX_TOKEN_ID) + 1
             try:
                 with self.engine.begin() as conn:
                     self._insert_token(conn, token_id, PENDING, actor)
+                    if sync_key is not None:
+                        conn.execute(update(_t).where(_t.c.id == token_id).values(
+                            sync_key_enc=self._ring().seal(sync_key, f"token:{token_id}:sync")))
                 return token_id
             except BackendError as exc:
                 if exc.status != 409:
                     raise
         raise BackendError("could not find a free token id", 503)
+
+    def discard_pending(self, token_id: int, actor: str = "station") -> bool:
+        """Remove a ``pending`` record (a provisioning that failed); False if none was."""
+        _check_token_id(token_id)
+        with self.engine.begin() as conn:
+            res = conn.execute(_t.delete().where(_t.c.id == token_id, _t.c.status == PENDING))
+            if res.rowcount != 1:
+                return False
+            audit.append(conn, self.now(), actor, "TOKEN_DISCARD", token_id, {"status": PENDING})
+        return True
+
+    def pending_unlock_mac(self, token_id: int, nonce: str, actor: str = "station") -> str:
+        """``sync_mac(sync_key, 'UNLOCK', nonce, token_id)`` for a ``pending`` token that
+        holds a sync key: the station's way back into a token locked before activation."""
+        _check_token_id(token_id)
+        _check_nonce(nonce)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(_t.c.status, _t.c.sync_key_enc).where(_t.c.id == token_id)).first()
+            if row is None or row.status != PENDING or row.sync_key_enc is None:
+                raise BackendError(f"token {token_id} is not a pending token with a sync key", 409)
+            key = self._ring().open(row.sync_key_enc, f"token:{token_id}:sync")
+            audit.append(conn, self.now(), actor, "UNLOCK_AUTH", token_id, {"pending": True})
+        return paycode.sync_mac(key, "UNLOCK", nonce, token_id)
 
     def activate_token(self, token_id: int, secret: bytes, sync_key: bytes, prefix: str = "81",
                        currency: str = "CNY", limit_per_payment: int | None = None,
