@@ -290,3 +290,44 @@ def test_vhw_panel_and_snapshot(hw, tmp_path):
     assert img.convert("L").tobytes() == want.convert("L").tobytes()
     # Inverted: the bar is dark, the rest lit, as a person sees it.
     assert panel.pixels(data, w, h, inverted=True)[0][0] == 0
+
+
+def test_random_partial_updates_keep_panel_equal_to_framebuffer():
+    # 300 random drawings with partial shows: after each, the panel equals the
+    # framebuffer, and the bytes sent equal the per-page changed spans.
+    out = _upy("""
+        import random
+        random.seed(7)
+        bus, m, d = setup(128, 64)
+        d.fill(0); d.show()
+        prev = bytearray(d.buffer)
+        bad = 0; wrong_bytes = 0; total = 0
+        for i in range(300):
+            k = random.getrandbits(2)
+            x = random.getrandbits(7); y = random.getrandbits(6)
+            if k == 0:
+                d.pixel(x, y, random.getrandbits(1))
+            elif k == 1:
+                d.hline(x, y, random.getrandbits(5), 1)
+            elif k == 2:
+                d.fill_rect(x, y, random.getrandbits(4), random.getrandbits(4), random.getrandbits(1))
+            else:
+                d.text("%d" % i, x, y, 1)
+            want = 0
+            for p in range(8):
+                cols = [c for c in range(128) if d.buffer[p * 128 + c] != prev[p * 128 + c]]
+                if cols:
+                    want += 8 + 2 + cols[-1] - cols[0] + 1
+            b0 = bus.bytes
+            d.show()
+            total += bus.bytes - b0
+            if bus.bytes - b0 != want:
+                wrong_bytes += 1
+            if bytes(m.picture()) != bytes(d.buffer):
+                bad += 1
+            prev[:] = d.buffer
+        print(repr((bad, wrong_bytes, total)))
+    """)
+    bad, wrong_bytes, total = out
+    assert (bad, wrong_bytes) == (0, 0)
+    assert 0 < total < 300 * 1034  # partial shows send less than full frames
