@@ -14,12 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import make_engine, migrate
 from paytoken.backend.service import Backend
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 SECRET = bytes(range(1, 21))  # 160-bit test secret

@@ -10,14 +10,13 @@ import logging
 import paycode
 import pyotp
 import pytest
-from sqlalchemy import func, select, text
-
 from paytoken.backend import BackendError
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import make_engine
 from paytoken.backend.models import Payment
 from paytoken.backend.service import Backend
 from paytoken.backend.verify import Policy
+from sqlalchemy import func, select, text
 
 from .conftest import SECRET, T0
 
@@ -133,12 +132,12 @@ def wrong_otp_code(w, t):
 def test_lockout_after_consecutive_failures_and_unlock(world):
     w = world
     n = w.backend.policy.lock_after
-    for i in range(n - 1):
+    for _i in range(n - 1):
         assert pay(w, wrong_otp_code(w, int(w.clock.t)))["reason"] == "CODE_INVALID"
     assert w.backend.token_info(42)["failures"] == n - 1
     assert pay(w, code_at(w, w.clock.t))["status"] == "succeeded"  # success resets the count
     assert w.backend.token_info(42)["failures"] == 0
-    for i in range(n):
+    for _i in range(n):
         pay(w, wrong_otp_code(w, int(w.clock.t)))
     assert w.backend.token_info(42)["status"] == "locked"
     w.clock.t += 30
@@ -338,7 +337,6 @@ def test_secrets_never_in_logs_or_audit(world, caplog):
 def test_migrated_schema_matches_models(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
-
     from paytoken.backend.models import Base
 
     engine = make_engine(db_url)

@@ -8,7 +8,7 @@ Usage::
     uvicorn --factory paytoken.backend.app:create_app_from_env   # env PAYTOKEN_DB, PAYTOKEN_MASTER_KEY
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI resolves the local Annotated aliases.
 
 import logging
 import os
