@@ -104,6 +104,11 @@ def _run(name):
 
 
 def _boot():
+    # No Ctrl-C until "/" is the flash folder: the supervisor holds the client's
+    # input until the boot marker below, and SIGINT is ignored meanwhile.
+    import micropython
+
+    micropython.kbd_intr(-1)
     root = os.getenv("PAYTOKEN_FLASH")
     if not root:
         raise SystemExit("PAYTOKEN_FLASH unset")
@@ -112,12 +117,11 @@ def _boot():
     os.chdir("/")
     sys.path[:] = ["", ".frozen", "/lib"]
     mode = os.getenv("PAYTOKEN_BOOT") or "full"
-    if mode == "locked":
-        # a production image: no Ctrl-C from power-up; the REPL only when main.py
-        # returns (an authenticated UNLOCK), never when it is missing or fails
-        import micropython
-
-        micropython.kbd_intr(-1)
+    # a locked (production) image: no Ctrl-C from power-up; the REPL only when
+    # main.py returns (an authenticated UNLOCK), never when it is missing or fails
+    if mode != "locked":
+        micropython.kbd_intr(3)
+    sys.stdout.write("\x00paytoken-booted\x00")  # the supervisor strips it
     _run("boot.py")
     if mode != "raw" and not _run("main.py") and mode == "locked":
         raise SystemExit(1)

@@ -42,6 +42,7 @@ RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_MARK = b'Type "help()" for more information.'
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 MOUNT_MARK = b"__mount()"
+BOOT_MARK = b"\x00paytoken-booted\x00"  # the shim's: "/" is the flash folder now
 SHIM = Path(__file__).with_name("shim.py")
 
 _MAX_BUF = 1 << 16  # bytes held for a slow side before the other side is paused
@@ -111,6 +112,9 @@ class Supervisor:
         self.reset_wanted = False
         self.boots = 0
         self._power = True
+        self.booted = False
+        self.boot_buf = b""
+        self.held = b""  # client input while the shim boots
 
     # ---- interpreter -------------------------------------------------------------
 
@@ -151,6 +155,8 @@ class Supervisor:
         self.to_dev.clear()
         self.started_at = time.monotonic()
         self.boots += 1
+        self.booted = False
+        self.boot_buf = b""
         self._write_state()
         if mode == "raw":
             self.swallowing = True
@@ -196,6 +202,17 @@ class Supervisor:
                 del self.to_host[: len(self.to_host) - 4 * _MAX_BUF]
 
     def _from_dev(self, data: bytes) -> None:
+        if not self.booted:
+            self.boot_buf += data
+            i = self.boot_buf.find(BOOT_MARK)
+            if i < 0:
+                return
+            data = self.boot_buf[:i] + self.boot_buf[i + len(BOOT_MARK) :]
+            self.boot_buf = b""
+            self.booted = True
+            held, self.held = self.held, b""
+            if held:
+                self._from_host(held)  # what the client sent while it booted
         if self.swallowing:
             self.swallow = (self.swallow + data)[-4096:]
             i = self.swallow.find(RAW_BANNER)
@@ -232,6 +249,9 @@ class Supervisor:
         return out
 
     def _from_host(self, data: bytes) -> None:
+        if not self.booted:
+            self.held += data  # no Ctrl-C may reach a half-booted shim
+            return
         if MOUNT_MARK in data:
             self.mounted = True  # binary file protocol from now until the next boot
         while data:
@@ -394,7 +414,7 @@ class Supervisor:
                     self._start("locked" if self.locked else "full")
             rl = [sigfd]
             wl = []
-            if self.client and len(self.to_dev) < _MAX_BUF:
+            if self.client and len(self.to_dev) + len(self.held) < _MAX_BUF:
                 rl.append(self.cm)
             if self.im >= 0 and len(self.to_host) < _MAX_BUF:
                 rl.append(self.im)
