@@ -134,6 +134,15 @@ class Token:
             return "unset"
         return "ok" if cfg and cfg["ref_time"] else "unset"
 
+    def now(self):
+        # The UTC time codes are computed at (drift-corrected); 0 when not trusted.
+        try:
+            cfg = config.load(self.cfg_path)
+        except ValueError:
+            return 0
+        screen, t = decide(cfg, self.rtc.datetime(), self.rtc.lost_power)
+        return t if screen in ("code", "back") else 0
+
     def set_clock(self, utc):
         self.rtc.set_datetime(paycode.civil_from_unix(utc))
 

@@ -84,9 +84,12 @@ class Proto:
             tid, sync, locked = "-", 0, 0
         else:
             tid, sync, locked = "%08d" % cfg["token_id"], cfg["last_sync"], int(cfg["locked"])
-        return "OK id=%s fw=%s board=%s code=%d clock=%s sync=%d locked=%d" % (
+        # time: the token's code time (drift-corrected UTC; 0 untrusted), for the
+        # service desk's offset record; a clock is no secret.
+        now = self.ctx.now() if hasattr(self.ctx, "now") else 0
+        return "OK id=%s fw=%s board=%s code=%d clock=%s sync=%d locked=%d time=%d" % (
             tid, fwversion.VERSION, self.ctx.board, paycode.FORMAT_VERSION,
-            self.ctx.clock_state(), sync, locked)
+            self.ctx.clock_state(), sync, locked, now)
 
     def _auth(self, verb, value, mac):
         # -> (cfg, None) when mac is sync_mac over the last nonce, else (None, error).
