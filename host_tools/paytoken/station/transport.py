@@ -185,6 +185,25 @@ class Device:
         except (ValueError, SyntaxError):
             raise DeviceError(f"{self.port}: eval: the device returned no Python literal") from None
 
+    def reboot(self, *, timeout: float | None = None) -> None:
+        """Soft reboot into the firmware: leave the raw REPL, then Ctrl-D at the friendly
+        prompt, so that ``main.py`` runs (a soft reset from the raw REPL skips it)."""
+
+        def go() -> None:
+            ser = self._ser
+            ser.write(b"\r\x02")  # Ctrl-B: friendly REPL
+            buf = b""
+            while not buf.endswith(b">>> "):
+                buf = (buf + ser.read(1))[-64:]
+            ser.write(b"\x04")  # Ctrl-D at an empty prompt: soft reboot, main.py runs
+            buf = b""
+            while b"soft reboot" not in buf:
+                buf = (buf + ser.read(1))[-64:]
+
+        self.enter_raw(timeout=timeout)
+        self._raw = False
+        self._call("reboot", timeout, go)
+
     # ---- files -------------------------------------------------------------------
 
     def sha256(self, paths: list[str], *, timeout: float | None = None) -> dict[str, str | None]:
