@@ -107,9 +107,10 @@ def test_sync_mac_contract() -> None:
     got = paycode.sync_mac(key, "SETTIME", "n0nce", 1700000000)
     want = hmac.new(key, b"paytoken-sync-v1|SETTIME|n0nce|1700000000", hashlib.sha1).hexdigest()
     assert got == want and len(got) == 40 and got == got.lower()
-    assert paycode.sync_mac(key, "UNLOCK", "n0nce", 42) == hmac.new(
-        key, b"paytoken-sync-v1|UNLOCK|n0nce|42", hashlib.sha1
-    ).hexdigest()
+    assert (
+        paycode.sync_mac(key, "UNLOCK", "n0nce", 42)
+        == hmac.new(key, b"paytoken-sync-v1|UNLOCK|n0nce|42", hashlib.sha1).hexdigest()
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,3 +131,23 @@ def test_sync_mac_contract() -> None:
 def test_civil_edges(civil: tuple, t: int) -> None:
     assert paycode.unix_from_civil(*civil) == t
     assert paycode.civil_from_unix(t) == civil
+
+
+API = (
+    "decode_secret hmac_sha1 hotp totp unix_from_civil civil_from_unix ff1_encrypt "
+    "ff1_decrypt damm payment_code parse_code equal sync_mac"
+).split()
+
+
+def test_fixed_api_on_both_interpreters() -> None:
+    from paytoken import upy
+
+    for name in API:
+        assert callable(getattr(paycode, name)), name
+    got = upy.eval_repr(
+        "import paycode\n"
+        f"print(repr([callable(getattr(paycode, n)) for n in {API!r}] + [paycode.damm('572')]))"
+    )
+    assert got == [True] * len(API) + [4]
+    with pytest.raises(AttributeError):
+        paycode.no_such_name  # noqa: B018
