@@ -24,7 +24,9 @@ def test_layout() -> None:
     # C is FF1 of token id || residue || otp under tweak = the prefix's ASCII digits.
     inner = "%08d%d%s" % (12345678, (T // 30) % 10, paycode.totp(SECRET, T))
     assert code[2:17] == paycode.ff1_encrypt(KEY, b"81", inner)
-    assert paycode.group4(code) == " ".join([code[0:4], code[4:8], code[8:12], code[12:16], code[16:]])
+    assert paycode.group4(code) == " ".join(
+        [code[0:4], code[4:8], code[8:12], code[12:16], code[16:]]
+    )
     assert paycode.parse_code(paycode.group4(code), KEY) == (prefix, tid, residue, otp)
 
 
@@ -45,7 +47,10 @@ def test_codes_unlinkable_without_key() -> None:
     # Same token, consecutive steps: the encrypted part shares no positional pattern
     # beyond chance (at most a few equal digits of 15).
     codes = [paycode.payment_code(SECRET, 42, T + 30 * i, KEY) for i in range(50)]
-    same = [sum(a == b for a, b in zip(c1[2:17], c2[2:17], strict=True)) for c1, c2 in itertools.pairwise(codes)]
+    same = [
+        sum(a == b for a, b in zip(c1[2:17], c2[2:17], strict=True))
+        for c1, c2 in itertools.pairwise(codes)
+    ]
     assert len(set(codes)) == 50
     assert sum(same) / len(same) < 3.5  # 1.5 expected for independent digits
 
@@ -154,7 +159,10 @@ def test_decode_secret_errors(text: str, match: str) -> None:
 def test_decode_secret_accepts_padding_and_percent() -> None:
     want = paycode.decode_secret("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
     assert paycode.decode_secret("jbsw y3dp ehpk 3pxp jbsw y3dp ehpk 3pxp") == want
-    assert paycode.decode_secret("otpauth://totp/a:b?SECRET=JBSWY3DPEHPK3PXP%20JBSWY3DPEHPK3PXP") == want
+    assert (
+        paycode.decode_secret("otpauth://totp/a:b?SECRET=JBSWY3DPEHPK3PXP%20JBSWY3DPEHPK3PXP")
+        == want
+    )
     assert paycode.decode_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ") == b"12345678901234567890"
     assert paycode.decode_secret("MFRGGZDFMZTWQ2LKNNWG23TPOBYXE===") == b"abcdefghijklmnopqr"
 

@@ -24,7 +24,9 @@ from paytoken import upy
 HERE = Path(__file__).resolve().parent
 DRIVER = (HERE / "upy_cases.py").read_text()
 CASES = 10_000  # per run, on the cryptolib path
-PURE_CASES = 10_000 if os.environ.get("PAYTOKEN_SOAK") else 2_000  # the pure-AES path is ~10x slower
+PURE_CASES = (
+    10_000 if os.environ.get("PAYTOKEN_SOAK") else 2_000
+)  # the pure-AES path is ~10x slower
 EDGE_TIMES = [
     0,
     2**30,
@@ -48,7 +50,11 @@ def _cases(n: int, seed: int) -> list[str]:
             )
     while len(out) < n + len(EDGE_TIMES) * 3:
         secret = rng.randbytes(rng.choice([16, 20, 32, 64, 65, 100]))
-        t = rng.randrange(2**33) if rng.random() < 0.8 else rng.randrange(2**31 - 10**6, 2**32 + 10**6)
+        t = (
+            rng.randrange(2**33)
+            if rng.random() < 0.8
+            else rng.randrange(2**31 - 10**6, 2**32 + 10**6)
+        )
         out.append(
             f"{secret.hex()} {t} {rng.randrange(10**8)} {rng.randbytes(16).hex()} {rng.choice(PREFIXES)}"
         )

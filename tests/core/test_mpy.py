@@ -76,8 +76,7 @@ def test_16k_is_a_real_limit(compiled) -> None:
     # The same run in a heap far too small fails: the heap size is really applied.
     arch, dst, _ = compiled
     proc = upy.run(
-        "from paycode import payment_code\n"
-        f"print(payment_code({SECRET!r}, 1, {T}, {KEY!r}))",
+        f"from paycode import payment_code\nprint(payment_code({SECRET!r}, 1, {T}, {KEY!r}))",
         heapsize="4K",
         env={"MICROPYPATH": str(dst)},
         check=False,

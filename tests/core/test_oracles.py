@@ -88,7 +88,9 @@ def test_decode_secret_matches_base64(key: bytes, data: st.DataObject) -> None:
     st.integers(2, 36),
     st.data(),
 )
-def test_ff1_round_trip_any_radix(key: bytes, tweak: bytes, radix: int, data: st.DataObject) -> None:
+def test_ff1_round_trip_any_radix(
+    key: bytes, tweak: bytes, radix: int, data: st.DataObject
+) -> None:
     alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"[:radix]
     n_min = 2
     while radix**n_min < 1_000_000:
