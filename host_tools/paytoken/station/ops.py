@@ -1,0 +1,429 @@
+"""Token operations shared by the factory station and the service desk.
+
+Usage::
+
+    with Device(port) as dev:
+        st = probe(dev)                      # TokenState: fw, board, id, locked, mode
+        clk = set_clock_utc(dev)             # RTC set to UTC through the firmware's driver
+        codes = device_codes(dev, [t1, t2])  # computed on the token from its own config
+        lock(dev, token_id)                  # lock flag, reboot, INFO locked, REPL refused
+
+Every operation runs firmware functions on the token through the raw REPL (the
+config module, the board's RTC driver, ``app.code_at``) or speaks the locked line
+protocol. Secrets go to the token only inside exec'd code and never come back: a
+failure is an ``OpsError`` naming the step, with any secret scrubbed from the text.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import hmac
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import paycode
+
+from paytoken import upy
+from paytoken.station.transport import Device, DeviceError
+
+REPL_PROBE_TIMEOUT = 3.0  # seconds to get a raw REPL before trying the line protocol
+REFUSE_TIMEOUT = 1.0  # seconds a locked token is given to (wrongly) offer a REPL
+BOOT_TIMEOUT = 8.0  # seconds for a rebooted token to answer INFO
+MAX_PPM = 1000.0  # the config's bound on the crystal error
+# Fixed times for cross-verification: the calendar's corners and leap days.
+FIXED_TIMES = (
+    1735689600,  # 2025-01-01T00:00:00Z, the firmware's earliest trusted time
+    1767225599,  # 2025-12-31T23:59:59Z
+    1772323200,  # 2026-03-01T00:00:00Z
+    1835395199,  # 2028-02-29T23:59:59Z (leap day)
+    2147483647,  # 2038-01-19T03:14:07Z (32-bit signed limit)
+    2147483648,  # one second later
+    4102444800,  # 2100-01-01T00:00:00Z (not a leap year)
+    4107542399,  # 2100-02-28T23:59:59Z
+    7258118399,  # 2199-12-31T23:59:59Z, the last time a token accepts
+)
+
+
+class OpsError(Exception):
+    """A token operation failed; ``step`` names it. The message never holds a secret."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+@dataclass
+class TokenState:
+    """What a token says about itself (never a secret)."""
+
+    mode: str  # "repl" (factory/unlocked, raw REPL answered) or "locked" (line protocol)
+    fw: str | None
+    board: str | None
+    token_id: int | None  # from the config; None when there is none
+    locked: bool
+    has_secret: bool = False
+    corrupt: bool = False
+    clock: str | None = None
+    time: int | None = None  # INFO's time= (locked mode only)
+
+
+def host_fw_version(firmware_dir: Path | None = None) -> str:
+    """``VERSION`` of this host's ``firmware/fwversion.py`` (read, not imported)."""
+    path = (firmware_dir or upy.FIRMWARE_DIR) / "fwversion.py"
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "VERSION" for t in node.targets
+        ):
+            v = ast.literal_eval(node.value)
+            if isinstance(v, str):
+                return v
+    raise OpsError("check", f"{path} has no VERSION string")
+
+
+def secret_forms(*secrets_: bytes) -> list[str]:
+    """The texts a secret could leak as: hex (both cases), base32, and Python's repr."""
+    out: list[str] = []
+    for s in secrets_:
+        if not s:
+            continue
+        h = s.hex()
+        b32 = base64.b32encode(s).decode()
+        out += [h, h.upper(), b32, b32.rstrip("="), repr(s)[2:-1]]
+    return [f for f in out if len(f) >= 8]
+
+
+def scrub(text: str, *secrets_: bytes) -> str:
+    """``text`` with every form of the given secrets replaced by ``<secret>``."""
+    for f in secret_forms(*secrets_):
+        text = text.replace(f, "<secret>")
+    return text
+
+
+def parse_info(reply: str) -> dict[str, str]:
+    """``OK id=... fw=...`` -> its key=value pairs; unknown keys are kept, order ignored."""
+    if not reply.startswith("OK "):
+        raise OpsError("info", f"INFO refused: {reply[:80]}")
+    out: dict[str, str] = {}
+    for part in reply[3:].split():
+        k, sep, v = part.partition("=")
+        if sep:
+            out[k] = v
+    if "id" not in out or "locked" not in out:
+        raise OpsError("info", f"INFO answer without id/locked: {reply[:80]}")
+    return out
+
+
+def info(dev: Device, *, timeout: float | None = None) -> TokenState:
+    """``INFO`` over the locked line protocol."""
+    try:
+        d = parse_info(dev.line("INFO", timeout=timeout))
+    except DeviceError as e:
+        raise OpsError("info", str(e)) from None
+    tid = d.get("id", "-")
+    return TokenState(
+        mode="locked",
+        fw=d.get("fw"),
+        board=d.get("board"),
+        token_id=int(tid) if tid.isdigit() else None,
+        locked=d.get("locked") == "1",
+        corrupt=tid == "-" and d.get("locked") == "1",
+        clock=d.get("clock"),
+        time=int(d["time"]) if d.get("time", "").isdigit() else None,
+    )
+
+
+_PROBE = (
+    "import fwversion, board, config\n"
+    "try:\n"
+    " _c = config.load()\n"
+    " _s = None if _c is None else (_c['token_id'], _c['locked'], len(_c['secret']) > 0)\n"
+    "except ValueError:\n"
+    " _s = 'corrupt'\n"
+    "_c = None\n"
+    "print(repr((fwversion.VERSION, getattr(board, 'NAME', None), _s)))\n"
+)
+
+
+def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT) -> TokenState:
+    """The token's firmware, board and config state, by raw REPL or else by ``INFO``."""
+    try:
+        dev.enter_raw(timeout=repl_timeout)
+    except DeviceError:
+        try:
+            return info(dev, timeout=repl_timeout)
+        except OpsError:
+            raise OpsError(
+                "check", f"{dev.port}: the token answers neither the raw REPL nor INFO "
+                "(no MicroPython, wrong port, or no power)"
+            ) from None
+    try:
+        out = dev.exec(_PROBE).strip()
+    except DeviceError as e:
+        if "fwversion" in str(e) or "board" in str(e) or "config" in str(e):
+            raise OpsError(
+                "check", f"{dev.port}: no paytoken firmware on the token ({str(e).split(': ')[-1]}): "
+                "run `paytoken deploy --port PORT --board BOARD`"
+            ) from None
+        raise OpsError("check", str(e)) from None
+    try:
+        fw, board, st = ast.literal_eval(out)
+    except (ValueError, SyntaxError):
+        raise OpsError("check", f"{dev.port}: unexpected probe answer") from None
+    if st == "corrupt":
+        return TokenState("repl", fw, board, None, False, corrupt=True)
+    if st is None:
+        return TokenState("repl", fw, board, None, False)
+    return TokenState("repl", fw, board, int(st[0]) or None, bool(st[1]), has_secret=bool(st[2]))
+
+
+def check_firmware(st: TokenState, board: str, host_fw: str, port: str) -> None:
+    """Refuse a token whose firmware or board is not what this station expects."""
+    fix = f"run `paytoken deploy --port {port} --board {board}`"
+    if st.fw != host_fw:
+        raise OpsError(
+            "check", f"{port}: firmware {st.fw} on the token, {host_fw} on this station: {fix}"
+        )
+    if st.board != board:
+        raise OpsError("check", f"{port}: the token has board {st.board}, not {board}: {fix}")
+
+
+# ---- the clock ------------------------------------------------------------------------
+
+# The board's own RTC driver (app.devices) and two helpers, kept in the raw REPL's
+# globals between calls: _set(n) writes UTC n; _edge() waits for the next seconds
+# edge of the RTC and returns the UTC second that began.
+_CLOCK_PRELUDE = (
+    "import board, app, paycode\n"
+    "_rtc = app.devices(board, board.cold_boot())[1]\n"
+    "def _set(n):\n"
+    " _rtc.set_datetime(paycode.civil_from_unix(n))\n"
+    "def _edge():\n"
+    " s = _rtc.datetime()\n"
+    " for _ in range(200000):\n"
+    "  d = _rtc.datetime()\n"
+    "  if d != s:\n"
+    "   return paycode.unix_from_civil(*d)\n"
+    " raise OSError('the RTC does not tick')\n"
+)
+
+
+@dataclass
+class ClockReading:
+    """One seconds edge: the token's UTC second and the host's UTC time of that edge."""
+
+    device: int
+    host: float
+    rtt: float
+
+    @property
+    def offset(self) -> float:
+        """Token minus host, seconds."""
+        return self.device - self.host
+
+
+def _exec(dev: Device, step: str, code: str, timeout: float | None = None) -> str:
+    try:
+        return dev.exec(code, timeout=timeout)
+    except DeviceError as e:
+        raise OpsError(step, str(e)) from None
+
+
+def _rtt(dev: Device) -> float:
+    best = 1.0
+    for _ in range(3):
+        t0 = time.time()
+        _exec(dev, "clock", "_p = 0")
+        best = min(best, time.time() - t0)
+    return best
+
+
+def read_edge(dev: Device, rtt: float | None = None) -> ClockReading:
+    """Time the token's next RTC seconds edge against the host's UTC clock.
+
+    The edge is detected on the token (a tight poll of the RTC), so the reading has
+    the resolution of one RTC read plus the serial latency, which is estimated as half
+    the fastest of three short round trips, not the one-second tick of the RTC.
+    """
+    if rtt is None:
+        rtt = _rtt(dev)
+    out = _exec(dev, "clock", "print(_edge())", timeout=5.0)
+    t_recv = time.time()
+    try:
+        dev_t = int(out.strip())
+    except ValueError:
+        raise OpsError("clock", f"{dev.port}: unexpected RTC answer") from None
+    return ClockReading(dev_t, t_recv - rtt / 2, rtt)
+
+
+@dataclass
+class ClockSet:
+    """The result of setting a token's RTC to UTC."""
+
+    utc: int  # the second written
+    first: ClockReading  # the edge just after
+
+
+def set_clock_utc(dev: Device, *, tolerance: float = 0.25, tries: int = 2) -> ClockSet:
+    """Set the token's RTC to the host's UTC through the board's RTC driver.
+
+    ``paycode.civil_from_unix`` makes the civil time on the host's UTC seconds, never
+    local time. The write is sent half a round trip before the whole second it names,
+    then the next seconds edge is timed; an offset beyond ``tolerance`` is retried,
+    then refused.
+    """
+    _exec(dev, "clock", _CLOCK_PRELUDE)
+    rd: ClockReading | None = None
+    for _ in range(tries):
+        rtt = _rtt(dev)
+        now = time.time()
+        n = int(now) + 1 if now % 1 < 0.7 else int(now) + 2
+        time.sleep(max(0.0, n - rtt / 2 - time.time()))
+        _exec(dev, "clock", f"_set({n})")
+        rd = read_edge(dev, rtt)
+        if abs(rd.offset) <= tolerance:
+            return ClockSet(n, rd)
+    assert rd is not None
+    raise OpsError(
+        "clock", f"{dev.port}: the RTC is {rd.offset * 1000:+.0f} ms off right after "
+        "being set: it does not keep the time"
+    )
+
+
+def ppm_between(a: ClockReading, b: ClockReading) -> tuple[float, float]:
+    """Crystal error (ppm, token fast is positive) between two readings, and its
+    resolution (ppm): the two latency estimates over the time between them."""
+    span = b.host - a.host
+    if span <= 0:
+        raise OpsError("drift", "readings out of order")
+    ppm = (b.offset - a.offset) / span * 1e6
+    res = (a.rtt + b.rtt) / 2 / span * 1e6
+    return ppm, res
+
+
+# ---- config and codes -----------------------------------------------------------------
+
+
+def config_literal(cfg: dict[str, object]) -> str:
+    """A Python literal of the config (bytes as ``bytes.fromhex``), for exec'd code."""
+    parts = []
+    for k, v in cfg.items():
+        if isinstance(v, bytes):
+            parts.append(f"{k!r}: bytes.fromhex({v.hex()!r})")
+        else:
+            parts.append(f"{k!r}: {v!r}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def write_config(dev: Device, cfg: dict[str, object]) -> None:
+    """``config.save(cfg)`` on the token (atomic on the token: temp, fsync, rename)."""
+    secrets_ = [v for v in cfg.values() if isinstance(v, bytes)]
+    try:
+        dev.exec("import config\nconfig.save(" + config_literal(cfg) + ")\n")
+    except DeviceError as e:
+        raise OpsError("config", scrub(f"writing the config failed: {e}", *secrets_)) from None
+
+
+def update_config(dev: Device, step: str, **changes: object) -> None:
+    """``config.update(**changes)`` on the token (no secrets in ``changes``)."""
+    args = ", ".join(f"{k}={v!r}" for k, v in changes.items())
+    _exec(dev, step, f"import config\nconfig.update(config.PATH, {args})\n")
+
+
+def device_codes(dev: Device, times: Iterable[int]) -> list[str]:
+    """Codes the token computes with ``app.code_at`` from its stored config."""
+    ts = [int(t) for t in times]
+    out = _exec(
+        dev, "verify",
+        "import app, config\n_c = config.load()\n"
+        f"print(repr([app.code_at(_c, t) for t in {ts!r}]))\n_c = None\n",
+        timeout=max(10.0, len(ts) * 0.5),
+    ).strip()
+    try:
+        codes = ast.literal_eval(out)
+    except (ValueError, SyntaxError):
+        raise OpsError("verify", f"{dev.port}: unexpected answer to the code request") from None
+    if not isinstance(codes, list) or len(codes) != len(ts):
+        raise OpsError("verify", f"{dev.port}: the token returned {len(codes)} codes for {len(ts)} times")
+    return [str(c) for c in codes]
+
+
+def mismatches(times: list[int], got: list[str], want: list[str]) -> list[int]:
+    """The times whose codes differ (compared in constant time)."""
+    return [t for t, g, w in zip(times, got, want, strict=True) if not hmac.compare_digest(g, w)]
+
+
+def host_codes(secret: bytes, token_id: int, times: Iterable[int], scheme_key: bytes,
+               prefix: str) -> list[str]:
+    """The same codes by CPython's paycode."""
+    return [paycode.payment_code(secret, token_id, int(t), scheme_key, prefix) for t in times]
+
+
+def spread_times(start: int, end: int, n: int) -> list[int]:
+    """``n`` times from ``start`` to ``end`` (inclusive), evenly spread, 30 s aligned
+    plus a varying second so that step edges are exercised too."""
+    if n < 1:
+        raise ValueError("at least one step")
+    if n == 1:
+        return [start]
+    span = end - start
+    return [start + span * i // (n - 1) - (i % 31 if i else 0) for i in range(n)]
+
+
+# ---- lock and unlock ------------------------------------------------------------------
+
+
+def lock(dev: Device, token_id: int) -> TokenState:
+    """Set the lock flag, reboot into the firmware, and confirm: ``INFO`` answers
+    locked with ``token_id``, and the raw REPL is refused."""
+    update_config(dev, "lock", locked=True)
+    try:
+        dev.reboot()
+    except DeviceError as e:
+        raise OpsError("lock", str(e)) from None
+    st = None
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while st is None:
+        try:
+            st = info(dev, timeout=2.0)
+        except OpsError:
+            if time.monotonic() > deadline:
+                raise OpsError("lock", f"{dev.port}: no INFO answer after the reboot") from None
+    if not st.locked or st.token_id != token_id:
+        raise OpsError(
+            "lock", f"{dev.port}: after the reboot INFO says id={st.token_id} locked={int(st.locked)}"
+        )
+    if repl_open(dev):
+        raise OpsError("lock", f"{dev.port}: the locked token still gives a REPL")
+    return st
+
+
+def repl_open(dev: Device, timeout: float = REFUSE_TIMEOUT) -> bool:
+    """True if the raw REPL answers within ``timeout`` (a locked token never does)."""
+    try:
+        dev.enter_raw(soft_reset=False, timeout=timeout)
+    except DeviceError:
+        return False
+    return True
+
+
+def challenge(dev: Device, step: str) -> str:
+    """A fresh nonce from the token (``CHALLENGE``)."""
+    try:
+        r = dev.line("CHALLENGE", check=True)
+    except DeviceError as e:
+        raise OpsError(step, str(e)) from None
+    nonce = r[3:].strip()
+    if not nonce.isalnum():
+        raise OpsError(step, f"{dev.port}: bad nonce from the token")
+    return nonce
+
+
+def unlock(dev: Device, mac: str) -> None:
+    """``UNLOCK <mac>``; then the firmware returns to the REPL."""
+    try:
+        dev.line(f"UNLOCK {mac}", check=True)
+    except DeviceError as e:
+        raise OpsError("unlock", str(e)) from None

@@ -1,0 +1,312 @@
+"""Factory provisioning: many tokens in parallel, none half-done, no secret leaked.
+
+Usage::
+
+    station = Station(backend, board="sim", burn_in=10, report_dir=Path("reports"))
+    reports = station.run(["/dev/ttyACM0", "/dev/ttyACM1"], progress=callback)
+
+Each port gets its own thread and its own time-bounded ``Device``. The steps:
+
+1. ``check``: the token's firmware version equals this host's ``fwversion.py`` and its
+   board is the one asked for (else: run ``paytoken deploy``). A locked token that is
+   active in the database is skipped; one locked but still ``pending`` (a run cut
+   after its lock) is unlocked with the pending record's sync key and redone.
+2. ``secret``: 160-bit secret and sync key from ``secrets``.
+3. ``allocate``: a ``pending`` token id in the issuer database (sync key sealed on it).
+4. ``config``: ``config.save`` on the token (atomic there); the secret travels only
+   inside that exec'd code.
+5. ``clock``: the RTC set to UTC through the board's RTC driver.
+6. ``drift``: the offset at the seconds edge, then after the burn-in again: the
+   crystal error in ppm; ``ppm`` and ``ref_time`` stored on the token.
+7. ``verify``: codes for fixed times computed on the token vs CPython's paycode.
+8. ``lock``: the lock flag, a reboot, ``INFO`` locked, the REPL refused.
+9. ``activate``: secret, sync key and ``active`` status in one transaction.
+
+A failure before ``lock`` discards the pending record (the token is re-provisionable
+as it is); from ``lock`` on the pending record is kept, because it holds the sync key
+that unlocks the token on the next run, which then discards it and starts afresh.
+Reports (JSON per token) and the station's audit lines never hold a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from paytoken.backend import BackendError
+from paytoken.backend.models import ACTIVE, PENDING
+from paytoken.backend.service import Backend
+from paytoken.station import ops
+from paytoken.station.transport import DEFAULT_TIMEOUT, Device, DeviceError
+
+STEPS = ("connect", "check", "secret", "allocate", "config", "clock", "drift", "verify",
+         "lock", "activate")
+SECRET_BYTES = 20  # 160 bits (RFC 4226 R6 recommends 160)
+SYNC_KEY_BYTES = 20
+
+# (port, step, detail) -> None; detail is a short text, never a secret
+Progress = Callable[[str, str, str], None]
+
+
+@dataclass
+class TokenReport:
+    """The outcome for one port; written as JSON, so it never holds a secret."""
+
+    port: str
+    board: str
+    status: str = "failed"  # provisioned | skipped | failed
+    step: str = "connect"  # the last step begun
+    token_id: int | None = None
+    error: str | None = None
+    fw: str | None = None
+    clock_set_utc: int | None = None
+    offset_ms: float | None = None  # token minus UTC right after the set
+    drift_offset_ms: float | None = None  # the same after the burn-in
+    burn_in_s: float = 0.0
+    ppm: float | None = None  # stored on the token (0.0 when not measured)
+    ppm_resolution: float | None = None
+    verified_times: list[int] = field(default_factory=list)
+    recovered: str | None = None  # what a previous, cut run left and how it was handled
+    started_at: float = 0.0
+    seconds: float = 0.0
+
+
+class Station:
+    """A provisioning station over one issuer database."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        board: str,
+        burn_in: float = 0.0,
+        prefix: str = "81",
+        report_dir: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        firmware_dir: Path | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """``backend`` needs the master key; ``burn_in`` is seconds between the two
+        clock readings (0: the crystal error is not measured, ppm stays 0)."""
+        if burn_in < 0:
+            raise ValueError("burn-in must be >= 0 seconds")
+        self.backend = backend
+        self.board = board
+        self.burn_in = float(burn_in)
+        self.prefix = prefix
+        self.report_dir = report_dir
+        self.timeout = timeout
+        self.host_fw = ops.host_fw_version(firmware_dir)
+        self.actor = actor or f"station:{socket.gethostname()}"
+        try:
+            self.scheme_key = backend.scheme_keys().get(prefix)
+        except BackendError as e:
+            raise ops.OpsError("setup", str(e)) from None
+        if self.scheme_key is None:
+            raise ops.OpsError(
+                "setup", f"no scheme key for prefix {prefix} in the database: run `paytoken scheme add`"
+            )
+        self._audit_lock = threading.Lock()
+
+    # ---- many ports ----------------------------------------------------------------
+
+    def run(self, ports: list[str], progress: Progress | None = None) -> list[TokenReport]:
+        """Provision every port in parallel; one report per port, in the given order."""
+        if not ports:
+            return []
+        if len(set(ports)) != len(ports):
+            raise ValueError("a port is given twice")
+        with ThreadPoolExecutor(max_workers=len(ports), thread_name_prefix="provision") as pool:
+            return list(pool.map(lambda p: self.provision(p, progress), ports))
+
+    # ---- one port ------------------------------------------------------------------
+
+    def provision(self, port: str, progress: Progress | None = None) -> TokenReport:
+        """Provision the token on ``port``; never raises for a token's failure."""
+        rep = TokenReport(port=port, board=self.board, burn_in_s=self.burn_in,
+                          started_at=time.time())
+        t0 = time.monotonic()
+        secret = b""
+        sync_key = b""
+        pending: int | None = None
+        locking = False
+
+        def step(name: str, detail: str = "") -> None:
+            rep.step = name
+            if progress:
+                progress(port, name, detail)
+
+        try:
+            step("connect")
+            with Device(port, timeout=self.timeout) as dev:
+                step("check")
+                st = ops.probe(dev)
+                rep.fw = st.fw
+                if st.mode == "locked":
+                    done = self._locked(dev, st, rep)
+                    if done:
+                        return rep
+                    st = ops.probe(dev)  # unlocked now, in the raw REPL
+                ops.check_firmware(st, self.board, self.host_fw, port)
+                if st.token_id is not None:
+                    self._leftover(st.token_id, rep)
+
+                step("secret")
+                secret = secrets.token_bytes(SECRET_BYTES)
+                sync_key = secrets.token_bytes(SYNC_KEY_BYTES)
+
+                step("allocate")
+                pending = self.backend.allocate_token(self.actor + ":" + port, sync_key=sync_key)
+                rep.token_id = pending
+
+                step("config", f"token {pending:08d}")
+                assert self.scheme_key is not None
+                ops.write_config(dev, {
+                    "token_id": pending, "secret": secret, "scheme_key": self.scheme_key,
+                    "prefix": self.prefix, "sync_key": sync_key, "ppm": 0.0, "ref_time": 0,
+                    "locked": False, "last_step": 0, "last_sync": 0,
+                })
+
+                step("clock")
+                cs = ops.set_clock_utc(dev)
+                rep.clock_set_utc = cs.utc
+                rep.offset_ms = round(cs.first.offset * 1000, 2)
+
+                step("drift", f"burn-in {self.burn_in:g} s" if self.burn_in else "")
+                ppm = 0.0
+                if self.burn_in > 0:
+                    end = time.monotonic() + self.burn_in
+                    while (left := end - time.monotonic()) > 0:
+                        time.sleep(min(left, 1.0))
+                        if progress:
+                            progress(port, "drift", f"burn-in {max(0.0, end - time.monotonic()):.0f} s left")
+                    later = ops.read_edge(dev)
+                    ppm, res = ops.ppm_between(cs.first, later)
+                    rep.drift_offset_ms = round(later.offset * 1000, 2)
+                    rep.ppm_resolution = round(res, 3)
+                    if abs(ppm) > ops.MAX_PPM:
+                        raise ops.OpsError(
+                            "drift", f"crystal error {ppm:+.0f} ppm is beyond +-{ops.MAX_PPM:g}: "
+                            "a faulty crystal (or a clock that does not keep time)"
+                        )
+                rep.ppm = round(ppm, 3)
+                ops.update_config(dev, "drift", ppm=rep.ppm, ref_time=cs.utc, last_sync=cs.utc,
+                                  last_step=cs.utc // 30)
+
+                step("verify")
+                times = list(ops.FIXED_TIMES) + [cs.utc, cs.utc + 30]
+                got = ops.device_codes(dev, times)
+                want = ops.host_codes(secret, pending, times, self.scheme_key, self.prefix)
+                bad = ops.mismatches(times, got, want)
+                if bad:
+                    raise ops.OpsError(
+                        "verify", f"the token's codes differ from the station's at {len(bad)} of "
+                        f"{len(times)} times (first: t={bad[0]})"
+                    )
+                rep.verified_times = times
+
+                step("lock")
+                locking = True
+                ops.lock(dev, pending)
+
+                step("activate")
+                self.backend.activate_token(pending, secret, sync_key, self.prefix,
+                                            actor=self.actor + ":" + port)
+                pending = None
+                rep.status = "provisioned"
+                step("done", f"token {rep.token_id:08d}")
+        except (ops.OpsError, DeviceError, BackendError, OSError, ValueError) as e:
+            rep.status = "failed"
+            rep.error = ops.scrub(str(e), secret, sync_key)
+            if pending is not None and not locking:
+                try:
+                    self.backend.discard_pending(pending, self.actor + ":" + port)
+                except BackendError:
+                    pass  # the next run finds and removes it
+            if progress:
+                progress(port, "failed", rep.error)
+        finally:
+            secret = sync_key = b""
+            rep.seconds = round(time.monotonic() - t0, 3)
+            self._record(rep)
+        return rep
+
+    def _status(self, token_id: int) -> str | None:
+        try:
+            return self.backend.token_info(token_id)["status"]
+        except BackendError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def _locked(self, dev: Device, st: ops.TokenState, rep: TokenReport) -> bool:
+        # A token that answers only the line protocol. -> True when it is done with.
+        if st.token_id is None:
+            raise ops.OpsError(
+                "check", f"{dev.port}: a locked token without a readable config: it cannot be "
+                "provisioned here (unlock needs its sync key)"
+            )
+        rep.token_id = st.token_id
+        status = self._status(st.token_id)
+        if status == ACTIVE:
+            rep.status = "skipped"
+            rep.error = None
+            rep.recovered = f"already provisioned: token {st.token_id:08d} is locked and active"
+            return True
+        if status != PENDING:
+            raise ops.OpsError(
+                "check", f"{dev.port}: locked token {st.token_id:08d} is "
+                f"{status or 'unknown to this database'}: not provisioned again"
+            )
+        # cut after its lock, before activation: unlock with the pending sync key
+        nonce = ops.challenge(dev, "check")
+        mac = self.backend.pending_unlock_mac(st.token_id, nonce, self.actor + ":" + dev.port)
+        ops.unlock(dev, mac)
+        rep.recovered = f"token {st.token_id:08d} was locked but pending: unlocked, redone"
+        return False
+
+    def _leftover(self, token_id: int, rep: TokenReport) -> None:
+        # The token holds the id of an earlier, unfinished run.
+        status = self._status(token_id)
+        if status == PENDING:
+            self.backend.discard_pending(token_id, self.actor + ":" + rep.port)
+            rep.recovered = (rep.recovered or "") + (
+                f"{'; ' if rep.recovered else ''}pending record {token_id:08d} of a cut run removed")
+        elif status is not None:
+            raise ops.OpsError(
+                "check", f"{rep.port}: the token is unlocked but token {token_id:08d} is {status} "
+                "in the database (an update cut short?): finish it with `paytoken update`"
+            )
+
+    def _record(self, rep: TokenReport) -> None:
+        if self.report_dir is None:
+            return
+        d = self.report_dir
+        d.mkdir(parents=True, exist_ok=True)
+        data = asdict(rep)
+        name = f"{rep.token_id:08d}" if rep.token_id else _safe(rep.port)
+        path = d / f"token-{name}-{int(rep.started_at)}.json"
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+        line = json.dumps({
+            "ts": int(time.time()), "actor": self.actor, "port": rep.port,
+            "token_id": rep.token_id, "status": rep.status, "step": rep.step,
+            "error": rep.error, "report": path.name,
+        }, sort_keys=True)
+        with self._audit_lock, open(d / "audit.jsonl", "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _safe(port: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in port).strip("_")[-40:] or "port"
