@@ -76,6 +76,12 @@ class NonceIn(BaseModel):
     nonce: StrictStr = Field(pattern=r"^[A-Za-z0-9]{8,64}$", description="the token's CHALLENGE nonce")
 
 
+class ClockOffsetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    offset_s: StrictInt = Field(ge=-315360000, le=315360000,
+                                description="seconds the token's clock ran ahead of UTC before a clock sync")
+
+
 class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal["revoked", "lost"] = "revoked"
@@ -212,6 +218,11 @@ def create_app(backend: Backend) -> FastAPI:
     @app.post("/v1/tokens/{token_id}/clock-sync", response_model=ClockSyncOut)
     def clock_sync(token_id: TokenId, body: NonceIn, actor: Admin) -> dict:
         return backend.clock_sync(token_id, body.nonce, actor)
+
+    @app.post("/v1/tokens/{token_id}/clock-offset", response_model=TokenOut)
+    def clock_offset(token_id: TokenId, body: ClockOffsetIn, actor: Admin) -> dict:
+        """Record the offset a service desk observed before SETTIME; the drift restarts at 0."""
+        return backend.record_clock_offset(token_id, body.offset_s, actor)
 
     @app.post("/v1/tokens/{token_id}/unlock-auth", response_model=UnlockAuthOut)
     def unlock_auth(token_id: TokenId, body: NonceIn, actor: Admin) -> dict:

@@ -366,6 +366,22 @@ class Backend:
             audit.append(conn, utc, actor, "CLOCK_SYNC", token_id, {"utc": utc})
         return {"token_id": token_id, "utc": utc, "mac": mac}
 
+    def record_clock_offset(self, token_id: int, offset_s: int, actor: str) -> dict:
+        """After a service-desk SETTIME: the token read ``offset_s`` seconds ahead of UTC
+        before it; its clock is right now, so the learned drift restarts at 0."""
+        _check_token_id(token_id)
+        if type(offset_s) is not int or abs(offset_s) > 10 * 365 * 86400:
+            raise BackendError("offset_s must be an integer number of seconds within 10 years", 422)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(_t.c.status, _t.c.drift_s).where(_t.c.id == token_id)).first()
+            if row is None or row.status == PENDING:
+                raise BackendError(f"no token {token_id}", 404)
+            conn.execute(update(_t).where(_t.c.id == token_id).values(
+                drift=0, drift_s=0, pending_drift=None, pending_step=None))
+            audit.append(conn, self.now(), actor, "CLOCK_OFFSET", token_id,
+                         {"offset_s": offset_s, "drift_s_before": row.drift_s})
+        return self.token_info(token_id)
+
     def unlock_auth(self, token_id: int, nonce: str, actor: str) -> dict:
         """``sync_mac(sync_key, 'UNLOCK', nonce, token_id)``: authorizes a firmware update."""
         _check_token_id(token_id)
