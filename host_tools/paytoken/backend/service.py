@@ -366,6 +366,25 @@ class Backend:
             audit.append(conn, utc, actor, "CLOCK_SYNC", token_id, {"utc": utc})
         return {"token_id": token_id, "utc": utc, "mac": mac}
 
+    def expected_codes(self, token_id: int, times: list[int], actor: str = "station") -> list[str]:
+        """The codes an active token must show at ``times`` (UTC seconds), computed here
+        with its sealed secret, which never leaves this call: the service desk's oracle
+        for cross-verifying a token. Changes no state; audited."""
+        _check_token_id(token_id)
+        if not times or len(times) > 10000:
+            raise BackendError("give 1 to 10000 times", 422)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(_t.c.status, _t.c.prefix, _t.c.secret_enc)
+                               .where(_t.c.id == token_id)).first()
+            if row is None or row.status == PENDING or row.secret_enc is None:
+                raise BackendError(f"no token {token_id}", 404)
+            key = self._scheme_key(conn, row.prefix)
+            if key is None:
+                raise BackendError(f"no scheme key for prefix {row.prefix}", 422)
+            secret = self._ring().open(row.secret_enc, f"token:{token_id}:secret")
+            audit.append(conn, self.now(), actor, "CODES_EXPECTED", token_id, {"count": len(times)})
+        return [paycode.payment_code(secret, token_id, int(t), key, row.prefix) for t in times]
+
     def record_clock_offset(self, token_id: int, offset_s: int, actor: str) -> dict:
         """After a service-desk SETTIME: the token read ``offset_s`` seconds ahead of UTC
         before it; its clock is right now, so the learned drift restarts at 0."""
