@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -53,12 +54,47 @@ def port_link(flash: Path | str) -> Path:
     return hw_folder(flash) / LINK
 
 
+def registry_dir() -> Path:
+    """Where running virtual tokens list themselves (``$PAYTOKEN_VDEV_REGISTRY``, else a
+    per-user folder in the temp dir), so that ``paytoken provision --all`` finds them."""
+    d = os.environ.get("PAYTOKEN_VDEV_REGISTRY")
+    return Path(d) if d else Path(tempfile.gettempdir()) / f"paytoken-vdev-{os.getuid()}"
+
+
 def write_state(flash: Path | str, state: dict[str, Any]) -> None:
-    """Record the running supervisor (atomically)."""
+    """Record the running supervisor (atomically), and list it in the registry."""
     p = hw_folder(flash) / STATE
     tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state))
     os.replace(tmp, p)
+    try:
+        reg = registry_dir()
+        reg.mkdir(mode=0o700, parents=True, exist_ok=True)
+        entry = reg / f"{os.getpid()}.json"
+        tmp = entry.with_name(entry.name + ".tmp")
+        tmp.write_text(json.dumps({"flash": str(Path(flash).resolve()), "port": state.get("port"),
+                                   "pid": os.getpid()}))
+        os.replace(tmp, entry)
+    except OSError:
+        pass  # the registry is a convenience; the state file is what counts
+
+
+def running() -> list[dict[str, Any]]:
+    """The registered virtual tokens whose supervisor is alive: ``{flash, port, pid}``."""
+    out = []
+    try:
+        entries = sorted(registry_dir().glob("*.json"))
+    except OSError:
+        return []
+    for e in entries:
+        try:
+            d = json.loads(e.read_text())
+            os.kill(int(d["pid"]), 0)
+            if read_state(d["flash"]).get("pid") == d["pid"]:
+                out.append(d)
+        except (OSError, ValueError, KeyError, TypeError, ControlError):
+            continue
+    return out
 
 
 def read_state(flash: Path | str) -> dict[str, Any]:
@@ -82,6 +118,10 @@ def clear_state(flash: Path | str, pid: int) -> None:
         if json.loads(p.read_text()).get("pid") == pid:
             p.unlink()
     except (OSError, ValueError):
+        pass
+    try:
+        (registry_dir() / f"{pid}.json").unlink()
+    except OSError:
         pass
 
 
