@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -233,3 +234,38 @@ def test_locked_token_line_protocol_never_killed_by_ctrl_c(vdevs, tmp_path: Path
         assert dev.line("HELLO") == "ERR unknown command"
         with pytest.raises(DeviceError, match="raw REPL.*locked token"):
             dev.eval("1", timeout=3)
+
+
+def test_exit_is_a_reboot_and_status_66_a_hard_reset(vdevs, tmp_path: Path) -> None:
+    flash = tmp_path / "tok"
+    flash.mkdir()
+    (flash / "main.py").write_text("open('/boots', 'a').write('x')\n")
+    t = vdevs(flash)
+    _wait(lambda: (flash / "boots").exists())
+    assert (flash / "boots").read_text() == "x"
+    with Device(t.port, timeout=5) as dev:
+        dev.enter_raw()  # a soft reboot in raw mode: main.py does not run
+        assert (flash / "boots").read_text() == "x"
+        dev.exec("import sys\nsys.exit(0)", timeout=2)  # ends the interpreter: raw reboot
+    boots = json.loads((t.hw / "vdev.json").read_text())["boots"]
+    with Device(t.port, timeout=5) as dev:
+        assert dev.eval("1") == 1
+        assert (flash / "boots").read_text() == "x"
+        assert json.loads((t.hw / "vdev.json").read_text())["boots"] > boots
+        dev.exec("import sys\nsys.exit(66)", timeout=2)  # hard reset: main.py runs
+    _wait(lambda: (flash / "boots").read_text() == "xx")
+
+
+def test_device_errors_carry_no_data(vdevs, tmp_path: Path) -> None:
+    t = vdevs(tmp_path / "tok")
+    secret = bytes.fromhex("3132333435363738393031323334353637383930")
+    with Device(t.port, timeout=5) as dev:
+        with pytest.raises(DeviceError) as e:
+            dev.put(secret, "/no/such/dir/paytoken.cfg")
+        msg = str(e.value)
+        assert "paytoken.cfg" in msg and "ENOENT" in msg
+        for form in (secret.hex(), "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA", secret.decode()):
+            assert form not in msg
+        with pytest.raises(DeviceError) as e:
+            dev.exec(f"k = {secret!r}\nraise OSError(5)")
+        assert secret.decode() not in str(e.value) and "OSError" in str(e.value)

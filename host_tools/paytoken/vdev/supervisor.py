@@ -44,6 +44,7 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 MOUNT_MARK = b"__mount()"
 BOOT_MARK = b"\x00paytoken-booted\x00"  # the shim's: "/" is the flash folder now
 SHIM = Path(__file__).with_name("shim.py")
+RESET_EXIT = 66  # exit status of a hard reset (a sim board's reset()): boot main.py
 
 _MAX_BUF = 1 << 16  # bytes held for a slow side before the other side is paused
 _POLL = 0.05  # seconds between looks at power, client presence and child state
@@ -179,14 +180,20 @@ class Supervisor:
         # the interpreter is gone: a reboot, unless the power is off or we stop
         lived = time.monotonic() - self.started_at
         was_raw = self.raw
+        code = None
+        if self.proc is not None:
+            try:
+                code = self.proc.wait(2)  # its pty closed: it is exiting
+            except subprocess.TimeoutExpired:
+                pass  # a child holding the pty open: killed below
         self._kill()
         if self.stopping or not self._powered():
             return
         self._send_host(SOFT_REBOOT)
         if self.locked:
             mode = "locked"
-        elif was_raw:
-            mode = "raw"
+        elif was_raw and code != RESET_EXIT:
+            mode = "raw"  # a soft reboot from the raw REPL skips main.py, as on a board
         else:
             mode = "full"
         if mode != "raw" and lived < 0.5:
