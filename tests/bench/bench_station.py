@@ -26,6 +26,7 @@ def _start(flash: Path) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "paytoken", "vdev", "start", "--flash", str(flash)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=dict(os.environ, PAYTOKEN_VDEV_REGISTRY=str(flash.parent / "registry")),
     )
     line = b""
     deadline = time.monotonic() + 30

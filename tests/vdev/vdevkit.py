@@ -52,11 +52,14 @@ def start_vdev(flash: Path, *args: str, timeout: float = 20) -> VTok:
     """Start a supervisor; return once it printed its device path (its first line)."""
     flash.mkdir(parents=True, exist_ok=True)
     err = open(str(flash) + ".stderr", "wb")
+    # a registry of its own: no other test's `provision --all` may pick this token up
+    env = dict(os.environ, PAYTOKEN_VDEV_REGISTRY=str(flash.parent / "vdev-registry"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "paytoken", "vdev", "start", "--flash", str(flash), *args],
         stdout=subprocess.PIPE,
         stderr=err,
         start_new_session=True,
+        env=env,
     )
     err.close()
     deadline = time.monotonic() + timeout

@@ -407,6 +407,7 @@ class Supervisor:
                 on = self._powered()
                 if not on and self.proc is not None:
                     self._kill()  # a power cut: no goodbye
+                    self.held = b""  # nor does a dead board keep input
                 elif on and self.proc is None:
                     self._start("locked" if self.locked else "full")
                 if not self.client:
