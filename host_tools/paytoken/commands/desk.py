@@ -1,9 +1,268 @@
-"""Sub-commands (being built; see docs/ARCHITECTURE.md for the owner)."""
+"""Factory and service-desk sub-commands: provision, sync-clock, update, info, cross-verify.
+
+Usage::
+
+    paytoken provision --all --board sim --burn-in 600 --report-dir reports
+    paytoken sync-clock --port /dev/ttyACM0 --url https://issuer --admin-key KEY
+    paytoken update --port /dev/ttyACM0 --board pico --url https://issuer
+    paytoken info --port /dev/ttyACM0
+    paytoken cross-verify --port /dev/ttyACM0 --steps 50
+
+``provision`` and ``cross-verify`` open the issuer database (``--db``, master key from
+``$PAYTOKEN_MASTER_KEY`` or ``--master-key-file``); ``sync-clock`` and ``update`` talk to
+the issuer over HTTP (``--url``/``$PAYTOKEN_URL``, ``--admin-key``/``$PAYTOKEN_ADMIN_KEY``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+from paytoken.errors import CommandError
+from paytoken.station.transport import DEFAULT_TIMEOUT
+
+
+def _db_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None, metavar="URL",
+                   help="database URL or SQLite file (default $PAYTOKEN_DB or sqlite:///paytoken.db)")
+    p.add_argument("--master-key-file", default=None, metavar="FILE",
+                   help="file holding the master key (default $PAYTOKEN_MASTER_KEY)")
+
+
+def _http_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("PAYTOKEN_URL", "http://127.0.0.1:8080"),
+                   help="the issuer's base URL (default $PAYTOKEN_URL)")
+    p.add_argument("--admin-key", default=None, help="admin API key (default $PAYTOKEN_ADMIN_KEY)")
+
+
+def _backend(args: argparse.Namespace):
+    from paytoken.commands.backend import _backend as open_backend
+
+    return open_backend(args, key=True)
+
+
+def _api(args: argparse.Namespace):
+    from paytoken.station.desk import DeskError, IssuerAPI
+
+    try:
+        return IssuerAPI(args.url, args.admin_key or os.environ.get("PAYTOKEN_ADMIN_KEY", ""),
+                         timeout=args.timeout)
+    except DeskError as e:
+        raise CommandError(str(e)) from None
+
+
+def _device(args: argparse.Namespace):
+    from paytoken.station.transport import Device, DeviceError
+
+    try:
+        return Device(args.port, timeout=args.timeout)
+    except DeviceError as e:
+        raise CommandError(str(e)) from None
+
+
+def _print(args: argparse.Namespace, data: object, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
+
+
+# ---- provision ---------------------------------------------------------------------------
+
+
+class _Live:
+    """Per-port progress with rich (stderr), or plain lines when not a terminal."""
+
+    def __init__(self, ports: list[str], enabled: bool) -> None:
+        self.ports = ports
+        self.rows = {p: ("waiting", "") for p in ports}
+        self.lock = threading.Lock()
+        self.live = None
+        self.enabled = enabled
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=8)
+
+    def _table(self):
+        from rich.table import Table
+
+        t = Table(title="paytoken provision")
+        t.add_column("port")
+        t.add_column("step")
+        t.add_column("detail")
+        for p in self.ports:
+            step, detail = self.rows[p]
+            style = "red" if step == "failed" else "green" if step == "done" else ""
+            t.add_row(p, step, detail, style=style)
+        return t
+
+    def __call__(self, port: str, step: str, detail: str) -> None:
+        with self.lock:
+            self.rows[port] = (step, detail)
+            if self.live is not None:
+                self.live.update(self._table())
+            elif self.enabled:
+                print(f"{port}: {step} {detail}".rstrip(), file=sys.stderr, flush=True)
+
+    def __enter__(self) -> _Live:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+
+def do_provision(args: argparse.Namespace) -> int:
+    from paytoken.station import ops
+    from paytoken.station.ports import find_ports
+    from paytoken.station.provision import Station
+
+    if args.all and args.port:
+        raise CommandError("give --port or --all, not both")
+    ports = find_ports() if args.all else list(dict.fromkeys(args.port or []))
+    if not ports:
+        raise CommandError("no ports: give --port P (repeatable) or --all" +
+                           (" (none found)" if args.all else ""))
+    if args.burn_in < 0:
+        raise CommandError("--burn-in must be >= 0 seconds")
+    backend = _backend(args)
+    try:
+        station = Station(backend, board=args.board, burn_in=args.burn_in, prefix=args.prefix,
+                          report_dir=args.report_dir, timeout=args.timeout)
+    except (ops.OpsError, OSError, ValueError) as e:
+        raise CommandError(f"provision: {e}") from None
+    with _Live(ports, enabled=not args.quiet) as live:
+        reports = station.run(ports, progress=live)
+    data = [asdict(r) for r in reports]
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        for r in reports:
+            tid = f"{r.token_id:08d}" if r.token_id else "-"
+            if r.status == "failed":
+                print(f"{r.port}: FAILED at {r.step}: {r.error}")
+            elif r.status == "skipped":
+                print(f"{r.port}: skipped, {r.recovered}")
+            else:
+                print(f"{r.port}: token {tid} provisioned in {r.seconds:.1f} s "
+                      f"(offset {r.offset_ms:+.1f} ms, {r.ppm:+.2f} ppm)")
+    return 0 if all(r.status != "failed" for r in reports) else 2
+
+
+# ---- the service desk ----------------------------------------------------------------------
+
+
+def do_sync_clock(args: argparse.Namespace) -> None:
+    from paytoken.station.desk import DeskError, sync_clock
+
+    api = _api(args)
+    with _device(args) as dev:
+        try:
+            r = sync_clock(dev, api)
+        except DeskError as e:
+            raise CommandError(f"sync-clock: {e}") from None
+    off = "unknown (its clock was not trusted)" if r.offset_s is None else f"{r.offset_s:+d} s"
+    _print(args, asdict(r), f"token {r.token_id:08d}: clock set to {r.utc_set} UTC; it was {off}")
+
+
+def do_update(args: argparse.Namespace) -> None:
+    from paytoken.station.desk import DeskError, update
+
+    api = _api(args)
+    with _device(args) as dev:
+        try:
+            r = update(dev, api, args.board, firmware_dir=args.firmware)
+        except DeskError as e:
+            raise CommandError(str(e)) from None
+    _print(args, asdict(r), f"token {r.token_id:08d}: firmware {r.fw_before} -> {r.fw_after} "
+           f"({len(r.copied)} files copied), locked again")
+
+
+def do_info(args: argparse.Namespace) -> None:
+    from paytoken.station.desk import DeskError, info
+
+    with _device(args) as dev:
+        try:
+            d = info(dev)
+        except DeskError as e:
+            raise CommandError(f"info: {e}") from None
+    text = " ".join(f"{k}={v}" for k, v in d.items() if v is not None)
+    _print(args, d, text)
+
+
+def do_cross_verify(args: argparse.Namespace) -> int:
+    from paytoken.station.desk import DeskError, cross_verify
+
+    backend = _backend(args)
+    with _device(args) as dev:
+        try:
+            r = cross_verify(dev, backend, steps=args.steps, start=args.start, end=args.end,
+                             actor="desk:" + args.port)
+        except DeskError as e:
+            raise CommandError(str(e)) from None
+    data = {"port": r.port, "token_id": r.token_id, "steps": len(r.times),
+            "first": r.times[0], "last": r.times[-1], "mismatches": r.mismatches}
+    if r.ok:
+        _print(args, data, f"token {r.token_id:08d}: {len(r.times)} codes agree "
+               f"({r.times[0]}..{r.times[-1]} UTC)")
+        return 0
+    _print(args, data, f"token {r.token_id:08d}: MISMATCH at {len(r.mismatches)} of "
+           f"{len(r.times)} times (first t={r.mismatches[0]})")
+    return 3
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's sub-commands (none yet)."""
+    """Add provision, sync-clock, update, info and cross-verify."""
+    p = sub.add_parser("provision", help="provision tokens in parallel (factory station)")
+    p.add_argument("--port", action="append", help="serial port (repeatable)")
+    p.add_argument("--all", action="store_true", help="every MicroPython USB board and virtual token")
+    p.add_argument("--board", required=True, help="board name (boards/<name>.py)")
+    p.add_argument("--burn-in", type=float, default=0.0, metavar="SECONDS",
+                   help="seconds between clock readings for the crystal error (0: not measured)")
+    p.add_argument("--prefix", default="81", help="scheme prefix (two digits, default 81)")
+    p.add_argument("--report-dir", type=Path, default=None, metavar="DIR",
+                   help="write a JSON report per token and audit.jsonl here")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per device call")
+    p.add_argument("--quiet", action="store_true", help="no live progress")
+    p.add_argument("--json", action="store_true", help="print the reports as JSON")
+    _db_args(p)
+    p.set_defaults(func=do_provision)
+
+    p = sub.add_parser("sync-clock", help="set a locked token's clock from the issuer's signed time")
+    p.add_argument("--port", required=True)
+    _http_args(p)
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=do_sync_clock)
+
+    p = sub.add_parser("update", help="authenticated unlock, firmware deploy (config kept), lock")
+    p.add_argument("--port", required=True)
+    p.add_argument("--board", required=True)
+    p.add_argument("--firmware", type=Path, default=None, metavar="DIR",
+                   help="firmware tree to deploy (default: this checkout's firmware/)")
+    _http_args(p)
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=do_update)
+
+    p = sub.add_parser("info", help="what a token says about itself (no secrets)")
+    p.add_argument("--port", required=True)
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=do_info)
+
+    p = sub.add_parser("cross-verify", help="compare the token's codes with the issuer's")
+    p.add_argument("--port", required=True)
+    p.add_argument("--steps", type=int, default=20, help="how many times to compare (default 20)")
+    p.add_argument("--start", type=int, default=None, help="UTC seconds (default now)")
+    p.add_argument("--end", type=int, default=None, help="UTC seconds (default start + 10 years)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    p.add_argument("--json", action="store_true")
+    _db_args(p)
+    p.set_defaults(func=do_cross_verify)
