@@ -9,13 +9,12 @@ except ImportError:
     const = lambda x: x  # noqa: E731
 
 import gc
+import sys
 
-import config
 import fwversion
-import paycode
-import ui
 
 _STEP = const(30)
+_PATH = "/paytoken.cfg"  # config.PATH; config itself is loaded only while a wake needs it
 _AWAKE_S = const(60)  # the display sleeps after this many seconds without a press
 _TICK_MS = const(250)
 
@@ -43,15 +42,34 @@ def decide(cfg, dt, lost, build_year=fwversion.BUILD_YEAR):
         return "provision", 0
     if lost or not cfg["ref_time"] or dt[0] < build_year:
         return "sync", 0
-    t = true_time(paycode.unix_from_civil(*dt), cfg["ppm"], cfg["ref_time"])
+    # The submodule itself: paycode.unix_from_civil would search (and load) the
+    # code path's modules first.
+    from paycode.civil import unix_from_civil
+
+    t = true_time(unix_from_civil(*dt), cfg["ppm"], cfg["ref_time"])
     if t // _STEP < cfg["last_step"]:
         return "back", t
     return "code", t
 
 
 def code_at(cfg, t):
-    return paycode.payment_code(cfg["secret"], cfg["token_id"], t, cfg["scheme_key"],
-                                cfg["prefix"])
+    from paycode.code import payment_code
+
+    return payment_code(cfg["secret"], cfg["token_id"], t, cfg["scheme_key"], cfg["prefix"])
+
+
+def drop(*names):
+    # Forget one-off modules (and their submodules) so their code leaves the heap:
+    # a wake loads config, paycode, qr and font in turn, and none of them must hold
+    # heap while the next one loads. MicroPython only: CPython (the host, which
+    # imports these very files) keeps its modules.
+    if sys.implementation.name != "micropython":
+        return
+    mods = sys.modules
+    for n in list(mods):
+        if n in names or n.split(".")[0] in names:
+            del mods[n]
+    gc.collect()
 
 
 # --- the clock and the board ---------------------------------------------------
@@ -111,13 +129,14 @@ def _pressed(button):
 class Token:
     # One token: its devices, config path and screen. It is also proto's context
     # (config, cfg_path, board, set_clock, clock_state).
-    def __init__(self, bd, disp, rtc, button, cfg_path=config.PATH):
+    def __init__(self, bd, disp, rtc, button, cfg_path=_PATH):
+        import ui
+
         self.bd = bd
         self.disp = disp
         self.rtc = rtc
         self.button = button
         self.cfg_path = cfg_path
-        self.config = config
         self.board = getattr(bd, "NAME", "?")
         self.ui = ui.UI(disp, bd.WIDTH, bd.HEIGHT)
         self.cfg = None
@@ -125,11 +144,18 @@ class Token:
         self.step = -1
         self.wake_no = 0
 
+    @property
+    def config(self):
+        # The config module (proto's ctx.config), loaded on use.
+        import config
+
+        return config
+
     def clock_state(self):
         if self.rtc.lost_power:
             return "lost"
         try:
-            cfg = config.load(self.cfg_path)
+            cfg = self.config.load(self.cfg_path)
         except ValueError:
             return "unset"
         return "ok" if cfg and cfg["ref_time"] else "unset"
@@ -137,18 +163,23 @@ class Token:
     def now(self):
         # The UTC time codes are computed at (drift-corrected); 0 when not trusted.
         try:
-            cfg = config.load(self.cfg_path)
+            cfg = self.config.load(self.cfg_path)
         except ValueError:
             return 0
         screen, t = decide(cfg, self.rtc.datetime(), self.rtc.lost_power)
         return t if screen in ("code", "back") else 0
 
     def set_clock(self, utc):
-        self.rtc.set_datetime(paycode.civil_from_unix(utc))
+        from paycode.civil import civil_from_unix
+
+        self.rtc.set_datetime(civil_from_unix(utc))
 
     def wake(self, wake_no=0):
         # One wake: decide, record last_step once, draw the first frame.
         # -> (screen, UTC time read, ticks_ms at the read)
+        # Stages, each dropping its modules before the next loads: config (read,
+        # decide, write last_step), paycode (the code), qr + font (the picture).
+        config = self.config
         try:
             cfg = config.load(self.cfg_path)
         except ValueError:
@@ -160,25 +191,35 @@ class Token:
         else:
             # lost_power covers an MCU RTC after a cold boot (mcurtc.py)
             screen, t = decide(cfg, dt, self.rtc.lost_power)
+            drop("paycode")  # the calendar, before the config write
         self.cfg = cfg
         self.screen = screen
         self.wake_no = wake_no
         if screen == "code":
             step = t // _STEP
             if step > cfg["last_step"]:
-                config.update(self.cfg_path, last_step=step)
+                cfg["last_step"] = step
+                config.save(cfg, self.cfg_path)  # config.update without a second read
+        config = None
+        drop("config")
+        if screen == "code":
             self._draw_code(t)
         else:
             note = None
             if isinstance(cfg, dict) and cfg["token_id"]:
                 note = "ID %08d" % cfg["token_id"]
             self.ui.message(screen, wake_no, note)
+            drop("font")
         self.disp.show()
         return screen, t, k0
 
     def _draw_code(self, t):
+        # The code, then its picture; paycode leaves before qr and font load.
         self.step = t // _STEP
-        self.ui.code(code_at(self.cfg, t), _STEP - t % _STEP, self.wake_no)
+        code = code_at(self.cfg, t)
+        drop("paycode")
+        self.ui.code(code, _STEP - t % _STEP, self.wake_no)
+        drop("qr", "font")
 
     def tick(self, t):
         # The time moved on (t: UTC seconds): a new code at a new step, else the bar.
@@ -191,7 +232,7 @@ class Token:
         self.disp.show()
 
 
-def make_token(bd, cfg_path=config.PATH):
+def make_token(bd, cfg_path=_PATH):
     disp, rtc, button = devices(bd, bd.cold_boot())
     return Token(bd, disp, rtc, button, cfg_path)
 
@@ -243,12 +284,14 @@ def _idle(ms):
     return False
 
 
-def boot(bd=None, cfg_path=config.PATH, frames=0):
+def boot(bd=None, cfg_path=_PATH, frames=0):
     # main.py's body; kbd_intr(-1) ran before this. A locked (or unreadable) config
     # keeps Ctrl-C off and never returns, unless UNLOCK succeeds; a factory token
     # gets Ctrl-C back and runs until interrupted.
     if bd is None:
         import board as bd
+    import config
+
     try:
         cfg = config.load(cfg_path)
         locked = bool(cfg and cfg["locked"])
@@ -256,8 +299,8 @@ def boot(bd=None, cfg_path=config.PATH, frames=0):
     except ValueError:
         locked = True  # fail closed: a damaged config may hide a lock flag
         wake_no = 0
-    cfg = None
-    gc.collect()
+    cfg = config = None
+    drop("config")  # a one-off check: the wake loads it again
     if not locked:
         _kbd(3)
         run(make_token(bd, cfg_path), frames, None, _AWAKE_S, wake_no)

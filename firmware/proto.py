@@ -11,8 +11,6 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731
 
-import paycode
-
 _MAX_LINE = const(120)
 _NONCE_BYTES = const(8)
 # Times before the firmware's build year or after 2199 are refused.
@@ -76,6 +74,7 @@ class Proto:
 
     def _info(self):
         import fwversion
+        import paycode
 
         cfg = self._cfg()
         if cfg == "corrupt":
@@ -101,6 +100,8 @@ class Proto:
             return None, "ERR config corrupt"
         if cfg is None or not cfg["sync_key"]:
             return None, "ERR not provisioned"
+        import paycode
+
         want = paycode.sync_mac(cfg["sync_key"], verb, nonce, value)
         if len(mac) != 40 or not paycode.equal(want, mac.lower()):
             return None, "ERR bad mac"

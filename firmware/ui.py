@@ -8,8 +8,8 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731
 
-import font
-import qr
+# font and qr are imported where they draw: a tick (the countdown) needs neither,
+# so the app can drop them from the heap between codes.
 
 _STEP = const(30)
 
@@ -43,6 +43,8 @@ class UI:
         fb.fill(0)
         dx, dy = self.shift(wake)
         if self.h >= 64:
+            import qr
+
             # Version 1 is 21 modules; at 2 px with a 4-module lit quiet zone: 58 x 58.
             self._qr = qr.encode(code, 1, "M", None, self._qr)
             qr.draw(self._qr, fb, 1 + dx, 3 + dy, 2, 4)
@@ -64,6 +66,8 @@ class UI:
 
     def _groups(self, code, a, b, x, y, sx, sy, adv, gap):
         # Digits code[a:b] in groups of four from the left of the code.
+        import font
+
         for i in range(a, b):
             font.char(self.fb, code[i], x, y, 1, sx, sy)
             x += adv
@@ -113,5 +117,7 @@ class UI:
             self._center(note, y + 2, dx, 1)
 
     def _center(self, s, y, dx, sy):
+        import font
+
         x = (self.w - font.width(s)) // 2
         font.text(self.fb, s, x + dx, y, 1, 1, sy)

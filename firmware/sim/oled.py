@@ -8,10 +8,18 @@ from . import store
 
 _W = 128
 _NPAGES = 8
-# Argument counts of the multi-byte commands.
-_ARGS = {0x81: 1, 0x8D: 1, 0x20: 1, 0x21: 2, 0x22: 2, 0xA8: 1, 0xD3: 1, 0xD5: 1,
-         0xD9: 1, 0xDA: 1, 0xDB: 1, 0x26: 6, 0x27: 6, 0x29: 5, 0x2A: 5, 0xA3: 2,
-         0xAD: 1, 0xD6: 1}
+# Argument counts of the multi-byte commands, as (command, count) byte pairs:
+# bytes, not a dict, so the table costs no heap on the sim board.
+_ARGS = (b"\x81\x01\x8d\x01\x20\x01\x21\x02\x22\x02\xa8\x01\xd3\x01\xd5\x01\xd9\x01"
+         b"\xda\x01\xdb\x01\x26\x06\x27\x06\x29\x05\x2a\x05\xa3\x02\xad\x01\xd6\x01")
+
+
+def _nargs(v):
+    # Argument count of command byte v; 0 for a single-byte command.
+    for i in range(0, len(_ARGS), 2):
+        if _ARGS[i] == v:
+            return _ARGS[i + 1]
+    return 0
 
 
 def _pad(i, mux, offset, scan_rev, compins):
@@ -45,13 +53,10 @@ class SSD1306Model:
         for i in range(len(self.ram)):
             x = (x * 75 + 74) % 65537
             self.ram[i] = x & 0xFF
-        std = 0x12 if height == 64 else 0x02
-        # The module's wiring: screen row y <- COM pad under the usual setup.
-        self._row_of_pad = [-1] * 64
-        for y in range(height):
-            self._row_of_pad[_pad(y, height, 0, True, std)] = y
-        self._std_compins = std
-        self._pic = bytearray(width * height // 8)
+        self._std_compins = 0x12 if height == 64 else 0x02
+        # The picture buffer is made on first need: a standard setup shows GDDRAM
+        # as it is (render returns a view of it).
+        self._pic = None
         self.unknown = []
         self.reset()
         self.persist()
@@ -128,12 +133,12 @@ class SSD1306Model:
         if self._cmd is not None:
             self._args[self._nargs] = v
             self._nargs += 1
-            if self._nargs == _ARGS[self._cmd]:
+            if self._nargs == _nargs(self._cmd):
                 c = self._cmd
                 self._cmd = None
                 self._command_args(c, self._args)
             return
-        if v in _ARGS:
+        if _nargs(v):
             self._cmd = v
             self._nargs = 0
             return
@@ -221,14 +226,15 @@ class SSD1306Model:
         return self._render(False)
 
     def _render(self, final):
-        n = len(self._pic)
-        pic = self._pic
+        n = self.width * self.height // 8
         if final and not self.lit():
+            pic = self._buf(n)
             for i in range(n):
                 pic[i] = 0
             return pic
         inv = final and self.inverted and not self.entire_on
         if self.entire_on:
+            pic = self._buf(n)
             for i in range(n):
                 pic[i] = 0xFF
             if self.standard():
@@ -236,16 +242,21 @@ class SSD1306Model:
         elif self.standard():
             if not inv:
                 return self._rammv[:n]
+            pic = self._buf(n)
             for i in range(n):
                 pic[i] = self.ram[i] ^ 0xFF
             return pic
-        # General path: rows through the COM wiring, columns through the remap.
+        # General path (the power-on state, tests of odd settings): rows through the
+        # COM wiring, columns through the remap, into buffers that are not kept.
+        pic = bytearray(n)
+        # The module's wiring: screen row y <- COM pad under the usual setup (255: none).
+        rp = bytearray(b"\xff" * 64)
+        for y in range(self.height):
+            rp[_pad(y, self.height, 0, True, self._std_compins)] = y
         w = self.width
-        for i in range(n):
-            pic[i] = 0
         for i in range(self.mux):
-            y = self._row_of_pad[_pad(i, self.mux, self.offset, self.scan_rev, self.compins)]
-            if y < 0:
+            y = rp[_pad(i, self.mux, self.offset, self.scan_rev, self.compins)]
+            if y == 255:
                 continue
             r = (i + self.start_line) % 64
             base = (r >> 3) * _W
@@ -258,6 +269,11 @@ class SSD1306Model:
                 if on != inv:
                     pic[out + x] |= obit
         return pic
+
+    def _buf(self, n):
+        if self._pic is None:
+            self._pic = bytearray(n)
+        return self._pic
 
     def pixels(self):
         # Row-major 0/1 bytes, width*height: what a person sees.

@@ -40,3 +40,24 @@ def token_config(**over) -> dict:
     }
     cfg.update(over)
     return cfg
+
+
+def mpy_tree(out: Path, *opts: str) -> int:
+    """Compile firmware/ (paycode and the sim models included) into ``out`` as .mpy.
+
+    Names are embedded as the station's deploy does (``-s app.py``), not as absolute
+    paths; ``opts`` go to mpy-cross (e.g. ``-O3``). Returns the .mpy bytes of the
+    deployed part (the sim models excluded: real boards do not carry them).
+    """
+    import subprocess
+
+    total = 0
+    for src in sorted(FIRMWARE.rglob("*.py")):
+        rel = src.relative_to(FIRMWARE)
+        dst = out / rel.with_suffix(".mpy")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([upy.mpy_cross(), *opts, "-s", rel.as_posix(), "-o", str(dst), str(src)], check=True)
+        if rel.parts[0] != "sim":
+            total += dst.stat().st_size
+    return total
+
