@@ -20,7 +20,7 @@ import ast
 import base64
 import hmac
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,12 +116,23 @@ def parse_info(reply: str) -> dict[str, str]:
     return out
 
 
+def _ask(dev: Device, cmd: str, good: Callable[[str], bool], timeout: float | None) -> str:
+    # A token still answering stale input (a client's REPL attempt, noise) may send
+    # an "ERR ..." for it after ours went out: skip replies that cannot be ours.
+    reply = ""
+    for _ in range(4):
+        try:
+            reply = dev.line(cmd, timeout=timeout)
+        except DeviceError as e:
+            raise OpsError(cmd.split()[0].lower(), str(e)) from None
+        if good(reply):
+            return reply
+    return reply
+
+
 def info(dev: Device, *, timeout: float | None = None) -> TokenState:
     """``INFO`` over the locked line protocol."""
-    try:
-        d = parse_info(dev.line("INFO", timeout=timeout))
-    except DeviceError as e:
-        raise OpsError("info", str(e)) from None
+    d = parse_info(_ask(dev, "INFO", lambda r: r.startswith("OK id="), timeout))
     tid = d.get("id", "-")
     return TokenState(
         mode="locked",
@@ -411,13 +422,12 @@ def repl_open(dev: Device, timeout: float = REFUSE_TIMEOUT) -> bool:
 
 def challenge(dev: Device, step: str) -> str:
     """A fresh nonce from the token (``CHALLENGE``)."""
-    try:
-        r = dev.line("CHALLENGE", check=True)
-    except DeviceError as e:
-        raise OpsError(step, str(e)) from None
+    # sync first: stale replies are drained by a good INFO
+    info(dev)
+    r = _ask(dev, "CHALLENGE", lambda r: r.startswith("OK ") and r[3:].strip().isalnum(), None)
     nonce = r[3:].strip()
-    if not nonce.isalnum():
-        raise OpsError(step, f"{dev.port}: bad nonce from the token")
+    if not r.startswith("OK ") or not nonce.isalnum():
+        raise OpsError(step, f"{dev.port}: no nonce from the token: {r[:60]}")
     return nonce
 
 

@@ -1,0 +1,66 @@
+"""Fixtures: a real issuer database (SQLite file, or PostgreSQL via ``pg_url``) and
+virtual tokens with the firmware deployed, registered in a per-test registry."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vdev"))
+
+from stationkit import Issuer, deploy_to, new_issuer  # noqa: E402
+from vdevkit import VTok, start_vdev  # noqa: E402
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private vdev registry, so --all sees only this test's tokens."""
+    reg = tmp_path / "vdev-registry"  # where vdevkit.start_vdev registers tokens in tmp_path
+    monkeypatch.setenv("PAYTOKEN_VDEV_REGISTRY", str(reg))
+    return reg
+
+
+@pytest.fixture
+def tokens(tmp_path: Path, registry: Path):
+    """``tokens(n, board="sim") -> [VTok]``: started, firmware deployed; stopped at teardown."""
+    started: list[VTok] = []
+
+    def make(n: int, board: str = "sim", firmware_dir: Path | None = None) -> list[VTok]:
+        base = len(started)
+        toks = [start_vdev(tmp_path / f"tok{base + i}") for i in range(n)]
+        started.extend(toks)
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            list(pool.map(lambda t: deploy_to(t.port, board, firmware_dir), toks))
+        return toks
+
+    yield make
+    for t in started:
+        t.stop()
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> Issuer:
+    """A migrated SQLite issuer database with scheme 81 and an admin key."""
+    return new_issuer(f"sqlite:///{tmp_path / 'issuer.db'}", tmp_path)
+
+
+@pytest.fixture
+def pg_issuer(pg_url: str, tmp_path: Path):
+    """The same on a fresh PostgreSQL database."""
+    name = "pt_station_" + uuid.uuid4().hex[:12]
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    iss = new_issuer(url, tmp_path)
+    yield iss
+    iss.backend.engine.dispose()
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -1,0 +1,135 @@
+"""Provisioning against virtual tokens (stock mpremote/pyserial) and a real issuer database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from paytoken import vhw
+from paytoken.station import ops
+from paytoken.station.provision import Station
+from paytoken.station.transport import Device
+from stationkit import (
+    assert_consistent,
+    assert_no_secret,
+    paytoken,
+    reports,
+    token_config,
+)
+from vdevkit import mpremote
+
+
+def test_eight_tokens_in_parallel_on_postgresql(tokens, pg_issuer, tmp_path: Path) -> None:
+    toks = tokens(8)
+    rep_dir = tmp_path / "reports"
+    r = paytoken("provision", "--all", "--board", "sim", "--report-dir", str(rep_dir), "--json",
+                 env=pg_issuer.env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert sorted(x["port"] for x in out) == sorted(t.port for t in toks)  # --all found them
+    assert all(x["status"] == "provisioned" for x in out), [x["error"] for x in out]
+    ids = assert_consistent(pg_issuer, [t.flash for t in toks])
+    assert sorted(ids) == sorted(x["token_id"] for x in out)
+    for x in out:
+        assert abs(x["offset_ms"]) < 250
+        assert x["ppm"] == 0.0  # no burn-in: not measured
+        assert len(x["verified_times"]) >= 9
+    # the issuer verifies a code made from the token's own config (read from its flash)
+    import paycode
+
+    cfg = token_config(toks[0].flash)
+    code = paycode.payment_code(cfg["secret"], cfg["token_id"], int(time.time()),
+                                cfg["scheme_key"], cfg["prefix"])
+    assert pg_issuer.backend.verify(code).ok
+
+    # a second run is idempotent: every token is skipped, nothing new in the database
+    before = pg_issuer.rows()
+    r2 = paytoken("provision", "--all", "--board", "sim", "--report-dir", str(rep_dir), "--json",
+                  env=pg_issuer.env())
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert {x["status"] for x in json.loads(r2.stdout)} == {"skipped"}
+    assert len(pg_issuer.rows()) == len(before)
+
+    secrets_ = [token_config(t.flash)["secret"] for t in toks]
+    secrets_ += [token_config(t.flash)["sync_key"] for t in toks]
+    assert len(reports(rep_dir)) == 16
+    assert_no_secret(secrets_, r.stdout, r.stderr, r2.stdout, r2.stderr,
+                     paths=[rep_dir] + [Path(str(t.flash) + ".stderr") for t in toks])
+
+
+def test_locked_token_refuses_the_repl(tokens, issuer, tmp_path: Path) -> None:
+    (tok,) = tokens(1)
+    st = Station(issuer.backend, board="sim")
+    assert st.provision(tok.port).status == "provisioned"
+    t0 = time.monotonic()
+    r = mpremote(tok.port, "exec", "print(7*6)", timeout=60)
+    assert r.returncode != 0  # the stock mpremote fails cleanly, no hang
+    assert "42" not in r.stdout
+    assert time.monotonic() - t0 < 30
+    with Device(tok.port, timeout=5) as dev:
+        assert ops.info(dev).locked  # and the token still answers
+
+
+def test_wrong_board_and_firmware_mismatch_refused(tokens, issuer, tmp_path: Path) -> None:
+    fw = tmp_path / "fw-old"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "firmware", fw,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    text = (fw / "fwversion.py").read_text().replace('VERSION = "1.0.0"', 'VERSION = "0.9.0"')
+    (fw / "fwversion.py").write_text(text)
+    a, = tokens(1)
+    b, = tokens(1, firmware_dir=fw)
+    env = issuer.env()
+    r = paytoken("provision", "--port", a.port, "--board", "sim-128x32", env=env)
+    assert r.returncode == 2
+    assert "board sim, not sim-128x32" in r.stdout and "paytoken deploy" in r.stdout
+    r = paytoken("provision", "--port", b.port, "--board", "sim", env=env)
+    assert r.returncode == 2
+    assert "firmware 0.9.0 on the token, 1.0.0 on this station" in r.stdout
+    assert "paytoken deploy" in r.stdout
+    assert issuer.rows() == []  # nothing allocated, nothing left
+    assert token_config(a.flash) is None and token_config(b.flash) is None
+    # deploy, then it goes through
+    r = paytoken("deploy", "--port", b.port, "--board", "sim")
+    assert r.returncode == 0, r.stderr
+    r = paytoken("provision", "--port", b.port, "--board", "sim", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_consistent(issuer, [b.flash])
+
+
+def test_time_zone_makes_no_difference(tokens, issuer, tmp_path: Path, monkeypatch) -> None:
+    results = {}
+    for tz in ("Asia/Shanghai", "America/Los_Angeles"):
+        monkeypatch.setenv("TZ", tz)  # the virtual token's interpreter inherits it too
+        (tok,) = tokens(1)
+        r = paytoken("provision", "--port", tok.port, "--board", "sim", "--json",
+                     env=issuer.env(TZ=tz))
+        assert r.returncode == 0, r.stdout + r.stderr
+        (x,) = json.loads(r.stdout)
+        now = time.time()
+        assert abs(x["clock_set_utc"] - now) < 60  # UTC, not UTC+8 or UTC-8
+        assert abs(x["offset_ms"]) < 250
+        rtc = vhw.rtc_time(tok.hw)  # the RTC model's registers, as UTC seconds
+        assert rtc is not None and abs(rtc - time.time()) < 2
+        cfg = token_config(tok.flash)
+        assert cfg["ref_time"] == x["clock_set_utc"]
+        r = paytoken("cross-verify", "--port", tok.port, "--steps", "12", "--start", "1800000000",
+                     "--json", env=issuer.env(TZ=tz))
+        assert r.returncode == 0, r.stdout + r.stderr
+        results[tz] = json.loads(r.stdout)["mismatches"]
+        with Device(tok.port, timeout=5) as dev:
+            t_tok = ops.info(dev).time
+        assert abs(t_tok - time.time()) < 2
+    assert results == {"Asia/Shanghai": [], "America/Los_Angeles": []}
+
+
+def test_burn_in_measures_the_crystal_error(tokens, issuer) -> None:
+    (tok,) = tokens(1)
+    vhw.set_rtc(tok.hw, ppm=900.0)  # a bad crystal, so that 4 s of burn-in see it
+    rep = Station(issuer.backend, board="sim", burn_in=4).provision(tok.port)
+    assert rep.status == "provisioned", rep.error
+    assert rep.ppm_resolution is not None
+    assert abs(rep.ppm - 900) < max(300, 3 * rep.ppm_resolution), (rep.ppm, rep.ppm_resolution)
+    cfg = token_config(tok.flash)
+    assert cfg["ppm"] == rep.ppm and cfg["ref_time"] == rep.clock_set_utc
