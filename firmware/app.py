@@ -219,6 +219,7 @@ class Token:
         code = code_at(self.cfg, t)
         drop("paycode")
         self.ui.code(code, _STEP - t % _STEP, self.wake_no)
+        self.ui.release()  # a kept QR object would pin the qr module's code
         drop("qr", "font")
 
     def tick(self, t):

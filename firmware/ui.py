@@ -64,6 +64,10 @@ class UI:
             self._frame(97 + dx, 4 + dy, 29, 7)
         self.countdown(remaining)
 
+    def release(self):
+        # Forget the reused QR object (and with it the qr module's code) between codes.
+        self._qr = None
+
     def _groups(self, code, a, b, x, y, sx, sy, adv, gap):
         # Digits code[a:b] in groups of four from the left of the code.
         import font

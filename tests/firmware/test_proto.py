@@ -54,7 +54,13 @@ class Token:
                 return out.rstrip("\n")
 
     def close(self) -> str:
-        out, err = self.proc.communicate(timeout=20)
+        # Through the buffered readers, not communicate(): that reads the raw pipe
+        # and would skip lines ask()'s readline already buffered. The token stops
+        # at the end of its input.
+        self.proc.stdin.close()
+        out = self.proc.stdout.read()
+        err = self.proc.stderr.read()
+        self.proc.wait(timeout=20)
         assert not err, err.decode()
         text = out.decode()
         self.lines.append(text)
