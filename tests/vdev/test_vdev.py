@@ -269,3 +269,29 @@ def test_device_errors_carry_no_data(vdevs, tmp_path: Path) -> None:
         with pytest.raises(DeviceError) as e:
             dev.exec(f"k = {secret!r}\nraise OSError(5)")
         assert secret.decode() not in str(e.value) and "OSError" in str(e.value)
+
+
+def test_mpremote_reset_is_a_hard_reset_and_machine_has_rtc(vdevs, tmp_path: Path) -> None:
+    # The unix port's machine module has neither reset() nor RTC; a board has both,
+    # and `mpremote reset` calls machine.reset().
+    flash = tmp_path / "tok"
+    flash.mkdir()
+    (flash / "main.py").write_text("open('/boots', 'a').write('x')\n")
+    (flash / "board.py").write_text(
+        "class _R:\n"
+        "    def datetime(self, t=None):\n"
+        "        return (2031, 5, 6, 1, 7, 8, 9, 0)\n"
+        "def mcu_rtc():\n"
+        "    return _R()\n"
+    )
+    t = vdevs(flash)
+    _wait(lambda: (flash / "boots").exists())
+    r = mpremote(t.port, "reset")
+    assert r.returncode == 0, r.stderr
+    _wait(lambda: (flash / "boots").read_text() == "xx")  # main.py ran again: a full boot
+    r = mpremote(t.port, "exec", "import machine; print(machine.RTC().datetime()[:3])")
+    assert r.stdout.strip() == "(2031, 5, 6)", r.stderr
+    # everything else still comes from the real module; a missing name says so
+    r = mpremote(t.port, "exec", "import machine; print(machine.idle is not None); machine.Pin")
+    assert r.stdout.startswith("True")
+    assert "no attribute 'Pin'" in r.stdout + r.stderr

@@ -103,6 +103,24 @@ def _run(name):
         return False
 
 
+class _Machine:
+    # The unix port's `machine` has no reset() and no RTC, and is read-only; a board
+    # has both. This stands in for it: everything else comes from the real module.
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def reset(self):
+        sys.exit(66)  # the supervisor's hard-reset status: a full boot follows
+
+    def RTC(self, *args):
+        import board  # the sim board's MCU RTC model (after a deploy)
+
+        return board.mcu_rtc()
+
+
 def _boot():
     # No Ctrl-C until "/" is the flash folder: the supervisor holds the client's
     # input until the boot marker below, and SIGINT is ignored meanwhile.
@@ -112,6 +130,7 @@ def _boot():
     root = os.getenv("PAYTOKEN_FLASH")
     if not root:
         raise SystemExit("PAYTOKEN_FLASH unset")
+    sys.modules["machine"] = _Machine(__import__("machine"))
     os.umount("/")
     os.mount(_Dir(root, os.getenv("PAYTOKEN_HW")), "/")
     os.chdir("/")
