@@ -38,6 +38,7 @@ class SimResult:
     width: int
     height: int
     display_on: bool
+    inverted: bool
     i2c_bytes: int
     stdout: str
 
@@ -143,8 +144,8 @@ def run(
                        env=vhw.env(hw), timeout=timeout)
     except upy.MicroPythonError as e:
         raise SimError(f"the firmware failed: {e}") from None
-    data, w, h, on, _inv = vhw.panel(hw)
-    return SimResult(data, w, h, on, vhw.i2c_bytes(hw), proc.stdout)
+    data, w, h, on, inv = vhw.panel(hw)
+    return SimResult(data, w, h, on, inv, vhw.i2c_bytes(hw), proc.stdout)
 
 
 def render_once(

@@ -71,7 +71,8 @@ def do_sim(args: argparse.Namespace) -> int:
                                        frozen=bool(args.snapshot))
             if args.snapshot:
                 res = simrun.run(flash, hw, heapsize=args.heapsize)
-                panel.panel_png(res.picture, res.width, res.height, args.snapshot)
+                panel.panel_png(res.picture, res.width, res.height, args.snapshot,
+                                inverted=res.inverted, display_on=res.display_on)
                 print(f"wrote {args.snapshot} ({res.width}x{res.height}, {res.i2c_bytes} I2C bytes)")
                 return 0
         except simrun.SimError as e:
