@@ -70,7 +70,29 @@ def _render(f: dict):
 
 
 def do_demo(args: argparse.Namespace) -> int:
-    """``paytoken demo``: the live code and TOTP of a demo token with a countdown."""
+    """``paytoken demo``: the whole story (``--live``: a demo token's live code)."""
+    if args.live or args.seconds is not None:
+        return do_live(args)
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from paytoken.story import demo
+
+    if not 0 <= args.burn_in <= 600:
+        raise CommandError("--burn-in must be 0 to 600 seconds")
+    console = Console()
+    console.print("[bold]paytoken demo[/]: the whole product on two virtual tokens and SQLite, "
+                  "nine steps, each checked.")
+    try:
+        demo.run(Path(args.out), console, burn_in=args.burn_in)
+    except demo.DemoError as exc:
+        raise CommandError(f"demo failed at {exc}") from None
+    return 0
+
+
+def do_live(args: argparse.Namespace) -> int:
+    """``paytoken demo --live``: the live code and TOTP of a demo token with a countdown."""
     from rich.console import Console
     from rich.live import Live
 
@@ -173,12 +195,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     y.add_argument("--plot", default=None, metavar="FILE.png", help="write the drift plot")
     y.set_defaults(func=do_simulate_year)
 
-    p = sub.add_parser("demo", help="a demo token's live payment code and TOTP, with a countdown")
+    p = sub.add_parser(
+        "demo", help="the whole story, narrated: backend, two virtual tokens, provisioning, "
+        "payments, refusals, clock sync (--live: a demo token's live code)")
+    p.add_argument("--out", default="demo-out", metavar="DIR",
+                   help="the folder for the database, images, reports and logs (default demo-out; "
+                   "a previous demo's folder is wiped)")
+    p.add_argument("--burn-in", type=float, default=3.0, metavar="SECONDS",
+                   help="the station's crystal measurement per token (default 3)")
+    p.add_argument("--live", action="store_true",
+                   help="instead: a demo token's live payment code and TOTP with a countdown")
     p.add_argument(
         "--seconds",
         type=float,
         default=None,
         metavar="N",
-        help="stop after N seconds (default: run until Ctrl-C)",
+        help="with --live: stop after N seconds (default: run until Ctrl-C)",
     )
     p.set_defaults(func=do_demo)
