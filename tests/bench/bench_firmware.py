@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +64,123 @@ def stages(flash, hw, mpy: Path) -> tuple[int, int, int, int, int]:
     return base, models, mods, frame, q
 
 
+# --- the 32-bit port: MicroPython's WebAssembly port (wasm32: 4-byte words, 16-byte
+# GC blocks, like RP2040 and ESP32), run by Node.js from a local npm install.
+# Its PyScript build (the one on npm) grows its heap on demand (MICROPY_GC_SPLIT_HEAP_AUTO,
+# up to 128 MiB) and collects garbage only when control returns to JavaScript
+# (gc.collect() inside Python just sets a flag): a smallest -X heapsize cannot be
+# bisected there. What it measures exactly is the heap held between top-level calls,
+# so boot runs stage by stage, as separate calls, as in stages() above.
+WASM_PKG = "@micropython/micropython-webassembly-pyscript@1.27.0"
+NODE_DIR = REPO / ".bench-node"
+WASM_DIR = Path(__file__).resolve().parent / "wasm32"
+_MIB128 = 128 * 1024 * 1024  # the port's gc_get_max_new_split(), counted in mem_free()
+
+
+def wasm_port() -> Path | str:
+    """micropython.mjs of the WebAssembly port (npm-installed into .bench-node), or why not."""
+    mjs = NODE_DIR / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
+    if mjs.exists():
+        return mjs
+    if not shutil.which("node") or not shutil.which("npm"):
+        return "node/npm not installed"
+    p = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR), WASM_PKG],
+                       capture_output=True, text=True, timeout=300)
+    if p.returncode != 0 or not mjs.exists():
+        return "npm install %s failed: %s" % (WASM_PKG, (p.stderr or p.stdout).strip()[-200:])
+    return mjs
+
+
+def wasm_run(mjs: Path, chunks: list[str], dirs: list[Path], back: list[Path], heap_k: int = 64) -> str:
+    """Run Python chunks (one top-level call each) on the wasm port; its stdout."""
+    shim = WASM_DIR  # atexit.py and sha1shim.py, on the port's path
+    prelude = (
+        "import sys, os, random\n"
+        "sys.path[:] = %r\n" % [str(shim)] + "".join("sys.path.append(%r)\n" % str(d) for d in dirs[:2])
+        # The port has no environment: PAYTOKEN_HW is passed as os.getenv would read it.
+        + "_env = {'PAYTOKEN_HW': %r}\n" % str(back[0])
+        + "os.getenv = lambda k, d=None: _env.get(k, d)\n"
+        # No os.urandom: the sim store only draws unique temp-file names from it.
+        "os.urandom = lambda n: bytes(random.getrandbits(8) for _ in range(n))\n"
+        # hashlib without sha1: the port's sha256 plus SHA-1 in Python.
+        "import sha1shim\nsys.modules['hashlib'] = sha1shim\n"
+    )
+    job = {"module": mjs.as_uri(), "heapsize": heap_k * 1024, "dirs": [str(shim)] + [str(d) for d in dirs],
+           "back": [str(b) for b in back],
+           "chunks": [prelude, *chunks, "import atexit\nfor f in atexit._fns:\n    f()\n"]}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(job, f)
+    try:
+        p = subprocess.run(["node", str(WASM_DIR / "runner.mjs"), f.name], capture_output=True, text=True,
+                           timeout=300)
+    finally:
+        Path(f.name).unlink()
+    if p.returncode != 0:
+        raise RuntimeError("wasm32 run failed: " + (p.stdout + p.stderr)[-1500:])
+    return p.stdout
+
+
+def wasm_stages(mjs: Path, flash: Path, hw: Path, mpy: Path) -> tuple[int, int, int, int, int]:
+    """(base, board + models, app modules, first frame, qstr pool) held bytes on wasm32."""
+    cfg = str(flash / "paytoken.cfg")
+    # gc.collect() only asks; the collection runs as each call returns to JavaScript.
+    col = "import gc\ngc.collect()\n"
+    chunks = [col, "a = gc.mem_alloc()\n", "import board\nboard.i2c()\n" + col, "b = gc.mem_alloc()\n",
+              "import app\n" + col, "c = gc.mem_alloc()\n",
+              "import micropython\nmicropython.kbd_intr(-1)\napp.boot(cfg_path=%r, frames=1)\n" % cfg + col,
+              "d = gc.mem_alloc()\nmicropython.qstr_info()\nprint('STAGES', repr((a, b - a, c - b, d - c)))\n"]
+    out = wasm_run(mjs, chunks, [hw.parent / "board", mpy, hw.parent], [hw])
+    q = int(next(ln for ln in out.splitlines() if ln.startswith("qstr pool")).rsplit("n_total_bytes=", 1)[1])
+    import ast
+
+    base, models, mods, frame = ast.literal_eval(next(ln for ln in out.splitlines()
+                                                      if ln.startswith("STAGES"))[7:])
+    return base, models, mods, frame, q
+
+
+def _wasm_rows(d: Path, mpy: Path, total: int, own: float, x64: tuple[int, int, int]) -> list[dict]:
+    # The 32-bit rows: held heap per stage measured on wasm32, the first frame checked
+    # against the x64 run, and the smallest heap scaled from x64 by the held-heap ratio.
+    import fwkit
+    from paytoken import simrun, vhw
+
+    mjs = wasm_port()
+    name = "32-bit port (wasm32): smallest heap, boot + first frame, with models"
+    if isinstance(mjs, str):
+        return [{"name": name, "value": "skipped", "unit": "", "how": mjs}]
+    flash, hw = simrun.prepare(d / "w", config=fwkit.token_config(), at=T)
+    _base, models, mods, frame, qstr = wasm_stages(mjs, flash, hw, mpy)
+    ref = simrun.prepare(d / "wx", config=fwkit.token_config(), at=T)
+    simrun.run(*ref, frames=1)
+    same = vhw.panel(hw) == vhw.panel(ref[1]) and vhw.i2c_bytes(hw) == vhw.i2c_bytes(ref[1])
+    how = ("%s under Node.js (.bench-node), the same .mpy files; gc.mem_alloc deltas, collected "
+           "between top-level calls (shims: os.getenv, os.urandom, atexit, hashlib.sha1 in Python; "
+           "no cryptolib: AES is paycode's aespure)" % WASM_PKG)
+    rows = [
+        {"name": "32-bit port (wasm32): first frame equals the x64 run (pixels, I2C bytes)",
+         "value": "yes" if same else "NO", "unit": "", "how": "panel.bin and i2c.json after both runs"},
+        {"name": "32-bit port (wasm32): heap held by the sim board and its chip models", "value": models / 1024,
+         "unit": "KB", "how": how},
+        {"name": "32-bit port (wasm32): heap held after import app", "value": mods / 1024, "unit": "KB",
+         "how": how},
+        {"name": "32-bit port (wasm32): heap held after the first frame", "value": frame / 1024, "unit": "KB",
+         "how": how},
+        {"name": "32-bit port (wasm32): interned strings after the first frame", "value": qstr / 1024,
+         "unit": "KB", "how": "micropython.qstr_info() n_total_bytes (the port's own strings included)"},
+    ]
+    # This port's heap grows on demand and it never collects inside a call, so no
+    # heapsize can be bisected: the x64 figure is scaled by the held-heap ratio.
+    r_all = (models + mods + frame) / sum(x64)
+    r_fw = (mods + frame) / (x64[1] + x64[2])
+    est = "ESTIMATE: the x64 smallest heap x the wasm32/x64 ratio of held heap (%.2f%s); " \
+          "the port grows its heap and collects only between calls, so it cannot be bisected"
+    rows.append({"name": name + " (estimate)", "value": total * r_all, "unit": "KB", "target": "<= 32 KB",
+                 "met": total * r_all <= 32, "how": est % (r_all, ", models + app + frame")})
+    rows.append({"name": "32-bit port (wasm32): firmware share (estimate)", "value": own * r_fw, "unit": "KB",
+                 "target": "<= 32 KB", "met": own * r_fw <= 32, "how": est % (r_fw, ", app + frame")})
+    return rows
+
+
 def run() -> list[dict]:
     import fwkit
     from paytoken import simrun, upy, vhw
@@ -111,6 +231,7 @@ def run() -> list[dict]:
                      "how": "gc.mem_alloc delta of boot(frames=1); config, paycode, qr, font are dropped"})
         rows.append({"name": "interned strings (qstr pools) after the first frame, never freed",
                      "value": qstr / 1024, "unit": "KB", "how": "micropython.qstr_info() n_total_bytes"})
+        rows += _wasm_rows(d, mpy, total, own, (models, mods, frame))
         # I2C: first frame, then a 30 s countdown with partial updates
         flash_u, hw_u = simrun.prepare(d / "u", config=fwkit.token_config(), at=T, frozen=False)
         b0 = vhw.i2c_bytes(hw_u)
