@@ -166,6 +166,11 @@ def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT) -> TokenStat
         try:
             return info(dev, timeout=repl_timeout)
         except OpsError:
+            pass
+        # a token that was booting (just powered, or reset) gets a second, longer try
+        try:
+            dev.enter_raw(timeout=2 * repl_timeout)
+        except DeviceError:
             raise OpsError(
                 "check", f"{dev.port}: the token answers neither the raw REPL nor INFO "
                 "(no MicroPython, wrong port, or no power)"

@@ -155,6 +155,15 @@ class Station:
                     if done:
                         return rep
                     st = ops.probe(dev)  # unlocked now, in the raw REPL
+                if st.locked and st.token_id is not None and self._status(st.token_id) == ACTIVE:
+                    # a provisioned token stopped at boot (Ctrl-C before main.py turned
+                    # it off): back into its firmware, confirmed locked
+                    ops.lock(dev, st.token_id)
+                    rep.token_id = st.token_id
+                    rep.status = "skipped"
+                    rep.recovered = (f"already provisioned: token {st.token_id:08d} was in its "
+                                     "REPL with the lock flag set; rebooted, locked")
+                    return rep
                 ops.check_firmware(st, self.board, self.host_fw, port)
                 if st.token_id is not None:
                     self._leftover(st.token_id, rep)
