@@ -165,6 +165,7 @@ def update(dev: Device, api: IssuerAPI, board: str, *, firmware_dir: Path | None
             raise DeskError(f"{dev.port}: the token has no provisioned config: provision it")
         token_id = before.token_id
         res = deploy_mod.deploy(dev, board, firmware_dir=firmware_dir)
+        dev.reboot()  # the new firmware's modules, not the ones this REPL imported
         after = ops.probe(dev)
         if after.token_id != token_id or not after.has_secret:
             raise DeskError(f"{dev.port}: the config did not survive the deploy")
