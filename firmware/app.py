@@ -130,19 +130,25 @@ class Token:
     # One token: its devices, config path and screen. It is also proto's context
     # (config, cfg_path, board, set_clock, clock_state).
     def __init__(self, bd, disp, rtc, button, cfg_path=_PATH):
-        import ui
-
         self.bd = bd
         self.disp = disp
         self.rtc = rtc
         self.button = button
         self.cfg_path = cfg_path
         self.board = getattr(bd, "NAME", "?")
-        self.ui = ui.UI(disp, bd.WIDTH, bd.HEIGHT)
+        self._ui = None  # the screens, loaded on the first draw (not while paycode is in)
         self.cfg = None
         self.screen = None
         self.step = -1
         self.wake_no = 0
+
+    @property
+    def ui(self):
+        if self._ui is None:
+            import ui
+
+            self._ui = ui.UI(self.disp, self.bd.WIDTH, self.bd.HEIGHT)
+        return self._ui
 
     @property
     def config(self):
@@ -209,13 +215,17 @@ class Token:
             if isinstance(cfg, dict) and cfg["token_id"]:
                 note = "ID %08d" % cfg["token_id"]
             self.ui.message(screen, wake_no, note)
-            drop("font")
+            drop("screens", "font")
         self.disp.show()
         return screen, t, k0
 
     def _draw_code(self, t):
-        # The code, then its picture; paycode leaves before qr and font load.
+        # The code, then its picture; paycode leaves before ui, qr and font load.
+        # A code screen is drawn whole (UI.code keeps nothing from the last one),
+        # so the UI leaves too while paycode is in.
         self.step = t // _STEP
+        self._ui = None
+        drop("ui")
         code = code_at(self.cfg, t)
         drop("paycode")
         self.ui.code(code, _STEP - t % _STEP, self.wake_no)

@@ -1,4 +1,4 @@
-"""Screens of the token: the code (QR, digits in fours, countdown bar) and the error screens.
+"""The code screen of the token: QR, digits in fours, countdown bar (error screens: screens.py).
 
 Usage: u = ui.UI(display, 128, 64); u.code(code, 17, wake); display.show(); u.countdown(16)
 """
@@ -13,13 +13,15 @@ except ImportError:
 
 _STEP = const(30)
 
-# Error screens: kind -> (title, detail lines); text uses font.CHARS only.
-SCREENS = {
-    "provision": ("PROVISION ME", ("NO SECRET YET", "VISIT A STATION")),
-    "sync": ("SYNC CLOCK", ("CLOCK NOT TRUSTED", "VISIT A STATION")),
-    "back": ("CLOCK ERROR", ("TIME WENT BACK", "CODE REFUSED")),
-    "corrupt": ("CONFIG CORRUPT", ("CODE REFUSED", "SERVICE DESK")),
-}
+
+
+def __getattr__(name):
+    # ui.SCREENS (the host's cpyui lists them) lives in screens.py, loaded on use.
+    if name == "SCREENS":
+        from screens import SCREENS
+
+        return SCREENS
+    raise AttributeError(name)
 
 
 class UI:
@@ -104,24 +106,8 @@ class UI:
         self._lit = lit
 
     def message(self, kind, wake=0, note=None):
-        # An error screen: lit text on dark. note: an extra line (e.g. the token id).
-        title, lines = SCREENS[kind]
-        fb = self.fb
-        fb.fill(0)
+        # An error screen (screens.py, loaded only when one is shown).
+        import screens
+
         self._bar = None
-        dx, dy = self.shift(wake)
-        self._center(title, 2 + dy, dx, 2)
-        y = 22 + dy if self.h >= 64 else 19 + dy
-        for line in lines:
-            if y + 7 > self.h:
-                break
-            self._center(line, y, dx, 1)
-            y += 11
-        if note and y + 7 <= self.h:
-            self._center(note, y + 2, dx, 1)
-
-    def _center(self, s, y, dx, sy):
-        import font
-
-        x = (self.w - font.width(s)) // 2
-        font.text(self.fb, s, x + dx, y, 1, 1, sy)
+        screens.draw(self.fb, self.w, self.h, kind, self.shift(wake), note)
