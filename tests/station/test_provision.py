@@ -133,3 +133,29 @@ def test_burn_in_measures_the_crystal_error(tokens, issuer) -> None:
     assert abs(rep.ppm - 900) < max(300, 3 * rep.ppm_resolution), (rep.ppm, rep.ppm_resolution)
     cfg = token_config(tok.flash)
     assert cfg["ppm"] == rep.ppm and cfg["ref_time"] == rep.clock_set_utc
+
+
+def test_device_error_mid_provisioning_is_clear_and_leaks_nothing(tokens, issuer, monkeypatch) -> None:
+    from paytoken.station import provision
+
+    made: list[bytes] = []
+    real = provision.secrets.token_bytes
+
+    def recording(n: int) -> bytes:
+        b = real(n)
+        made.append(b)
+        return b
+
+    monkeypatch.setattr(provision.secrets, "token_bytes", recording)
+    (tok,) = tokens(1)
+    (tok.flash / "paytoken.cfg.tmp").mkdir()  # the config's temp file cannot be written
+    rep = Station(issuer.backend, board="sim").provision(tok.port)
+    assert rep.status == "failed" and rep.step == "config"
+    assert "writing the config failed" in rep.error and "EISDIR" in rep.error
+    assert len(made) == 2  # the secret and the sync key
+    assert_no_secret(made, rep.error, json.dumps(rep.__dict__))
+    assert issuer.rows() == []  # its pending record was discarded
+    (tok.flash / "paytoken.cfg.tmp").rmdir()
+    rep = Station(issuer.backend, board="sim").provision(tok.port)
+    assert rep.status == "provisioned", rep.error
+    assert_consistent(issuer, [tok.flash])
