@@ -72,6 +72,10 @@ def drop(*names):
     gc.collect()
 
 
+def _drop_qr():
+    drop("qr")
+
+
 # --- the clock and the board ---------------------------------------------------
 
 try:
@@ -228,7 +232,7 @@ class Token:
         drop("ui")
         code = code_at(self.cfg, t)
         drop("paycode")
-        self.ui.code(code, _STEP - t % _STEP, self.wake_no)
+        self.ui.code(code, _STEP - t % _STEP, self.wake_no, _drop_qr)
         self.ui.release()  # a kept QR object would pin the qr module's code
         drop("qr", "font")
 

@@ -39,8 +39,10 @@ class UI:
         i = wake & 3
         return (1 if i == 1 or i == 2 else 0), (1 if i >= 2 else 0)
 
-    def code(self, code, remaining, wake=0):
+    def code(self, code, remaining, wake=0, between=None):
         # The whole code screen. code: the 18 digits; remaining: seconds left in the step.
+        # between(): called after the QR is drawn, once this frame holds no reference
+        # to qr (the app unloads it there, so qr and font are never in RAM together).
         fb = self.fb
         fb.fill(0)
         dx, dy = self.shift(wake)
@@ -50,6 +52,9 @@ class UI:
             # Version 1 is 21 modules; at 2 px with a 4-module lit quiet zone: 58 x 58.
             self._qr = qr.encode(code, 1, "M", None, self._qr)
             qr.draw(self._qr, fb, 1 + dx, 3 + dy, 2, 4)
+            if between is not None:
+                self._qr = qr = None
+                between()
             # Digits 5x14 beside it: "1234 5678" / "9012 3456" / "78".
             x = 63 + dx
             y = 2 + dy
