@@ -298,14 +298,18 @@ def test_master_key_rotation_without_downtime(world, db_url, ring, clock):
 
 def test_audit_chain_detects_edit_and_delete(world):
     w = world
-    pay(w, code_at(w, T0))
+    assert pay(w, code_at(w, T0))["status"] == "succeeded"  # recorded in payments, not chained
+    pay(w, wrong_otp_code(w, T0 + 30))  # a failure is a security event: chained
     assert w.backend.verify_audit().ok
+    with w.backend.engine.connect() as c:
+        actions = c.execute(text("SELECT action FROM audit_log ORDER BY seq")).scalars().all()
+    assert actions[-1] == "CODE_FAILED" and "PAYMENT" not in actions
     with w.backend.engine.begin() as c:
-        c.execute(text("UPDATE audit_log SET detail = replace(detail, '100', '1') WHERE action='PAYMENT'"))
+        c.execute(text("UPDATE audit_log SET detail = replace(detail, '1', '0') WHERE action='CODE_FAILED'"))
     rep = w.backend.verify_audit()
     assert not rep.ok and any("edited" in p for p in rep.problems)
     with w.backend.engine.begin() as c:
-        c.execute(text("DELETE FROM audit_log WHERE action='PAYMENT'"))
+        c.execute(text("DELETE FROM audit_log WHERE action='CODE_FAILED'"))
     rep = w.backend.verify_audit()
     assert not rep.ok and any("deleted" in p or "missing" in p for p in rep.problems)
 

@@ -104,6 +104,7 @@ class TokenOut(BaseModel):
     prefix: str | None
     drift_steps: int
     drift_seconds: int
+    drift_ppm: float | None = Field(default=None, description="learned clock rate, parts per million")
     last_step: int | None
     last_used_at: int | None
     failures: int

@@ -1,6 +1,10 @@
 """The append-only, hash-chained audit log.
 
 Each row's ``hash = sha256(prev_hash | seq | ts | actor | action | token_id | detail)``.
+The chain holds security events (failures, lockouts, replays, suspect jumps, drift
+resyncs, admin actions, revocations, credits, refunds, key rotation); each successful
+or refused payment is recorded in the ``payments`` table instead (see docs/SECURITY.md:
+hashing every payment would serialize every payment of every server on one head row).
 Appends take the ``audit_head`` row lock (one UPDATE), so concurrent writers chain in
 order. ``verify_chain`` recomputes every hash and checks the head, so an edited,
 inserted or deleted row (also the last one) is detected.
@@ -52,6 +56,24 @@ def append(conn: Connection, ts: int, actor: str, action: str, token_id: int | N
     conn.execute(_log.insert().values(seq=seq, ts=ts, actor=actor, action=action,
                                       token_id=token_id, detail=body, prev_hash=prev, hash=h))
     conn.execute(update(_head).where(_head.c.id == 1).values(hash=h))
+    return seq
+
+
+_BUMP = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+_INSERT = ("INSERT INTO audit_log (seq, ts, actor, action, token_id, detail, prev_hash, hash) "
+           "VALUES (:seq, :ts, :actor, :action, :token_id, :detail, :prev, :hash)")
+_SET_HASH = "UPDATE audit_head SET hash = :hash WHERE id = 1"
+
+
+def append_raw(tx, ts: int, actor: str, action: str, token_id: int | None = None,
+               detail: dict | None = None) -> int:
+    """``append`` on the hot path's driver-level transaction (``service._Tx``)."""
+    seq, prev = tx.one(_BUMP, {})
+    body = _canon(detail or {})
+    h = row_hash(prev, seq, ts, actor, action, token_id, body)
+    tx.run(_INSERT, {"seq": seq, "ts": ts, "actor": actor, "action": action, "token_id": token_id,
+                     "detail": body, "prev": prev, "hash": h})
+    tx.run(_SET_HASH, {"hash": h})
     return seq
 
 

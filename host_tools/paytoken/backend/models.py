@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -50,6 +51,13 @@ class Token(Base):
     pending_drift: Mapped[int | None] = mapped_column(Integer)  # unconfirmed jump, seconds
     pending_step: Mapped[int | None] = mapped_column(BigInteger)
     clock_suspect: Mapped[int] = mapped_column(Integer, default=0)  # forward jumps flagged
+    # The drift model (verify.Drift): offset at drift_at, rate, covariance. NULL until set.
+    drift_at: Mapped[int | None] = mapped_column(BigInteger)
+    drift_off: Mapped[float | None] = mapped_column(Float)  # seconds ahead at drift_at
+    drift_ppm: Mapped[float | None] = mapped_column(Float)  # rate, parts per million
+    drift_p00: Mapped[float | None] = mapped_column(Float)
+    drift_p01: Mapped[float | None] = mapped_column(Float)
+    drift_p11: Mapped[float | None] = mapped_column(Float)
     limit_per_payment: Mapped[int | None] = mapped_column(BigInteger)
     limit_per_day: Mapped[int | None] = mapped_column(BigInteger)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger)

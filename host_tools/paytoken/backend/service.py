@@ -20,9 +20,13 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict, namedtuple
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import paycode
 from sqlalchemy import Connection, func, select, update
@@ -55,9 +59,9 @@ from paytoken.backend.verify import (
     PERIOD,
     TOKEN_LOCKED,
     TOKEN_REVOKED,
+    Drift,
     Policy,
     day_of,
-    learn_drift,
     locate_step,
     observed_drift,
 )
@@ -66,6 +70,7 @@ log = logging.getLogger("paytoken.backend")
 
 MAX_AMOUNT = 10**12  # minor units; larger amounts are malformed requests
 MAX_TOKEN_ID = 99_999_999
+MERCHANT_CACHE_S = 60.0
 _CURRENCY = re.compile(r"\A[A-Z]{3}\Z")
 _ORDER_ID = re.compile(r"\A[A-Za-z0-9._:/-]{1,64}\Z")
 _NONCE = re.compile(r"\A[A-Za-z0-9]{8,64}\Z")
@@ -78,6 +83,72 @@ _r = Refund.__table__
 _s = Scheme.__table__
 _m = Merchant.__table__
 _ad = Admin.__table__
+
+
+# ---- the hot path's SQL (named parameters; _Tx turns them into psycopg's style) ----------
+
+_TOK_COLS = ("status", "prefix", "secret_enc", "drift_s", "last_step", "pending_drift", "pending_step",
+             "drift_at", "drift_off", "drift_ppm", "drift_p00", "drift_p01", "drift_p11",
+             "last_used_at", "created_at")
+_N_TOK = len(_TOK_COLS)
+_TokRow = namedtuple("_TokRow", _TOK_COLS)
+_PayTokRow = namedtuple("_PayTokRow", _TOK_COLS + ("limit_per_payment", "limit_per_day", "balance",
+                                                   "currency", "stored", "spent"))
+_SEL_TOKEN = "SELECT " + ", ".join(_TOK_COLS) + " FROM tokens WHERE id = :id"
+_SEL_PAY = (
+    "SELECT " + ", ".join("t." + c for c in _TOK_COLS) + ", t.limit_per_payment, t.limit_per_day, "
+    "a.balance, a.currency, "
+    "(SELECT p.id FROM payments p WHERE p.merchant_id = :m AND p.merchant_order_id = :o), "
+    "CASE WHEN t.limit_per_day IS NULL THEN 0 ELSE (SELECT COALESCE(SUM(p.amount), 0) FROM payments p "
+    "WHERE p.token_id = t.id AND p.day = :day AND p.status = 'succeeded') END "
+    "FROM tokens t LEFT JOIN accounts a ON a.token_id = t.id WHERE t.id = :id")
+_PAY_COLS = ("id", "merchant_id", "merchant_order_id", "request_hash", "token_id", "amount", "currency",
+             "status", "reason")
+_PayRow = namedtuple("_PayRow", _PAY_COLS)
+_SEL_PAYMENT = ("SELECT " + ", ".join(_PAY_COLS) + " FROM payments "
+                "WHERE merchant_id = :m AND merchant_order_id = :o")
+_FAIL = "UPDATE tokens SET failures = failures + 1 WHERE id = :id RETURNING failures"
+_LOCK = "UPDATE tokens SET status = 'locked' WHERE id = :id AND status = 'active'"
+_SUSPECT = "UPDATE tokens SET clock_suspect = clock_suspect + 1 WHERE id = :id"
+_PENDING = "UPDATE tokens SET pending_drift = :drift, pending_step = :step WHERE id = :id"
+_ACCEPT = (
+    "UPDATE tokens SET last_step = :step, drift = :drift, drift_s = :drift_s, drift_at = :at, "
+    "drift_off = :off, drift_ppm = :ppm, drift_p00 = :p00, drift_p01 = :p01, drift_p11 = :p11, "
+    "failures = 0, pending_drift = NULL, pending_step = NULL, last_used_at = :now "
+    "WHERE id = :id AND last_step < :step AND status = 'active'")
+_STATUS = "SELECT status FROM tokens WHERE id = :id"
+_DEBIT = ("UPDATE accounts SET balance = balance - :amount "
+          "WHERE token_id = :id AND currency = :cur AND balance >= :amount")
+_INSERT_PAYMENT = (
+    "INSERT INTO payments (id, merchant_id, merchant_order_id, request_hash, token_id, amount, currency, "
+    "status, reason, step, refunded, day, created_at) VALUES (:id, :m, :o, :req, :token_id, :amount, "
+    ":currency, :status, :reason, :step, 0, :day, :now)")
+_PARAM = re.compile(r":(\w+)")
+
+
+@lru_cache(maxsize=64)
+def _pyformat(sql: str) -> str:
+    return _PARAM.sub(r"%(\1)s", sql)
+
+
+class _Tx:
+    """One driver-level transaction: ``one`` (first row or None) and ``run`` (rowcount)."""
+
+    __slots__ = ("cur", "pg")
+
+    def __init__(self, cur, pg: bool) -> None:
+        self.cur, self.pg = cur, pg
+
+    def one(self, sql: str, params: dict):
+        cur = self.cur
+        cur.execute(_pyformat(sql) if self.pg else sql, params)
+        return cur.fetchone()
+
+    def run(self, sql: str, params: dict) -> int:
+        cur = self.cur
+        cur.execute(_pyformat(sql) if self.pg else sql, params)
+        return cur.rowcount
+
 
 
 @dataclass
@@ -126,15 +197,29 @@ def _check_limit(limit: int | None, what: str) -> int | None:
 
 
 class Backend:
-    """The issuer backend over one database. Thread-safe; one per process is enough."""
+    """The issuer backend over one database. Thread-safe; one per process is enough.
+
+    Unsealed keys are kept in memory: the scheme keys (a handful) and, in a bounded LRU,
+    the secrets of up to ``secret_cache`` recently used tokens (0 disables it), so a
+    payment costs no AES-GCM unseal. This adds little exposure: the process already holds
+    the master key, which opens every secret; what it adds is that up to that many
+    secrets sit in memory for longer (core dumps, swap). A changed envelope (a new
+    secret, a re-wrap) misses the cache; a master-key rotation clears it.
+    """
 
     def __init__(self, engine: Engine, keyring: Keyring | None = None, policy: Policy | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, secret_cache: int = 10_000) -> None:
         self.engine = engine
         self.keyring = keyring
         self.policy = policy or Policy()
         self.clock = clock
         self._scheme_keys: dict[str, bytes] = {}
+        self._secrets: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
+        self._secret_cache_size = max(0, int(secret_cache))
+        self._cache_lock = threading.Lock()
+        self._merchants: dict[str, tuple[int, float]] = {}
+        self._wlock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._integrity_errors = (IntegrityError, engine.dialect.loaded_dbapi.IntegrityError)
 
     @classmethod
     def open(cls, url: str, keyring: Keyring | None = None, **kw) -> Backend:
@@ -191,13 +276,16 @@ class Backend:
 
     def add_token(self, token_id: int, secret: bytes, prefix: str = "81", sync_key: bytes | None = None,
                   currency: str = "CNY", limit_per_payment: int | None = None,
-                  limit_per_day: int | None = None, actor: str = "cli") -> None:
-        """Register an active token at once (imports and tests). The account starts at 0."""
+                  limit_per_day: int | None = None, actor: str = "cli", drift_ppm: float | None = None) -> None:
+        """Register an active token at once (imports and tests). The account starts at 0.
+
+        ``drift_ppm``: the token's measured crystal error, if it does not correct it itself
+        (the drift model starts from it instead of learning the rate from 0)."""
         _check_token_id(token_id)
         with self.engine.begin() as conn:
             self._insert_token(conn, token_id, PENDING, actor)
             self._activate(conn, token_id, secret, sync_key, prefix, currency,
-                           limit_per_payment, limit_per_day, actor)
+                           limit_per_payment, limit_per_day, actor, drift_ppm)
 
     def _insert_token(self, conn: Connection, token_id: int, status: str, actor: str) -> None:
         try:
@@ -257,17 +345,22 @@ class Backend:
 
     def activate_token(self, token_id: int, secret: bytes, sync_key: bytes, prefix: str = "81",
                        currency: str = "CNY", limit_per_payment: int | None = None,
-                       limit_per_day: int | None = None, actor: str = "station") -> None:
+                       limit_per_day: int | None = None, actor: str = "station",
+                       drift_ppm: float | None = None) -> None:
         """Factory last step: store the secret and sync key and mark the token active,
-        in one transaction. Only a ``pending`` token can be activated."""
+        in one transaction. Only a ``pending`` token can be activated. ``drift_ppm`` as
+        in ``add_token``."""
         _check_token_id(token_id)
         with self.engine.begin() as conn:
             self._activate(conn, token_id, secret, sync_key, prefix, currency,
-                           limit_per_payment, limit_per_day, actor)
+                           limit_per_payment, limit_per_day, actor, drift_ppm)
 
     def _activate(self, conn: Connection, token_id: int, secret: bytes, sync_key: bytes | None,
                   prefix: str, currency: str, limit_per_payment: int | None,
-                  limit_per_day: int | None, actor: str) -> None:
+                  limit_per_day: int | None, actor: str, drift_ppm: float | None = None) -> None:
+        if drift_ppm is not None and (isinstance(drift_ppm, bool) or not isinstance(drift_ppm, (int, float))
+                                      or not abs(drift_ppm) <= 500):
+            raise BackendError("drift_ppm must be a number within ±500 ppm", 422)
         if not isinstance(secret, bytes) or len(secret) < 16:
             raise BackendError("a token secret must be at least 16 bytes (RFC 4226 R6)", 422)
         if sync_key is None:
@@ -280,9 +373,11 @@ class Backend:
         if self._scheme_key(conn, prefix) is None:
             raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 422)
         ring = self._ring()
+        d = Drift.fresh(self.now(), 0.0, drift_ppm, self.policy.rate_sigma_ppm)
         res = conn.execute(
             update(_t).where(_t.c.id == token_id, _t.c.status == PENDING).values(
-                status=ACTIVE, prefix=prefix,
+                status=ACTIVE, prefix=prefix, drift_at=d.at, drift_off=d.offset, drift_ppm=d.ppm,
+                drift_p00=d.p00, drift_p01=d.p01, drift_p11=d.p11,
                 secret_enc=ring.seal(secret, f"token:{token_id}:secret"),
                 sync_key_enc=ring.seal(sync_key, f"token:{token_id}:sync"),
                 limit_per_payment=limit_per_payment, limit_per_day=limit_per_day))
@@ -306,7 +401,7 @@ class Backend:
     def _info(row) -> dict:
         return {
             "token_id": row.id, "status": row.status, "prefix": row.prefix,
-            "drift_steps": row.drift, "drift_seconds": row.drift_s,
+            "drift_steps": row.drift, "drift_seconds": row.drift_s, "drift_ppm": row.drift_ppm,
             "last_step": None if row.last_step < 0 else row.last_step,
             "last_used_at": row.last_used_at, "failures": row.failures,
             "clock_suspect": row.clock_suspect, "limit_per_payment": row.limit_per_payment,
@@ -392,11 +487,13 @@ class Backend:
         if type(offset_s) is not int or abs(offset_s) > 10 * 365 * 86400:
             raise BackendError("offset_s must be an integer number of seconds within 10 years", 422)
         with self.engine.begin() as conn:
-            row = conn.execute(select(_t.c.status, _t.c.drift_s).where(_t.c.id == token_id)).first()
+            row = conn.execute(select(*(_t.c[c] for c in _TOK_COLS)).where(_t.c.id == token_id)).first()
             if row is None or row.status == PENDING:
                 raise BackendError(f"no token {token_id}", 404)
+            d = self._drift(_TokRow._make(row)).jump(self.now(), 0.0)  # the crystal's rate stays
             conn.execute(update(_t).where(_t.c.id == token_id).values(
-                drift=0, drift_s=0, pending_drift=None, pending_step=None))
+                drift=0, drift_s=0, pending_drift=None, pending_step=None, drift_at=d.at, drift_off=0.0,
+                drift_ppm=d.ppm, drift_p00=d.p00, drift_p01=d.p01, drift_p11=d.p11))
             audit.append(conn, self.now(), actor, "CLOCK_OFFSET", token_id,
                          {"offset_s": offset_s, "drift_s_before": row.drift_s})
         return self.token_info(token_id)
@@ -457,86 +554,156 @@ class Backend:
             return conn.execute(select(func.count()).select_from(_ad)).scalar()
 
     def auth_merchant(self, api_key: str) -> int | None:
-        """The merchant id of a bearer key, or None (lookup by hash: no timing on the key)."""
-        with self.engine.begin() as conn:
-            return conn.execute(select(_m.c.id).where(_m.c.api_key_hash == hash_api_key(api_key))).scalar()
+        """The merchant id of a bearer key, or None (lookup by hash: no timing on the key).
+
+        A known key is remembered for ``MERCHANT_CACHE_S`` seconds of wall time (by hash;
+        unknown keys are always looked up), saving a query per payment."""
+        h = hash_api_key(api_key)
+        hit = self._merchants.get(h)
+        mono = time.monotonic()
+        if hit is not None and hit[1] > mono:
+            return hit[0]
+        with self.engine.connect() as conn:
+            mid = conn.execute(select(_m.c.id).where(_m.c.api_key_hash == h)).scalar()
+        if mid is not None:
+            if len(self._merchants) >= 4096:
+                self._merchants.clear()
+            self._merchants[h] = (mid, mono + MERCHANT_CACHE_S)
+        return mid
 
     def auth_admin(self, key: str) -> str | None:
         with self.engine.begin() as conn:
             return conn.execute(select(_ad.c.name).where(_ad.c.key_hash == hash_api_key(key))).scalar()
 
-    # ---- verification ------------------------------------------------------------------
+    # ---- the hot path: driver-level transactions -------------------------------------
+    #
+    # verify and pay run on the DBAPI connection itself with fixed SQL (no ORM, no SQL
+    # compilation per call): a successful payment is one SELECT (token, account, the
+    # order id's stored payment, today's spending), the conditional token UPDATE, the
+    # debit and the payment INSERT. On SQLite one in-process lock serializes writers,
+    # so threads queue on it instead of in SQLite's busy handler (which sleeps 1-100 ms).
+
+    @contextmanager
+    def _tx(self) -> Iterator[_Tx]:
+        lock = self._wlock
+        if lock is not None:
+            lock.acquire()
+        try:
+            raw = self.engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                if lock is not None:
+                    cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _Tx(cur, lock is None)
+                except BaseException:
+                    raw.rollback()
+                    raise
+                raw.commit()
+            finally:
+                raw.close()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fast_scheme_key(self, prefix: str) -> bytes | None:
+        key = self._scheme_keys.get(prefix)
+        if key is None:
+            with self.engine.connect() as conn:
+                key = self._scheme_key(conn, prefix)
+        return key
+
+    def _secret(self, token_id: int, envelope: str) -> bytes:
+        """A token's secret, unsealed once and kept in a bounded LRU (see __init__)."""
+        cache = self._secrets
+        with self._cache_lock:
+            hit = cache.get(token_id)
+            if hit is not None and hit[0] == envelope:
+                cache.move_to_end(token_id)
+                return hit[1]
+        secret = self._ring().open(envelope, f"token:{token_id}:secret")
+        if self._secret_cache_size:
+            with self._cache_lock:
+                cache[token_id] = (envelope, secret)
+                if len(cache) > self._secret_cache_size:
+                    cache.popitem(last=False)
+        return secret
+
+    def _parse(self, code: str):
+        prefix = code.replace(" ", "")[:2]
+        keys = {}
+        if len(prefix) == 2 and prefix.isascii() and prefix.isdigit():
+            key = self._fast_scheme_key(prefix)
+            if key is not None:
+                keys[prefix] = key
+        try:  # length, digits, Damm and prefix first; then FF1
+            return paycode.parse_code(code, keys)
+        except ValueError as exc:
+            return Verdict(CODE_INVALID, detail=str(exc))
+
+    def _drift(self, r: _TokRow) -> Drift:
+        if r.drift_at is None:  # a token from before migration 0002, or added by bulk import
+            return Drift.fresh(r.last_used_at or r.created_at, r.drift_s, None, self.policy.rate_sigma_ppm)
+        return Drift(r.drift_at, r.drift_off, r.drift_ppm, r.drift_p00, r.drift_p01, r.drift_p11)
 
     def verify(self, code: str, actor: str = "library") -> Verdict:
         """Check a code and, when good, consume its step (one transaction). No payment."""
         if not isinstance(code, str) or len(code) > 64:
             return Verdict(CODE_INVALID, detail="not a payment code")
-        with self.engine.begin() as conn:
-            return self._verify_in(conn, code, self.now(), actor)
+        parsed = self._parse(code)
+        if isinstance(parsed, Verdict):
+            return parsed
+        now = self.now()
+        with self._tx() as tx:
+            row = tx.one(_SEL_TOKEN, {"id": parsed[1]})
+            return self._check(tx, row and _TokRow._make(row), parsed, now, actor)
 
-    def _verify_in(self, conn: Connection, code: str, now: int, actor: str) -> Verdict:
+    def _check(self, tx: _Tx, r: _TokRow | None, parsed, now: int, actor: str) -> Verdict:
         pol = self.policy
-        prefix = code.replace(" ", "")[:2]
-        keys = {}
-        if len(prefix) == 2 and prefix.isascii() and prefix.isdigit():
-            key = self._scheme_key(conn, prefix)
-            if key is not None:
-                keys[prefix] = key
-        try:  # length, digits, Damm and prefix first; then FF1
-            prefix, token_id, residue, otp = paycode.parse_code(code, keys)
-        except ValueError as exc:
-            return Verdict(CODE_INVALID, detail=str(exc))
-        tok = conn.execute(
-            select(_t.c.status, _t.c.prefix, _t.c.secret_enc, _t.c.drift_s,
-                   _t.c.last_step, _t.c.pending_drift, _t.c.pending_step)
-            .where(_t.c.id == token_id)).first()
-        if tok is None or tok.status == PENDING or tok.prefix != prefix:
+        prefix, token_id, residue, otp = parsed
+        if r is None or r.status == PENDING or r.prefix != prefix:
             return Verdict(CODE_INVALID, detail="no such token")
-        if tok.status == LOCKED:
+        if r.status == LOCKED:
             return Verdict(TOKEN_LOCKED, token_id)
-        if tok.status in (REVOKED, LOST):
+        if r.status in (REVOKED, LOST):
             return Verdict(TOKEN_REVOKED, token_id)
-        secret = self._ring().open(tok.secret_enc, f"token:{token_id}:secret")
-        step, off = locate_step(now, tok.drift_s, residue)
+        secret = self._secret(token_id, r.secret_enc)
+        drift = self._drift(r)
+        predicted = round(drift.predict(now))
+        step, off = locate_step(now, predicted, residue)
         if step < 0 or not paycode.equal(paycode.hotp(secret, step), otp):
-            failures = conn.execute(update(_t).where(_t.c.id == token_id)
-                                    .values(failures=_t.c.failures + 1).returning(_t.c.failures)).scalar()
+            failures = tx.one(_FAIL, {"id": token_id})[0]
             detail = {"failures": failures}
-            if failures >= pol.lock_after:
-                res = conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status == ACTIVE)
-                                   .values(status=LOCKED))
-                if res.rowcount:
-                    audit.append(conn, now, actor, "TOKEN_LOCKED", token_id, detail)
-            audit.append(conn, now, actor, "CODE_FAILED", token_id, detail)
+            if failures >= pol.lock_after and tx.run(_LOCK, {"id": token_id}):
+                audit.append_raw(tx, now, actor, "TOKEN_LOCKED", token_id, detail)
+            audit.append_raw(tx, now, actor, "CODE_FAILED", token_id, detail)
             return Verdict(CODE_INVALID, token_id, detail="wrong code for its token")
-        if step <= tok.last_step:
-            audit.append(conn, now, actor, "CODE_REPLAYED", token_id, {"step": step})
+        if step <= r.last_step:
+            audit.append_raw(tx, now, actor, "CODE_REPLAYED", token_id, {"step": step})
             return Verdict(CODE_REPLAYED, token_id, step, off)
+        observed = observed_drift(step, now)
         if abs(off) > pol.window:
-            observed = observed_drift(step, now)
             if off >= pol.suspect_ahead:
-                conn.execute(update(_t).where(_t.c.id == token_id)
-                             .values(clock_suspect=_t.c.clock_suspect + 1))
-                audit.append(conn, now, actor, "CLOCK_SUSPECT", token_id,
-                             {"offset": off, "known_drift_s": tok.drift_s})
-            if (tok.pending_drift is not None and abs(observed - tok.pending_drift) <= pol.confirm_tolerance
-                    and step > tok.pending_step):
+                tx.run(_SUSPECT, {"id": token_id})
+                audit.append_raw(tx, now, actor, "CLOCK_SUSPECT", token_id,
+                                 {"offset": off, "known_drift_s": predicted})
+            if (r.pending_drift is not None and abs(observed - r.pending_drift) <= pol.confirm_tolerance
+                    and step > r.pending_step):
                 # Confirmed by two consecutive codes (RFC 6238 §6): resynchronize.
-                audit.append(conn, now, actor, "DRIFT_RESYNC", token_id,
-                             {"from_s": tok.drift_s, "to_s": observed})
-                drift_s = observed
+                audit.append_raw(tx, now, actor, "DRIFT_RESYNC", token_id,
+                                 {"from_s": predicted, "to_s": observed})
+                new = drift.resync(now, observed)
             else:
-                conn.execute(update(_t).where(_t.c.id == token_id)
-                             .values(pending_drift=observed, pending_step=step))
+                tx.run(_PENDING, {"id": token_id, "drift": observed, "step": step})
                 return Verdict(CODE_EXPIRED, token_id, step, off, detail="outside the time window")
         else:
-            drift_s = learn_drift(tok.drift_s, step, now)
-        res = conn.execute(
-            update(_t).where(_t.c.id == token_id, _t.c.last_step < step, _t.c.status == ACTIVE)
-            .values(last_step=step, drift=round(drift_s / PERIOD), drift_s=drift_s, failures=0,
-                    pending_drift=None, pending_step=None, last_used_at=now))
-        if res.rowcount != 1:  # another transaction consumed this step (or changed status) first
-            status = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
+            new = drift.update(now, observed)
+        drift_s = round(new.offset)
+        if tx.run(_ACCEPT, {"id": token_id, "step": step, "drift": round(drift_s / PERIOD), "drift_s": drift_s,
+                            "at": new.at, "off": new.offset, "ppm": new.ppm, "p00": new.p00, "p01": new.p01,
+                            "p11": new.p11, "now": now}) != 1:
+            # another transaction consumed this step (or changed the status) first
+            status = tx.one(_STATUS, {"id": token_id})[0]
             reason = {LOCKED: TOKEN_LOCKED, REVOKED: TOKEN_REVOKED, LOST: TOKEN_REVOKED}.get(status, CODE_REPLAYED)
             return Verdict(reason, token_id, step, off)
         return Verdict(None, token_id, step, off)
@@ -557,26 +724,27 @@ class Backend:
             raise BackendError("merchant_order_id must be 1 to 64 of A-Z a-z 0-9 . _ : / -", 422)
         code = code.replace(" ", "")
         req = hashlib.sha256(f"{code}|{amount}|{currency}".encode()).hexdigest()
+        parsed = self._parse(code)
         for _ in range(5):
             try:
-                with self.engine.begin() as conn:
-                    return self._pay_in(conn, merchant_id, code, amount, currency, merchant_order_id, req)
-            except IntegrityError:
+                with self._tx() as tx:
+                    return self._pay_tx(tx, merchant_id, parsed, amount, currency, merchant_order_id, req)
+            except self._integrity_errors:
                 # A concurrent request with the same order id committed first: answer with its result.
-                with self.engine.begin() as conn:
-                    stored = self._stored(conn, merchant_id, merchant_order_id, req)
+                with self._tx() as tx:
+                    stored = self._stored(tx, merchant_id, merchant_order_id, req)
                 if stored is not None:
                     return stored
         raise BackendError("payment could not be recorded; retry with the same order id", 503)
 
-    def _stored(self, conn: Connection, merchant_id: int, order_id: str, req: str) -> dict | None:
-        row = conn.execute(select(_p).where(_p.c.merchant_id == merchant_id,
-                                            _p.c.merchant_order_id == order_id)).first()
+    def _stored(self, tx: _Tx, merchant_id: int, order_id: str, req: str) -> dict | None:
+        row = tx.one(_SEL_PAYMENT, {"m": merchant_id, "o": order_id})
         if row is None:
             return None
-        if row.request_hash != req:
+        p = _PayRow._make(row)
+        if p.request_hash != req:
             raise BackendError("merchant_order_id was already used for a different request", 409)
-        return self._result(row)
+        return self._result(p)
 
     @staticmethod
     def _result(row) -> dict:
@@ -584,48 +752,47 @@ class Backend:
         return {"payment_id": row.id, "status": row.status, "reason": row.reason,
                 "token_id": row.token_id if ok else None, "amount": row.amount, "currency": row.currency}
 
-    def _pay_in(self, conn: Connection, merchant_id: int, code: str, amount: int, currency: str,
+    def _pay_tx(self, tx: _Tx, merchant_id: int, parsed, amount: int, currency: str,
                 order_id: str, req: str) -> dict:
-        stored = self._stored(conn, merchant_id, order_id, req)
-        if stored is not None:
-            return stored
         now = self.now()
-        actor = f"merchant:{merchant_id}"
-        v = self._verify_in(conn, code, now, actor)
+        day = day_of(now)
+        row = None
+        if not isinstance(parsed, Verdict):
+            row = tx.one(_SEL_PAY, {"id": parsed[1], "m": merchant_id, "o": order_id, "day": day})
+        if row is None:  # no such token: only the order id can have a stored answer
+            stored = self._stored(tx, merchant_id, order_id, req)
+            if stored is not None:
+                return stored
+            v = parsed if isinstance(parsed, Verdict) else Verdict(CODE_INVALID, detail="no such token")
+            log.info("payment refused %s merchant=%s order=%s: %s", v.reason, merchant_id, order_id, v.detail)
+            return {"payment_id": None, "status": "refused", "reason": v.reason, "token_id": None,
+                    "amount": amount, "currency": currency}
+        r = _PayTokRow._make(row)
+        if r.stored is not None:
+            return self._stored(tx, merchant_id, order_id, req)
+        v = self._check(tx, _TokRow._make(row[:_N_TOK]), parsed, now, f"merchant:{merchant_id}")
         reason = v.reason
         if v.token_id is None:
             # The code names no token: nothing to count, debit or store (stateless, repeatable).
             log.info("payment refused %s merchant=%s order=%s: %s", reason, merchant_id, order_id, v.detail)
             return {"payment_id": None, "status": "refused", "reason": reason, "token_id": None,
                     "amount": amount, "currency": currency}
-        day = day_of(now)
         if reason is None:
-            lim = conn.execute(select(_t.c.limit_per_payment, _t.c.limit_per_day)
-                               .where(_t.c.id == v.token_id)).one()
-            if lim.limit_per_payment is not None and amount > lim.limit_per_payment:
+            if r.limit_per_payment is not None and amount > r.limit_per_payment:
                 reason = LIMIT_EXCEEDED
-            elif lim.limit_per_day is not None:
-                spent = conn.execute(select(func.coalesce(func.sum(_p.c.amount), 0)).where(
-                    _p.c.token_id == v.token_id, _p.c.day == day, _p.c.status == "succeeded")).scalar()
-                if spent + amount > lim.limit_per_day:
-                    reason = LIMIT_EXCEEDED
-        if reason is None:
-            res = conn.execute(update(_a).where(_a.c.token_id == v.token_id, _a.c.currency == currency,
-                                                _a.c.balance >= amount)
-                               .values(balance=_a.c.balance - amount))
-            if res.rowcount != 1:
+            elif r.limit_per_day is not None and r.spent + amount > r.limit_per_day:
+                reason = LIMIT_EXCEEDED
+            elif (r.balance is None or r.currency != currency or r.balance < amount
+                  or tx.run(_DEBIT, {"id": v.token_id, "cur": currency, "amount": amount}) != 1):
                 reason = INSUFFICIENT_FUNDS
         pid = "pay_" + secrets.token_hex(12)
         status = "succeeded" if reason is None else "refused"
-        row = {"id": pid, "merchant_id": merchant_id, "merchant_order_id": order_id, "request_hash": req,
-               "token_id": v.token_id, "amount": amount, "currency": currency, "status": status,
-               "reason": reason, "step": v.step, "refunded": 0, "day": day, "created_at": now}
-        conn.execute(_p.insert().values(**row))
-        audit.append(conn, now, actor, "PAYMENT", v.token_id,
-                     {"payment_id": pid, "status": status, "reason": reason, "amount": amount,
-                      "currency": currency, "step": v.step, "offset": v.offset})
+        out = {"id": pid, "m": merchant_id, "o": order_id, "req": req, "token_id": v.token_id,
+               "amount": amount, "currency": currency, "status": status, "reason": reason, "step": v.step,
+               "day": day, "now": now}
+        tx.run(_INSERT_PAYMENT, out)
         log.info("payment %s %s %s merchant=%s token=%s", pid, status, reason or "", merchant_id, v.token_id)
-        return self._result(_Row(row))
+        return self._result(_Row(out))
 
     def get_payment(self, merchant_id: int, payment_id: str) -> dict:
         """A merchant's own payment, with the refunded total and creation time."""
@@ -690,6 +857,8 @@ class Backend:
             audit.append(conn, self.now(), "cli", "MASTER_KEY_ROTATE", None,
                          {"to": new_ring.current_id, "rows": done})
         self.keyring = new_ring
+        with self._cache_lock:
+            self._secrets.clear()
         return done
 
     def verify_audit(self) -> audit.ChainReport:

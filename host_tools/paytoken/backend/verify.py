@@ -35,12 +35,15 @@ class Policy:
     lock_after: int = 5  # consecutive failures that lock a token (RFC 4226 §7.3)
     suspect_ahead: int = 3  # a code this many steps ahead of known drift is flagged
     confirm_tolerance: int = 45  # two jump codes must agree on drift within this (seconds)
+    rate_sigma_ppm: float = 30.0  # a new token's unknown crystal error (1 sigma) when none is given
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= 4:
             raise ValueError("window must be 1..4 steps: the step residue pins only ±4")
         if self.lock_after < 1:
             raise ValueError("lock_after must be at least 1")
+        if not 0 < self.rate_sigma_ppm <= RATE_LIMIT_PPM:
+            raise ValueError("rate_sigma_ppm must be above 0 and at most 500")
 
 
 def locate_step(now: int, drift_s: int, residue: int) -> tuple[int, int]:
@@ -62,9 +65,9 @@ def observed_drift(step: int, now: int) -> int:
 
 
 def learn_drift(drift_s: int, step: int, now: int) -> int:
-    """Gradual drift learning: move half-way toward what this code implies, at most one
-    step (30 s) per code. A single code shown at a step edge or late at a slow till
-    moves the estimate a little; a crystal that keeps gaining is followed."""
+    """The old offset-only rule, kept for comparison: move half-way toward what this code
+    implies, at most one step (30 s) per code. It lags a steady drift by about twice the
+    drift between two uses; the service uses ``Drift`` (offset and rate) instead."""
     delta = (observed_drift(step, now) - drift_s) // 2
     return drift_s + max(-PERIOD, min(PERIOD, delta))
 
@@ -72,3 +75,81 @@ def learn_drift(drift_s: int, step: int, now: int) -> int:
 def day_of(unix_time: int) -> int:
     """UTC day number (for the per-day limit)."""
     return unix_time // 86400
+
+
+# ---- drift as an offset and a rate -----------------------------------------------------
+#
+# The token's clock offset (seconds ahead of UTC, as its codes show it) is tracked with a
+# two-state Kalman filter: offset at time ``at`` and rate in ppm, with their covariance.
+# Each accepted code is one measurement of the offset: the middle of its step minus now,
+# whose error is the step quantization (uniform over 30 s, variance 75 s²) plus how late
+# the code reaches the till (a few seconds to 20 s). The rate lets a token used weekly at
+# 50 ppm (30 s a week) stay inside ±1 step, where an offset alone lags by a step or more.
+
+_PPM = 1e-6
+MEASURE_VAR = 120.0  # s²: quantization 75 + presentation delay ~45
+OFFSET_WALK = 1.0 / 86_400  # s² per s: small offset jitter (1 s² a day)
+RATE_WALK = 1.0 / (30 * 86_400)  # ppm² per s: temperature and ageing, (1 ppm)² a month
+INITIAL_OFFSET_VAR = 225.0  # s²: a fresh token's clock was set at the station (±15 s)
+RATE_LIMIT_PPM = 500.0
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The learned clock model: ``offset`` seconds ahead at ``at`` (UTC s), gaining
+    ``ppm`` parts per million, with covariance ``p00`` (s²), ``p01`` (s·ppm), ``p11`` (ppm²)."""
+
+    at: int
+    offset: float
+    ppm: float
+    p00: float
+    p01: float
+    p11: float
+
+    @classmethod
+    def fresh(cls, at: int, offset: float = 0.0, ppm: float | None = None,
+              rate_sigma_ppm: float = 30.0) -> Drift:
+        """A new token: clock set at ``at``; ``ppm`` a measured rate (e.g. the station's
+        burn-in), known to about 2 ppm, else 0 with ``rate_sigma_ppm`` uncertainty."""
+        sigma = 2.0 if ppm is not None else rate_sigma_ppm
+        return cls(at, float(offset), float(ppm or 0.0), INITIAL_OFFSET_VAR, 0.0, sigma * sigma)
+
+    def predict(self, now: int) -> float:
+        """The offset expected at ``now`` (seconds)."""
+        return self.offset + self.ppm * _PPM * (now - self.at)
+
+    def _propagated(self, now: int) -> tuple[float, float, float, float]:
+        dt = max(0, now - self.at)
+        k = _PPM * dt
+        p00 = self.p00 + 2 * k * self.p01 + k * k * self.p11 + OFFSET_WALK * dt
+        p01 = self.p01 + k * self.p11
+        p11 = self.p11 + RATE_WALK * dt
+        return self.predict(now), p00, p01, p11
+
+    def sigma(self, now: int) -> float:
+        """Standard deviation (seconds) of the predicted offset at ``now``."""
+        return self._propagated(now)[1] ** 0.5
+
+    def update(self, now: int, observed: float) -> Drift:
+        """Fold in one accepted code's observed offset (Kalman update)."""
+        pred, p00, p01, p11 = self._propagated(now)
+        s = p00 + MEASURE_VAR
+        k0, k1 = p00 / s, p01 / s
+        err = observed - pred
+        ppm = max(-RATE_LIMIT_PPM, min(RATE_LIMIT_PPM, self.ppm + k1 * err))
+        return Drift(now, pred + k0 * err, ppm, (1 - k0) * p00, (1 - k0) * p01, p11 - k1 * p01)
+
+    def jump(self, now: int, observed: float) -> Drift:
+        """A confirmed clock step (battery swap, a set clock): the offset restarts at
+        ``observed``; the crystal's rate is unchanged."""
+        p11 = self._propagated(now)[3]
+        return Drift(now, float(observed), self.ppm, INITIAL_OFFSET_VAR, 0.0, p11)
+
+    def resync(self, now: int, observed: float) -> Drift:
+        """Two consecutive codes confirmed an offset outside the window: a drift the
+        rate uncertainty explains (within 3 sigma) is learned, rate included; anything
+        larger is a clock step (``jump``)."""
+        pred, p00, _p01, _p11 = self._propagated(now)
+        if abs(observed - pred) <= 3 * (p00 + MEASURE_VAR) ** 0.5:
+            return self.update(now, observed)
+        return self.jump(now, observed)
