@@ -9,6 +9,7 @@ in parallel; ``PAYTOKEN_SOAK=1`` runs 200.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -18,6 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from paytoken import vhw
 from paytoken.backend.models import ACTIVE, PENDING
 from paytoken.station.provision import Station, TokenReport
@@ -54,6 +56,7 @@ def _kill(tok, how: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_kill_campaign(tokens, issuer, tmp_path: Path) -> None:
     toks = tokens(N_TOKENS)
     vhw.is_powered(toks[0].hw)  # vhw loads its chip models lazily: once, before the threads
@@ -127,8 +130,13 @@ def test_kill_campaign(tokens, issuer, tmp_path: Path) -> None:
         th.start()
     for th in threads:
         th.join()
-    print("kills by step:", dict(sorted(killed_at.items())))
-    print("outcomes:", dict(outcomes))
+    counts = {"seed": seed, "kills": sum(killed_at.values()), "by_step": dict(sorted(killed_at.items())),
+              "outcomes": dict(outcomes), "errors": len(errors)}
+    print(json.dumps(counts))
+    if os.environ.get("PAYTOKEN_SOAK"):  # make soak reports its counts
+        out = Path(__file__).resolve().parents[2] / "reports"
+        out.mkdir(exist_ok=True)
+        (out / "soak-provision-kills.json").write_text(json.dumps(counts, indent=2) + "\n")
     assert not errors, errors[:5]
     assert len(final_ids) == per * N_TOKENS >= KILLS
     assert len(set(final_ids)) == len(final_ids)  # each cycle its own token id
