@@ -64,7 +64,7 @@ class TokenState:
     board: str | None
     token_id: int | None  # from the config; None when there is none
     locked: bool
-    has_secret: bool = False
+    has_secret: bool | None = None  # known only through the REPL
     corrupt: bool = False
     clock: str | None = None
     time: int | None = None  # INFO's time= (locked mode only)
