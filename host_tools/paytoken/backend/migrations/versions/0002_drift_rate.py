@@ -22,12 +22,12 @@ _COLUMNS = (("drift_at", sa.BigInteger), ("drift_off", sa.Float), ("drift_ppm", 
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tokens") as batch:
-        for name, type_ in _COLUMNS:
-            batch.add_column(sa.Column(name, type_, nullable=True))
+    for name, type_ in _COLUMNS:
+        op.add_column("tokens", sa.Column(name, type_, nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tokens") as batch:
-        for name, _type in reversed(_COLUMNS):
-            batch.drop_column(name)
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): a batch copy of ``tokens`` would
+    # trip the accounts/payments foreign keys.
+    for name, _type in reversed(_COLUMNS):
+        op.execute(f"ALTER TABLE tokens DROP COLUMN {name}")
