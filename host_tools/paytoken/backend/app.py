@@ -10,6 +10,7 @@ Usage::
 
 # No `from __future__ import annotations`: FastAPI resolves the local Annotated aliases.
 
+import gc
 import logging
 import os
 from typing import Annotated, Literal
@@ -172,7 +173,9 @@ def create_app(backend: Backend) -> FastAPI:
         log.error("internal error: %s", exc.__class__.__name__)
         return _error(500, "server_error", "internal error")
 
-    def merchant(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> int:
+    # ``async def``: a known key is answered from memory, without a thread-pool hop
+    # (Backend.auth_merchant); an unknown one costs one indexed lookup on the loop.
+    async def merchant(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> int:
         mid = backend.auth_merchant(cred.credentials) if cred else None
         if mid is None:
             raise BackendError("a merchant API key is required: Authorization: Bearer <key>", 401)
@@ -238,4 +241,10 @@ def create_app_from_env() -> FastAPI:
     environment ($PAYTOKEN_MASTER_KEY or $PAYTOKEN_MASTER_KEY_FILE)."""
     window = int(os.environ.get(ENV_WINDOW, "1"))
     backend = Backend.open(os.environ.get(ENV_DB, DEFAULT_URL), Keyring.load(), policy=Policy(window=window))
-    return create_app(backend)
+    app = create_app(backend)
+    # The app, FastAPI, pydantic and SQLAlchemy are ~10^5 long-lived objects: move them out
+    # of the collector's reach, so a full collection under load takes ~1 ms, not ~60 ms
+    # (a p99 latency spike at a few hundred payments/s).
+    gc.collect()
+    gc.freeze()
+    return app
