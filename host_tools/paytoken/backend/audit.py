@@ -68,7 +68,7 @@ _SET_HASH = "UPDATE audit_head SET hash = :hash WHERE id = 1"
 def append_raw(tx, ts: int, actor: str, action: str, token_id: int | None = None,
                detail: dict | None = None) -> int:
     """``append`` on the hot path's driver-level transaction (``service._Tx``)."""
-    seq, prev = tx.one(_BUMP, {})
+    seq, prev = tx.write_one(_BUMP, {})
     body = _canon(detail or {})
     h = row_hash(prev, seq, ts, actor, action, token_id, body)
     tx.run(_INSERT, {"seq": seq, "ts": ts, "actor": actor, "action": action, "token_id": token_id,

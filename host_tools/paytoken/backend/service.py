@@ -132,23 +132,75 @@ def _pyformat(sql: str) -> str:
 
 
 class _Tx:
-    """One driver-level transaction: ``one`` (first row or None) and ``run`` (rowcount)."""
+    """One driver-level transaction. ``one`` reads; ``run`` (rowcount) and ``write_one``
+    (first row) write. On PostgreSQL the connection is in autocommit mode and BEGIN is
+    sent before the first write only: a read costs no BEGIN round trip, and a write
+    marked ``alone`` (a single conditional UPDATE, atomic by itself) needs no COMMIT."""
 
-    __slots__ = ("cur", "pg")
+    __slots__ = ("cur", "pg", "open")
 
     def __init__(self, cur, pg: bool) -> None:
-        self.cur, self.pg = cur, pg
+        self.cur, self.pg, self.open = cur, pg, False
 
     def one(self, sql: str, params: dict):
         cur = self.cur
         cur.execute(_pyformat(sql) if self.pg else sql, params)
         return cur.fetchone()
 
-    def run(self, sql: str, params: dict) -> int:
+    def _begin(self) -> None:
+        self.cur.execute("BEGIN")
+        self.open = True
+
+    def write_one(self, sql: str, params: dict):
+        if self.pg and not self.open:
+            self._begin()
+        return self.one(sql, params)
+
+    def run(self, sql: str, params: dict, alone: bool = False) -> int:
         cur = self.cur
-        cur.execute(_pyformat(sql) if self.pg else sql, params)
+        if self.pg:
+            if not self.open and not alone:
+                self._begin()
+            cur.execute(_pyformat(sql), params)
+        else:
+            cur.execute(sql, params)
         return cur.rowcount
 
+
+class _RawPool:
+    """The hot path's own driver connections (SQLite: configured by the engine's connect
+    hook; PostgreSQL: autocommit). At most ``keep`` idle ones are kept; a connection
+    whose transaction failed is closed, never reused; a forked child starts afresh."""
+
+    def __init__(self, engine: Engine, keep: int = 8) -> None:
+        self.engine, self.keep = engine, keep
+        self.pg = engine.dialect.name != "sqlite"
+        self._idle: list = []
+        self._pid = os.getpid()
+
+    def get(self):
+        if self._pid != os.getpid():
+            self._idle, self._pid = [], os.getpid()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            pass
+        fairy = self.engine.raw_connection()
+        fairy.detach()  # ours now: never handed to SQLAlchemy's own users
+        if self.pg:
+            fairy.dbapi_connection.autocommit = True
+        return fairy
+
+    def put(self, fairy) -> None:
+        if len(self._idle) < self.keep and self._pid == os.getpid():
+            self._idle.append(fairy)
+        else:
+            fairy.close()
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for fairy in idle:
+            fairy.close()
 
 
 class _Job:
@@ -204,6 +256,9 @@ class _GroupCommit:
     def _commit(self, batch: list[_Job]) -> None:
         try:
             with self._tx() as tx:
+                if len(batch) == 1:  # alone: its failure aborts the transaction (no savepoint)
+                    batch[0].result = batch[0].fn(tx)
+                    return
                 cur = tx.cur
                 for j in batch:
                     cur.execute("SAVEPOINT job")
@@ -294,6 +349,7 @@ class Backend:
         self._cache_lock = threading.Lock()
         self._merchants: dict[str, tuple[int, float]] = {}
         self._sqlite = engine.dialect.name == "sqlite"
+        self._pool = _RawPool(engine)
         self._group = _GroupCommit(self._tx) if self._sqlite else None
         self._integrity_errors = (IntegrityError, engine.dialect.loaded_dbapi.IntegrityError)
 
@@ -667,19 +723,27 @@ class Backend:
 
     @contextmanager
     def _tx(self) -> Iterator[_Tx]:
-        raw = self.engine.raw_connection()
+        fairy = self._pool.get()
+        ok = False
         try:
-            cur = raw.cursor()
-            if self._sqlite:
+            cur = fairy.dbapi_connection.cursor()
+            tx = _Tx(cur, self._pool.pg)
+            if not tx.pg:
                 cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield _Tx(cur, not self._sqlite)
-            except BaseException:
-                raw.rollback()
-                raise
-            raw.commit()
+            yield tx
+            if not tx.pg or tx.open:
+                cur.execute("COMMIT")
+            ok = True
         finally:
-            raw.close()
+            if ok:
+                self._pool.put(fairy)
+            else:  # closing the connection rolls its transaction back
+                fairy.close()
+
+    def close(self) -> None:
+        """Close the hot path's connections and dispose of the engine."""
+        self._pool.close()
+        self.engine.dispose()
 
     def _atomic(self, fn: Callable[[_Tx], object]):
         """Run ``fn(tx)`` as one durable transaction (grouped with others on SQLite)."""
@@ -739,11 +803,13 @@ class Backend:
 
         def work(tx: _Tx) -> Verdict:
             row = tx.one(_SEL_TOKEN, {"id": parsed[1]})
-            return self._check(tx, row and _TokRow._make(row), parsed, now, actor)
+            return self._check(tx, row and _TokRow._make(row), parsed, now, actor, alone=True)
 
         return self._atomic(work)
 
-    def _check(self, tx: _Tx, r: _TokRow | None, parsed, now: int, actor: str) -> Verdict:
+    def _check(self, tx: _Tx, r: _TokRow | None, parsed, now: int, actor: str, alone: bool = False) -> Verdict:
+        """The verification rules on the token's row; writes through ``tx``. ``alone``:
+        the accepting UPDATE is the transaction's only write (verify, not pay)."""
         pol = self.policy
         prefix, token_id, residue, otp = parsed
         if r is None or r.status == PENDING or r.prefix != prefix:
@@ -757,7 +823,7 @@ class Backend:
         predicted = round(drift.predict(now))
         step, off = locate_step(now, predicted, residue)
         if step < 0 or not paycode.equal(paycode.hotp(secret, step), otp):
-            failures = tx.one(_FAIL, {"id": token_id})[0]
+            failures = tx.write_one(_FAIL, {"id": token_id})[0]
             detail = {"failures": failures}
             if failures >= pol.lock_after and tx.run(_LOCK, {"id": token_id}):
                 audit.append_raw(tx, now, actor, "TOKEN_LOCKED", token_id, detail)
@@ -786,7 +852,7 @@ class Backend:
         drift_s = round(new.offset)
         if tx.run(_ACCEPT, {"id": token_id, "step": step, "drift": round(drift_s / PERIOD), "drift_s": drift_s,
                             "at": new.at, "off": new.offset, "ppm": new.ppm, "p00": new.p00, "p01": new.p01,
-                            "p11": new.p11, "now": now}) != 1:
+                            "p11": new.p11, "now": now}, alone=alone and not tx.open) != 1:
             # another transaction consumed this step (or changed the status) first
             status = tx.one(_STATUS, {"id": token_id})[0]
             reason = {LOCKED: TOKEN_LOCKED, REVOKED: TOKEN_REVOKED, LOST: TOKEN_REVOKED}.get(status, CODE_REPLAYED)
