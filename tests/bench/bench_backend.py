@@ -32,7 +32,7 @@ TITLE = "Issuer backend (verification, scaling, HTTP)"
 SECRET = bytes(range(1, 21))
 T0 = 1_767_225_600
 N_VERIFY = 2000
-ROUNDS = 3
+ROUNDS = 5
 HERE = Path(__file__).resolve().parent
 
 _TOKEN_COLS = ("id", "prefix", "status", "secret_enc", "sync_key_enc", "drift", "drift_s", "last_step",

@@ -33,7 +33,7 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from paytoken.backend import BackendError, audit
+from paytoken.backend import BackendError, audit, codes
 from paytoken.backend.crypto import Keyring, hash_api_key, new_api_key
 from paytoken.backend.db import make_engine, require_schema
 from paytoken.backend.models import (
@@ -782,8 +782,8 @@ class Backend:
             key = self._fast_scheme_key(prefix)
             if key is not None:
                 keys[prefix] = key
-        try:  # length, digits, Damm and prefix first; then FF1
-            return paycode.parse_code(code, keys)
+        try:  # length, digits, Damm and prefix first; then FF1 (codes.py: paycode's, faster)
+            return codes.parse_code(code, keys)
         except ValueError as exc:
             return Verdict(CODE_INVALID, detail=str(exc))
 

@@ -1,0 +1,87 @@
+"""Payment-code parsing for the issuer's hot path: ``paycode.parse_code`` with a faster FF1.
+
+``paycode`` is the device's code (MicroPython-shaped: byte loops, one AES block per
+call). Here FF1 decryption (NIST SP 800-38G, radix 10) keeps one AES-ECB encryptor per
+scheme key and computes each round's PRF as ``AES(AES(P) xor Q)`` on Python integers:
+the first CBC-MAC block ``AES(P)`` depends only on the key, tweak and length, so it is
+computed once. Same checks, same errors and same results as ``paycode.parse_code``
+(tests: NIST SP 800-38G samples and agreement with paycode on random codes).
+
+Usage::
+
+    prefix, token_id, residue, otp = parse_code(code, {"81": scheme_key})
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from paycode import damm as _damm_mod
+
+_damm = _damm_mod if callable(_damm_mod) else _damm_mod.damm  # the function (see ARCHITECTURE)
+
+
+class _FF1:
+    """FF1 decryption, radix 10, for one (key, tweak, length)."""
+
+    __slots__ = ("enc", "u", "v", "b", "d", "mod_u", "mod_v", "head", "ap")
+
+    def __init__(self, key: bytes, tweak: bytes, n: int) -> None:
+        self.enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        self.u, self.v = n // 2, n - n // 2
+        self.b = ((10**self.v - 1).bit_length() + 7) // 8  # ceil(ceil(v log2 10) / 8)
+        self.d = 4 * ((self.b + 3) // 4) + 4
+        if self.d > 16:
+            raise ValueError("FF1 fast path covers up to 16 PRF bytes")
+        self.mod_u, self.mod_v = 10**self.u, 10**self.v
+        t = len(tweak)
+        p = (bytes((1, 2, 1, 0, 0, 10, 10, self.u % 256)) + n.to_bytes(4, "big") + t.to_bytes(4, "big"))
+        # Q = T || 0^((-t-b-1) mod 16) || [i] || [NUM(B)]^b; all blocks but the last are fixed.
+        self.head = tweak + bytes((-t - self.b - 1) % 16)
+        if len(self.head) + 1 + self.b != 16:
+            raise ValueError("FF1 fast path covers tweaks that fit Q in one block")
+        self.ap = int.from_bytes(self.enc.update(p), "big")  # AES(P): the CBC-MAC's first block
+
+    def _y(self, i: int, x: int) -> int:
+        q = self.head + bytes((i,)) + x.to_bytes(self.b, "big")
+        r = self.enc.update((self.ap ^ int.from_bytes(q, "big")).to_bytes(16, "big"))
+        return int.from_bytes(r[: self.d], "big")
+
+    def decrypt(self, numerals: str) -> str:
+        u = self.u
+        a, b = int(numerals[:u]), int(numerals[u:])
+        for i in range(9, -1, -1):
+            c = (b - self._y(i, a)) % (self.mod_v if i & 1 else self.mod_u)
+            b, a = a, c
+        return str(a).zfill(u) + str(b).zfill(self.v)
+
+
+_ciphers: dict[tuple[bytes, bytes, int], _FF1] = {}
+
+
+def ff1_decrypt(key: bytes, tweak: bytes, numerals: str) -> str:
+    """FF1-decrypt a string of decimal digits (cached per key, tweak and length)."""
+    k = (bytes(key), bytes(tweak), len(numerals))
+    f = _ciphers.get(k)
+    if f is None:
+        if len(_ciphers) > 64:
+            _ciphers.clear()
+        f = _ciphers[k] = _FF1(*k)
+    return f.decrypt(numerals)
+
+
+def parse_code(code: str, keys: dict[str, bytes]) -> tuple[str, int, int, str]:
+    """(prefix, token_id, residue, otp) of a payment code; ValueError as paycode's."""
+    code = code.replace(" ", "")
+    if code.strip("0123456789"):
+        raise ValueError("code has a non-digit")
+    if len(code) != 18:
+        raise ValueError("code has %d digits, not 18" % len(code))
+    if _damm(code) != 0:
+        raise ValueError("code check digit is wrong")
+    prefix = code[:2]
+    p = int(prefix)
+    key = keys.get(prefix)
+    if key is None or p < 16 or 25 <= p <= 30 or p == 62:
+        raise ValueError("unknown prefix %s" % prefix)
+    inner = ff1_decrypt(key, prefix.encode(), code[2:17])
+    return prefix, int(inner[:8]), int(inner[8]), inner[9:]
