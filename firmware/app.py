@@ -15,8 +15,12 @@ import fwversion
 
 _STEP = const(30)
 _PATH = "/paytoken.cfg"  # config.PATH; config itself is loaded only while a wake needs it
-_AWAKE_S = const(60)  # the display sleeps after this many seconds without a press
-_TICK_MS = const(250)
+# The display sleeps this long after the last press. A payment takes a scan (2-5 s
+# from the press) or, when the till cannot scan, 18 typed digits (10-15 s); 20 s
+# covers both, and a press starts another 20 s. A code shown until the last second
+# still verifies: the backend accepts the step before and after (+-1 step).
+_AWAKE_S = const(20)
+_TICK_MS = const(250)  # the serial protocol's poll while USB is attached
 
 
 # --- pure logic -----------------------------------------------------------------
@@ -145,6 +149,9 @@ class Token:
         self.screen = None
         self.step = -1
         self.wake_no = 0
+        # the millisecond clock of the countdown: the board's (a sim board's runs
+        # with its world) or the port's
+        self.ticks = getattr(bd, "ticks_ms", None) or ticks_ms
 
     @property
     def ui(self):
@@ -195,7 +202,7 @@ class Token:
         except ValueError:
             cfg = "corrupt"
         dt = self.rtc.datetime()
-        k0 = ticks_ms()
+        k0 = self.ticks()
         if cfg == "corrupt":
             screen, t = "corrupt", 0
         else:
@@ -252,14 +259,29 @@ def make_token(bd, cfg_path=_PATH):
     return Token(bd, disp, rtc, button, cfg_path)
 
 
-def run(tok, frames=0, idle=None, awake_s=_AWAKE_S, wake_no=0):
+def _battery(bd):
+    # True when no USB host can be talking: the board may nap between ticks.
+    # A board without nap() or usb() stays awake (responsive) as before.
+    if not hasattr(bd, "nap"):
+        return False
+    usb = getattr(bd, "usb", None)
+    return usb is not None and not usb()
+
+
+def run(tok, frames=0, idle=None, awake_s=_AWAKE_S, wake_no=0, clock=None):
     # The token's life: wake, count down, sleep, wake on the button. frames > 0
     # stops after that many frames (the first frame is 1: the simulator's snapshot).
-    # idle(ms) waits between frames (the locked protocol serves there) and returns
-    # True to stop.
+    # idle(ms) waits between frames while USB is attached (the locked protocol
+    # serves there) and returns True to stop; on battery the board naps to the
+    # next second of the countdown instead (the panel keeps its picture).
     # wake_no: the burn-in position of the first wake (boot passes the last step
     # shown, which moves on with every wake in a new 30 s step: no extra write).
+    # clock: a ticks_ms function (default: the token's, see Token.ticks).
     wait = idle or _idle
+    bd = tok.bd
+    if clock:
+        tok.ticks = clock
+    now = tok.ticks
     shown = 0
     while True:
         screen, t0, k0 = tok.wake(wake_no)
@@ -269,9 +291,13 @@ def run(tok, frames=0, idle=None, awake_s=_AWAKE_S, wake_no=0):
         last = t0
         awake_until = awake_s * 1000
         while True:
-            if wait(_TICK_MS):
+            if _battery(bd):
+                el = ticks_diff(now(), k0)
+                # a press stays pending for _pressed below
+                bd.nap(max(1, min(1000 - el % 1000, awake_until - el)))
+            elif wait(_TICK_MS):
                 return
-            el = ticks_diff(ticks_ms(), k0)
+            el = ticks_diff(now(), k0)
             if _pressed(tok.button):
                 awake_until = el + awake_s * 1000
             if el >= awake_until:
@@ -286,7 +312,7 @@ def run(tok, frames=0, idle=None, awake_s=_AWAKE_S, wake_no=0):
         tok.disp.poweroff()
         # Sleep until the button (a deep-sleep board resets instead of returning);
         # between 1 s slices the locked protocol still answers.
-        while not tok.bd.sleep(1000):
+        while not bd.sleep(1000):
             if wait(0):
                 return
         _pressed(tok.button)  # take the press that woke us

@@ -8,6 +8,8 @@
 #   panel.json  display_on, lit, inverted, contrast, powered
 #   i2c.json    cumulative bus counters {"bytes", "transactions"}
 #   power.json  {"on": bool}: the board's supply (the host cuts it)
+#   usb.json    {"attached": bool}: a USB host on the serial (absent: attached)
+#   cpu.json    {"hz", "naps", "nap_ms"}: the clock a battery boot chose, naps taken
 from . import store
 
 _hw = None
@@ -87,7 +89,8 @@ def rtc_chip():
 
 
 def sleep(ms):
-    # Poll the button file until a press or the deadline (bounded by ticks).
+    # Poll the button file until a press or the deadline (bounded by ticks); in a
+    # virtual world the time moves on by ms at once instead.
     import time
 
     hw = _hw
@@ -95,6 +98,10 @@ def sleep(ms):
         raise OSError("sim.sleep before the hardware was opened")
     hw.bus.flush()
     b = hw.button
+    if b.value():
+        return True
+    if store.advance(hw.folder, ms / 1000):
+        return False
     if not hasattr(time, "ticks_ms"):  # CPython
         end = time.monotonic() + ms / 1000
         while not b.value():
@@ -110,3 +117,50 @@ def sleep(ms):
             return False
         time.sleep_ms(min(left, 20))
     return True
+
+
+def usb():
+    # A USB host attached to the serial (usb.json; attached unless the host said not).
+    u = store.load(_hw.folder, "usb.json", None)
+    return True if u is None else bool(u.get("attached", True))
+
+
+def _cpu(hz=None, nap_ms=None):
+    c = store.load(_hw.folder, "cpu.json", None) or {"hz": None, "naps": 0, "nap_ms": 0}
+    if hz is not None:
+        c["hz"] = hz
+    if nap_ms is not None:
+        c["naps"] += 1
+        c["nap_ms"] += nap_ms
+    store.save(_hw.folder, "cpu.json", c)
+
+
+def cpu_clock(hz):
+    # The clock a battery boot asks for (a unix port keeps its speed: recorded only).
+    _cpu(hz=hz)
+
+
+def nap(ms):
+    # The display-on nap between countdown ticks: a sleep that a press ends (True),
+    # counted with the time slept; the panel model keeps its picture, the bus its state.
+    woke = sleep(ms)
+    _cpu(nap_ms=0 if woke else ms)
+    return woke
+
+
+_v0 = None  # the virtual world's time at the first ticks_ms()
+
+
+def ticks_ms():
+    # In a virtual world (which stands still between naps) its milliseconds since
+    # the first call, else the interpreter's ticks.
+    global _v0
+    import time
+
+    w = store.load(_hw.folder, "world.json", None)
+    if w and w.get("virtual") is not None:
+        v = float(w["virtual"])
+        if _v0 is None:
+            _v0 = v
+        return time.ticks_add(0, int((v - _v0) * 1000 + 0.5))
+    return time.ticks_ms()

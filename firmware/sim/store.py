@@ -69,10 +69,23 @@ def host_utc():
 
 
 def world_time(folder):
-    # world.json: {"offset": s} (host UTC + s) or {"frozen": t} (time stands still).
+    # world.json: {"offset": s} (host UTC + s), {"frozen": t} (time stands still)
+    # or {"virtual": t} (time moves only while the board naps or sleeps: advance()).
     w = load(folder, "world.json", None) if folder else None
     if w:
         if w.get("frozen") is not None:
             return float(w["frozen"])
+        if w.get("virtual") is not None:
+            return float(w["virtual"])
         return host_utc() + w.get("offset", 0.0)
     return host_utc()
+
+
+def advance(folder, s):
+    # Move a virtual world on by s seconds; False (unchanged) for any other world.
+    w = load(folder, "world.json", None)
+    if not w or w.get("virtual") is None:
+        return False
+    w["virtual"] = float(w["virtual"]) + s
+    save(folder, "world.json", w)
+    return True

@@ -129,8 +129,11 @@ def create(
     return f
 
 
-def _write_world(folder: str, at: float | None, frozen: bool) -> None:
+def _write_world(folder: str, at: float | None, frozen: bool, virtual: bool = False) -> None:
     store = _store()
+    if virtual:
+        store.save(folder, "world.json", {"virtual": float(store.host_utc() if at is None else at)})
+        return
     if at is None:
         if frozen:
             store.save(folder, "world.json", {"frozen": store.host_utc()})
@@ -246,10 +249,30 @@ def rtc_time(folder: str | os.PathLike[str]) -> int | None:
     return None if t is None else int(t // 1)
 
 
-def set_world_time(folder: str | os.PathLike[str], unix: float, frozen: bool = False) -> None:
-    """Set world time to ``unix`` (UTC seconds); it runs on with the host clock unless frozen."""
+def set_world_time(
+    folder: str | os.PathLike[str], unix: float, frozen: bool = False, *, virtual: bool = False
+) -> None:
+    """Set world time to ``unix`` (UTC seconds); it runs on with the host clock unless
+    frozen. A ``virtual`` world stands still except while the board naps or sleeps,
+    which moves it on by the time slept at once (the sim board's ticks follow it):
+    a test runs minutes of a token's life in milliseconds."""
+    if frozen and virtual:
+        raise VirtualHardwareError("world time is frozen or virtual, not both")
     f = _folder(folder)
-    _write_world(f, unix, frozen)
+    _write_world(f, unix, frozen, virtual)
+
+
+def set_usb(folder: str | os.PathLike[str], attached: bool) -> None:
+    """Attach or detach the USB host (the sim board's ``usb()``; attached by default).
+    Detached, the token is on battery: it naps between countdown ticks."""
+    _store().save(_folder(folder), "usb.json", {"attached": bool(attached)})
+
+
+def cpu(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """cpu.json: ``hz`` (the CPU clock a battery boot chose, None if none), ``naps``
+    (display-on naps taken) and ``nap_ms`` (milliseconds slept in them)."""
+    c = _load(_folder(folder), "cpu.json") or {"hz": None, "naps": 0, "nap_ms": 0}
+    return {"hz": c["hz"], "naps": int(c["naps"]), "nap_ms": int(c["nap_ms"])}
 
 
 def world_time(folder: str | os.PathLike[str]) -> float:
