@@ -45,3 +45,50 @@ def test_fifty_processes_one_code_exactly_one_wins(world, master_hex):
     assert all(r[2] == "CODE_REPLAYED" for r in results if r[1] != "succeeded"), results
     assert w.backend.token_info(42)["balance"] == 100_000 - 700
     assert w.backend.verify_audit().ok
+
+
+def test_threads_share_one_backend(world):
+    # One Backend, 33 threads at once (the HTTP server's thread pool): on SQLite they
+    # are grouped under shared commits, each request in its own savepoint; on PostgreSQL
+    # they run as concurrent transactions. Distinct tokens all pay; 8 threads racing one
+    # code get exactly one success; a request that fails (a secret that does not open)
+    # is undone alone; a retried order id is one payment.
+    import threading
+
+    from paytoken.backend import BackendError
+    from sqlalchemy import text
+
+    w = world
+    for tid in range(100, 124):
+        w.backend.add_token(tid, SECRET)
+        w.backend.credit(tid, 1000)
+    w.backend.add_token(99, SECRET)
+    w.backend.credit(99, 1000)
+    with w.backend.engine.begin() as c:
+        c.execute(text("UPDATE tokens SET secret_enc = 'v1.0000000000000000.AA.AA' WHERE id = 99"))
+    jobs = [(paycode.payment_code(SECRET, 100 + i, T0, w.scheme_key), f"t{i}") for i in range(24)]
+    jobs += [(paycode.payment_code(SECRET, 42, T0, w.scheme_key), f"race{i}") for i in range(8)]
+    jobs += [(paycode.payment_code(SECRET, 99, T0, w.scheme_key), "broken")]
+    barrier, results = threading.Barrier(len(jobs)), {}
+
+    def go(code, order):
+        barrier.wait(30)
+        try:
+            results[order] = w.backend.pay(w.merchant_id, code, 10, "CNY", order)["status"]
+        except BackendError as exc:
+            results[order] = f"error {exc.status}"
+
+    threads = [threading.Thread(target=go, args=j) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(results[f"t{i}"] == "succeeded" for i in range(24)), results
+    assert sorted(results[f"race{i}"] for i in range(8)) == ["refused"] * 7 + ["succeeded"], results
+    assert results["broken"] == "error 500"
+    assert w.backend.token_info(99)["balance"] == 1000 and w.backend.token_info(99)["last_step"] is None
+    assert w.backend.token_info(42)["balance"] == 100_000 - 10
+    assert all(w.backend.token_info(100 + i)["balance"] == 990 for i in range(24))
+    again = [w.backend.pay(w.merchant_id, jobs[0][0], 10, "CNY", "t0") for _ in range(3)]
+    assert len({r["payment_id"] for r in again}) == 1 and again[0]["status"] == "succeeded"
+    assert w.backend.verify_audit().ok

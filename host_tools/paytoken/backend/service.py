@@ -172,7 +172,7 @@ class _RawPool:
     hook; PostgreSQL: autocommit). At most ``keep`` idle ones are kept; a connection
     whose transaction failed is closed, never reused; a forked child starts afresh."""
 
-    def __init__(self, engine: Engine, keep: int = 8) -> None:
+    def __init__(self, engine: Engine, keep: int = 40) -> None:  # 40: anyio's thread pool
         self.engine, self.keep = engine, keep
         self.pg = engine.dialect.name != "sqlite"
         self._idle: list = []
