@@ -16,13 +16,19 @@ FREQ = 400000
 BUTTON_PIN = 0
 BUTTON_WAKE = True
 SLEEP = "deep"
+# On battery: 80 MHz, the lowest clock that keeps the APB (and so the I2C and
+# UART dividers) at 80 MHz; one code per second needs far less.
+CPU_HZ_BATTERY = 80000000
 
 _button = None
 
 
 def i2c():
+    import machine
     from machine import I2C, Pin
 
+    if not usb():
+        machine.freq(CPU_HZ_BATTERY)
     return I2C(I2C_ID, sda=Pin(SDA), scl=Pin(SCL), freq=FREQ)
 
 
@@ -68,6 +74,34 @@ def sleep(ms):
     esp32.wake_on_ext0(Pin(BUTTON_PIN, Pin.IN), esp32.WAKEUP_ALL_LOW)
     machine.deepsleep(ms)
     return True
+
+
+def nap(ms):
+    # Between countdown ticks on battery: light sleep keeps RAM, the CPU state, the
+    # I2C peripheral and the GPIOs (the SSD1306 holds its picture by itself); ext0
+    # on the button ends it early. True on a press.
+    import esp32
+    import machine
+
+    b = button()
+    if b.edge:
+        return True
+    esp32.wake_on_ext0(b.pin, esp32.WAKEUP_ALL_LOW)
+    machine.lightsleep(ms)
+    if machine.wake_reason() == machine.EXT0_WAKE:
+        b.edge = True  # the GPIO IRQ does not run in light sleep
+    return b.edge
+
+
+def usb():
+    # The DevKitC wires no VBUS sense to a GPIO (its CP2102's VBUS only feeds the
+    # LDO). A station or desk opens the port with DTR/RTS, which resets the chip
+    # through EN: so a boot from a reset or power-up counts as USB (the token stays
+    # awake for the serial protocol), and a wake from deep sleep by the button as
+    # battery. A battery token naps from its second wake on.
+    import machine
+
+    return machine.reset_cause() != machine.DEEPSLEEP_RESET
 
 
 def cold_boot():

@@ -23,7 +23,7 @@ ARCH_CODE = {"x86": 1, "x64": 2, "armv6": 3, "armv6m": 4, "armv7m": 5, "armv7em"
              "armv7emsp": 7, "armv7emdp": 8, "xtensa": 9, "xtensawin": 10, "rv32imc": 11}
 REQUIRED = ("NAME", "ARCH", "WIDTH", "HEIGHT", "DISPLAY_ADDR", "DISPLAY_RESET", "RTC", "I2C_ID",
             "SDA", "SCL", "FREQ", "BUTTON_PIN", "BUTTON_WAKE", "SLEEP")
-FUNCTIONS = ("i2c", "button", "sleep", "cold_boot", "mcu_rtc")
+FUNCTIONS = ("i2c", "button", "sleep", "nap", "usb", "cold_boot", "mcu_rtc")
 
 
 def boards() -> dict[str, dict[str, object]]:
@@ -146,3 +146,18 @@ def test_boards_type_check_against_port_stubs(tmp_path, port):
     # The stubs are in effect: the canary's two bad hardware calls are caught.
     bad = [ln for ln in lines if ln.startswith("canary.py") and ": error:" in ln]
     assert len(bad) >= 2, proc.stdout + proc.stderr
+
+
+def test_battery_clock_is_one_the_port_accepts():
+    # machine.freq on battery: the ESP32 takes 80/160/240 MHz (80 keeps the APB, and so
+    # the I2C divider, at 80 MHz); the RP2040 needs clk_sys >= 48 MHz for USB and at
+    # least 10 cycles per I2C bit period (its fast-mode counters) at the board's FREQ.
+    for name, c in BOARDS.items():
+        if name.startswith("sim"):
+            continue
+        hz = c.get("CPU_HZ_BATTERY")
+        assert isinstance(hz, int), f"{name}.py lacks CPU_HZ_BATTERY"
+        if c["ARCH"] == "xtensawin":
+            assert hz in (80_000_000, 160_000_000, 240_000_000), name
+        else:
+            assert 48_000_000 <= hz <= 133_000_000 and hz // int(c["FREQ"]) >= 10, name  # type: ignore[call-overload]
