@@ -126,11 +126,13 @@ def test_time_zone_makes_no_difference(tokens, issuer, tmp_path: Path, monkeypat
 
 def test_burn_in_measures_the_crystal_error(tokens, issuer) -> None:
     (tok,) = tokens(1)
-    vhw.set_rtc(tok.hw, ppm=900.0)  # a bad crystal, so that 4 s of burn-in see it
+    vhw.set_rtc(tok.hw, ppm=500.0)  # a bad crystal, so that 4 s of burn-in see it
     rep = Station(issuer.backend, board="sim", burn_in=4).provision(tok.port)
     assert rep.status == "provisioned", rep.error
     assert rep.ppm_resolution is not None
-    assert abs(rep.ppm - 900) < max(300, 3 * rep.ppm_resolution), (rep.ppm, rep.ppm_resolution)
+    print("ppm", rep.ppm, "resolution", rep.ppm_resolution)
+    # 1 ms of serial jitter over 4 s is 250 ppm: this sees a bad crystal, not a good one
+    assert abs(rep.ppm - 500) < max(350, 3 * rep.ppm_resolution), (rep.ppm, rep.ppm_resolution)
     cfg = token_config(tok.flash)
     assert cfg["ppm"] == rep.ppm and cfg["ref_time"] == rep.clock_set_utc
 

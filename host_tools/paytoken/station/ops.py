@@ -274,6 +274,16 @@ def read_edge(dev: Device, rtt: float | None = None) -> ClockReading:
     return ClockReading(dev_t, t_recv - rtt / 2, rtt)
 
 
+def best_edge(dev: Device, n: int = 2, first: ClockReading | None = None) -> ClockReading:
+    """The least delayed of ``n`` edge readings (``first`` counts as one): a delay on
+    the way back (scheduling, a busy host) only makes an offset look more negative,
+    so the largest offset is the best estimate, as in NTP's minimum-delay filter."""
+    rds = [first] if first is not None else []
+    while len(rds) < n:
+        rds.append(read_edge(dev))
+    return max(rds, key=lambda r: r.offset)
+
+
 @dataclass
 class ClockSet:
     """The result of setting a token's RTC to UTC."""

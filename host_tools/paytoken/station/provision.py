@@ -192,13 +192,14 @@ class Station:
                 step("drift", f"burn-in {self.burn_in:g} s" if self.burn_in else "")
                 ppm = 0.0
                 if self.burn_in > 0:
+                    start = ops.best_edge(dev, 2, cs.first)
                     end = time.monotonic() + self.burn_in
                     while (left := end - time.monotonic()) > 0:
                         time.sleep(min(left, 1.0))
                         if progress:
                             progress(port, "drift", f"burn-in {max(0.0, end - time.monotonic()):.0f} s left")
-                    later = ops.read_edge(dev)
-                    ppm, res = ops.ppm_between(cs.first, later)
+                    later = ops.best_edge(dev, 3)
+                    ppm, res = ops.ppm_between(start, later)
                     rep.drift_offset_ms = round(later.offset * 1000, 2)
                     rep.ppm_resolution = round(res, 3)
                     if abs(ppm) > ops.MAX_PPM:
