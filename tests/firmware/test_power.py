@@ -15,6 +15,7 @@ import re
 import pytest
 from fwkit import token_config
 from paytoken import simrun, upy, vhw
+from paytoken.story import battery
 
 T = 1790000017  # 17 s into its step: the code changes 13 s into the wake
 APP = re.compile(r"_AWAKE_S = const\((\d+)\)")
@@ -89,6 +90,8 @@ def test_on_battery_the_display_goes_off_after_20_s_napping_between_ticks(tmp_pa
     assert cpu["naps"] == 20 and cpu["nap_ms"] == 20000
     assert cpu["hz"] == 48_000_000  # boards/sim.py CPU_HZ_BATTERY, asked before the bus opened
     assert vhw.world_time(hw) == T + 21
+    # the bus traffic of this wake is the battery estimate's measured input
+    assert vhw.i2c_bytes(hw) == battery.WAKE_I2C_BYTES
     st = vhw.panel_state(hw)
     assert st["display_on"] is False and st["lit"] is False
 

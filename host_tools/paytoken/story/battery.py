@@ -1,9 +1,15 @@
 """Battery life of each board, from the measured wake and datasheet currents.
 
-The energy of one wake is the time the token is awake times the current of what is on:
-the MCU running MicroPython, the SSD1306 lit, the RTC on its supply rail, plus the I2C
-transfers at 400 kHz. Between wakes the board sleeps. docs/BATTERY.md is generated from
-``markdown()`` (a test keeps the two equal) and names every source and assumption.
+One wake (one payment) is the firmware's awake profile on battery: the MCU computes
+the first frame and each countdown tick and drives the I2C bus at 400 kHz, then naps
+(``board.nap``) until the next second while the SSD1306 holds its picture; after
+``AWAKE_S`` seconds the panel goes off and the board sleeps until the next press.
+Each phase is charged at the currents of what is on. Two scenarios: each shipped
+board **as built** (development boards, with their regulators, LEDs and USB bridges)
+and a purpose-built **fob** with the same firmware and chips (the module alone, the
+RTC on its VBAT/backup pin, a low-Iq regulator). docs/BATTERY.md is generated from
+``markdown()`` and ``sources()`` (a test keeps them equal) and names every source
+and assumption.
 
 Usage::
 
@@ -16,10 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # ---- measured on the firmware (tests/bench/bench_firmware.py, `make bench`) -------------
-FIRST_FRAME_I2C_BYTES = 1080  # bus model counter: init + RTC read + first full frame
-COUNTDOWN_I2C_BYTES_PER_S = 11.6  # partial updates of the countdown bar
-COMPUTE_MS_UNIX_X86 = 11.1  # boot(frames=1) on the unix port, best of 5 (x86-64)
-AWAKE_S = 60.0  # firmware/app.py _AWAKE_S: the display stays on this long after a press
+# One 20 s wake on battery in a virtual world (tests/firmware/test_power.py's set-up):
+# the bus model's byte counter and the unix port's time inside Token.wake and Token.tick.
+FIRST_FRAME_I2C_BYTES = 1080  # init + RTC read + the first full frame
+WAKE_I2C_BYTES = 1304  # the whole wake: first frame + 19 countdown ticks (one a new code)
+FIRST_FRAME_MS_UNIX_X86 = 11.1  # boot(frames=1) on the unix port, best of 5 (x86-64)
+WAKE_COMPUTE_MS_UNIX_X86 = 22.7  # wake() + the 19 tick() calls, best of 5 (models included)
+AWAKE_S = 20.0  # firmware/app.py _AWAKE_S: the display stays on this long after a press
+TICKS_MEASURED = 19  # countdown frames in the measured wake (one a second after the first)
 I2C_HZ = 400_000
 BITS_PER_BYTE = 9  # 8 data bits + ACK
 
@@ -34,16 +44,20 @@ class Part:
 
 @dataclass(frozen=True)
 class Board:
-    """A board's currents: awake (MCU running) and asleep, its RTC and display."""
+    """A board's currents at its battery clock: running, napping (display on), asleep."""
 
     name: str
     mcu: str
     rtc: str
-    mcu_active: Part
-    mcu_sleep: Part
-    rtc_on_rail: Part  # the RTC chip on the board's 3V3 rail, always powered
-    slowdown: float  # MicroPython on this MCU vs the x86-64 unix port (compute time)
+    cpu_mhz: int  # the board file's CPU_HZ_BATTERY
+    mcu_active: Part  # running MicroPython at cpu_mhz (compute and the blocking I2C writes)
+    mcu_nap: Part  # board.nap between countdown ticks
+    mcu_sleep: Part  # board.sleep between wakes
+    rtc_standby: Part  # the RTC keeping time (on VCC as built, on VBAT in the fob)
+    slowdown: float  # MicroPython on this MCU at cpu_mhz vs the x86-64 unix port
+    extras: tuple[Part, ...] = ()  # always-on parts of the board: LDO, LEDs, USB bridge
     note: str = ""
+    full: tuple[int, Part, float] | None = None  # the default clock: MHz, running current, slowdown
 
 
 @dataclass(frozen=True)
@@ -61,31 +75,77 @@ OLED_SLEEP = Part(0.010, "SSD1306 datasheet, sleep mode (display off, charge pum
                   "IDD + ICC at most 10 µA")
 DS3231_VCC = Part(0.110, "DS3231 datasheet, standby supply current ICCS at VCC = 3.63 V: 110 µA typ "
                   "(I2C idle); the breakouts power it from VCC, not from its VBAT pin")
+DS3231_VBAT = Part(0.00084, "DS3231 datasheet, timekeeping battery current IBATT (EOSC = 0, "
+                   "BBSQW = 0): 0.84 µA typ; VCC unconnected, so the chip runs from VBAT and its "
+                   "I2C still answers (the datasheet rates the active battery current IBATTA)")
 DS3231_ACTIVE = 0.200  # DS3231 datasheet ICCA at 3.63 V: 200 µA typ, while the bus is active
 PCF8563_VDD = Part(0.00025, "PCF8563 datasheet (NXP), timekeeping supply current IDD at VDD = 3.0 V, "
                    "CLKOUT disabled: 0.25 µA typ")
 
+RP2040_48 = Part(10.0, "Pico running MicroPython at 48 MHz: ~10 mA (assumption: interpolated "
+                 "between ~20 mA at 125 MHz, Pico datasheet typical busy figures, and ~5.5 mA "
+                 "underclocked to ~15 MHz, measured by nhasbun/pico_power_saving)")
+RP2040_LIGHTSLEEP = Part(1.5, "MicroPython rp2 machine.lightsleep(ms) on a Pico, measured from USB: "
+                         "~1.5 mA, the whole board (micropython commit b004e7e, D. George)")
+RP2040_FOB_SLEEP = Part(1.5, "the same timed lightsleep: the measurement is the whole Pico, and the "
+                        "RP2040's own share is not published for it (assumption: the fob saves "
+                        "nothing here; the 12 MHz crystal and the timer keep running)")
+ESP32_80 = Part(25.0, "ESP32 datasheet, power consumption by mode: modem-sleep (radio off) at "
+                "80 MHz, 20-31 mA; 25 mA taken")
+ESP32_LIGHT = Part(0.8, "ESP32 datasheet, light-sleep: 0.8 mA (RAM, CPU state and peripherals "
+                   "kept, clocks gated; woken by the timer or ext0)")
+ESP32_DEEP = Part(0.010, "ESP32 datasheet, deep-sleep with the RTC timer and RTC memory: 10 µA")
+AMS1117 = Part(5.0, "DevKitC's AMS1117-3.3 LDO: quiescent current 5 mA typ (AMS1117 datasheet)")
+POWER_LED = Part(1.0, "a power LED on the 3V3 rail: ~1 mA (assumption: a red LED behind 1-2 kΩ)")
+CP2102 = Part(0.08, "the DevKitC's CP2102 USB-UART bridge without a host: 80 µA (assumption: its "
+              "datasheet's USB-suspend supply current)")
+LOW_IQ_LDO = Part(0.0016, "a low-Iq 3.3 V LDO such as the MCP1700: quiescent current 1.6 µA typ "
+                  "(MCP1700 datasheet)")
+
+RP2040_125 = Part(20.0, "Raspberry Pi Pico running MicroPython at 125 MHz: ~20 mA (Pico datasheet, "
+                  "power consumption section, typical busy figures; approximate)")
+ESP32_240 = Part(50.0, "ESP32 datasheet, power consumption by mode: modem-sleep at 240 MHz, "
+                 "30-68 mA; 50 mA taken")
+
+# Compute slowdown of MicroPython on the MCU vs the x86-64 unix port (assumption: ×30 for
+# the RP2040 at 125 MHz, ×15 for the ESP32 at 240 MHz), scaled to the battery clock.
+_RP2040_SLOW = 30.0 * 125 / 48
+_ESP32_SLOW = 15.0 * 240 / 80
+_RP2040_FULL = (125, RP2040_125, 30.0)
+_ESP32_FULL = (240, ESP32_240, 15.0)
+
 BOARDS = {
     "pico": Board(
-        "pico", "RP2040, Raspberry Pi Pico", "DS3231",
-        Part(20.0, "Raspberry Pi Pico running MicroPython at 125 MHz: ~20 mA (Pico datasheet, "
-             "power consumption section, typical busy figures; approximate)"),
-        Part(1.5, "MicroPython rp2 machine.lightsleep(ms) on a Pico, measured from USB: ~1.5 mA "
-             "(micropython commit b004e7e, D. George; 0.9 mA in xosc dormant without a timer)"),
-        DS3231_VCC, 30.0, "boards/pico.py sleeps with machine.lightsleep in 50 ms slices"),
+        "pico", "RP2040, Raspberry Pi Pico", "DS3231 on VCC", 48, RP2040_48, RP2040_LIGHTSLEEP,
+        RP2040_LIGHTSLEEP, DS3231_VCC, _RP2040_SLOW, (),
+        "no power LED on the Pico; its buck-boost is inside the measured sleep current. "
+        "ZS-042-style DS3231 breakouts add a ~1.5 mA power LED (not counted: remove it)", _RP2040_FULL),
     "xiao-rp2040": Board(
-        "xiao-rp2040", "RP2040, Seeed XIAO", "PCF8563",
-        Part(20.0, "RP2040 at 125 MHz as on the Pico (same chip and firmware)"),
-        Part(1.5, "the same RP2040 machine.lightsleep as on the Pico"),
-        PCF8563_VDD, 30.0, "the XIAO expansion board's PCF8563 sits on 3V3"),
+        "xiao-rp2040", "RP2040, Seeed XIAO", "PCF8563", 48, RP2040_48, RP2040_LIGHTSLEEP,
+        RP2040_LIGHTSLEEP, PCF8563_VDD, _RP2040_SLOW, (POWER_LED,),
+        "the expansion board's PCF8563 sits on 3V3 at 0.25 µA", _RP2040_FULL),
     "esp32-devkitc": Board(
-        "esp32-devkitc", "ESP32, DevKitC", "DS3231",
-        Part(50.0, "ESP32 datasheet, power consumption by mode: CPU at 240 MHz, radio off "
-             "(modem-sleep) 30-68 mA; 50 mA taken"),
-        Part(0.010, "ESP32 datasheet, deep-sleep with the RTC timer and RTC memory: 10 µA "
-             "(chip only; the DevKitC's LDO, USB bridge and power LED add milliamps)"),
-        DS3231_VCC, 15.0, "boards/esp32-devkitc.py deep-sleeps and wakes on GPIO0 (ext0)"),
+        "esp32-devkitc", "ESP32, DevKitC", "DS3231 on VCC", 80, ESP32_80, ESP32_LIGHT,
+        ESP32_DEEP, DS3231_VCC, _ESP32_SLOW, (AMS1117, POWER_LED, CP2102),
+        "deep sleep between wakes; its LDO, LED and bridge draw ~600 times the chip asleep", _ESP32_FULL),
 }
+
+FOBS = {
+    "pico": Board(
+        "pico", "RP2040 fob", "DS3231 on VBAT", 48, RP2040_48, RP2040_FOB_SLEEP,
+        RP2040_FOB_SLEEP, DS3231_VBAT, _RP2040_SLOW, (LOW_IQ_LDO,),
+        "RP2040 + flash + crystal, DS3231 on its VBAT pin, a low-Iq LDO", _RP2040_FULL),
+    "xiao-rp2040": Board(
+        "xiao-rp2040", "RP2040 fob", "PCF8563", 48, RP2040_48, RP2040_FOB_SLEEP,
+        RP2040_FOB_SLEEP, PCF8563_VDD, _RP2040_SLOW, (LOW_IQ_LDO,),
+        "the XIAO's parts without its LED", _RP2040_FULL),
+    "esp32-devkitc": Board(
+        "esp32-devkitc", "ESP32 module fob", "DS3231 on VBAT", 80, ESP32_80, ESP32_LIGHT,
+        ESP32_DEEP, DS3231_VBAT, _ESP32_SLOW, (LOW_IQ_LDO,),
+        "an ESP32 module without the DevKitC's LDO, LED and bridge", _ESP32_FULL),
+}
+
+SCENARIOS = {"as built": BOARDS, "fob": FOBS}
 
 BATTERIES = {
     "cr2032": Battery("CR2032", 220.0, 0.5,
@@ -101,9 +161,10 @@ class Estimate:
     board: str
     battery: str
     payments_per_day: float
-    awake_s: float  # per wake
-    compute_ms: float  # per wake, on this MCU
+    awake_s: float  # per wake: the display is on
+    compute_ms: float  # per wake, on this MCU at its battery clock
     i2c_ms: float  # per wake, wire time at 400 kHz
+    nap_s: float  # per wake, napping with the display on
     mah_awake_per_day: float
     mah_sleep_per_day: float
     days: float
@@ -113,61 +174,117 @@ class Estimate:
         return self.mah_awake_per_day + self.mah_sleep_per_day
 
 
+def wake_i2c_bytes(awake_s: float = AWAKE_S) -> float:
+    """I2C bytes of one wake: the first frame plus one countdown frame a second."""
+    per_tick = (WAKE_I2C_BYTES - FIRST_FRAME_I2C_BYTES) / TICKS_MEASURED
+    return FIRST_FRAME_I2C_BYTES + per_tick * (awake_s - 1)
+
+
+def wake_compute_ms_unix(awake_s: float = AWAKE_S) -> float:
+    """Compute of one wake on the unix port: the first frame plus the countdown ticks."""
+    per_tick = (WAKE_COMPUTE_MS_UNIX_X86 - FIRST_FRAME_MS_UNIX_X86) / TICKS_MEASURED
+    return FIRST_FRAME_MS_UNIX_X86 + per_tick * (awake_s - 1)
+
+
 def wake_i2c_ms(awake_s: float = AWAKE_S) -> float:
-    """I2C wire time of one wake: the first frame plus the countdown, at 400 kHz."""
-    nbytes = FIRST_FRAME_I2C_BYTES + COUNTDOWN_I2C_BYTES_PER_S * awake_s
-    return nbytes * BITS_PER_BYTE / I2C_HZ * 1000
+    """I2C wire time of one wake at 400 kHz."""
+    return wake_i2c_bytes(awake_s) * BITS_PER_BYTE / I2C_HZ * 1000
 
 
 def estimate(board: Board, payments_per_day: float, battery: Battery, awake_s: float = AWAKE_S) -> Estimate:
     """Battery life in days for ``payments_per_day`` wakes of ``awake_s`` seconds."""
-    if payments_per_day < 0 or awake_s <= 0:
-        raise ValueError("payments per day must be >= 0 and the awake time > 0")
-    compute_ms = COMPUTE_MS_UNIX_X86 * board.slowdown
+    if payments_per_day < 0 or awake_s < 1:
+        raise ValueError("payments per day must be >= 0 and the awake time >= 1 s")
+    compute_ms = wake_compute_ms_unix(awake_s) * board.slowdown
     i2c_ms = wake_i2c_ms(awake_s)
-    # Awake: the MCU runs the whole time (the tick loop), the panel is lit, the RTC draws
-    # its active current while the bus is busy and its standby current otherwise.
-    awake_total_s = awake_s + compute_ms / 1000
-    awake_ma = board.mcu_active.ma + OLED_ON.ma + board.rtc_on_rail.ma
-    rtc_extra = (DS3231_ACTIVE - board.rtc_on_rail.ma) if board.rtc == "DS3231" else 0.0
-    mas_wake = awake_ma * awake_total_s + rtc_extra * i2c_ms / 1000
-    awake_day_s = payments_per_day * awake_total_s
+    # The MCU runs while it computes and while it drives the bus (MicroPython's I2C
+    # writes block); it naps for the rest of the display time. The display is lit for
+    # awake_s; the DS3231 draws its active current while the bus is busy.
+    busy_s = (compute_ms + i2c_ms) / 1000
+    wake_s = max(awake_s, busy_s)
+    nap_s = wake_s - busy_s
+    mas_wake = (board.mcu_active.ma * busy_s + board.mcu_nap.ma * nap_s + OLED_ON.ma * awake_s
+                + OLED_SLEEP.ma * (wake_s - awake_s))
+    if board.rtc.startswith("DS3231"):
+        mas_wake += (DS3231_ACTIVE - board.rtc_standby.ma) * i2c_ms / 1000
+    awake_day_s = payments_per_day * wake_s
     if awake_day_s >= 86400:
         raise ValueError("the token would never sleep")
-    sleep_ma = board.mcu_sleep.ma + OLED_SLEEP.ma + board.rtc_on_rail.ma
+    sleep_ma = board.mcu_sleep.ma + OLED_SLEEP.ma
+    always_ma = board.rtc_standby.ma + sum(p.ma for p in board.extras)
     mah_awake = payments_per_day * mas_wake / 3600
-    mah_sleep = sleep_ma * (86400 - awake_day_s) / 3600
+    mah_sleep = (sleep_ma * (86400 - awake_day_s) + always_ma * 86400) / 3600
     days = battery.mah * battery.usable / (mah_awake + mah_sleep)
-    return Estimate(board.name, battery.name, payments_per_day, awake_s, compute_ms, i2c_ms,
+    return Estimate(board.name, battery.name, payments_per_day, awake_s, compute_ms, i2c_ms, nap_s,
                     mah_awake, mah_sleep, days)
 
 
-def longest(payments_per_day: float = 10, battery: Battery = BATTERIES["lipo150"]) -> str:
-    """The board that lasts longest."""
-    return max(BOARDS.values(), key=lambda b: estimate(b, payments_per_day, battery).days).name
+def wake_charge_mas(board: Board, awake_s: float = AWAKE_S) -> float:
+    """Charge of one wake in mA·s (display lit, MCU busy then napping, RTC on the bus)."""
+    est = estimate(board, 1, BATTERIES["lipo150"], awake_s)
+    return est.mah_awake_per_day * 3600
+
+
+def at_full_clock(board: Board) -> Board:
+    """The same board left at its default clock on battery (for the clock trade-off)."""
+    if board.full is None:
+        raise ValueError(f"{board.name}: no default clock known")
+    mhz, part, slow = board.full
+    return Board(board.name, board.mcu, board.rtc, mhz, part, board.mcu_nap, board.mcu_sleep,
+                 board.rtc_standby, slow, board.extras, board.note, board.full)
+
+
+def clock_tradeoff() -> str:
+    """Markdown table: each MCU's wake at its battery clock vs its default clock."""
+    lines = ["| MCU | clock MHz | first frame ms | compute ms / wake | mA·s / wake |", "|---|---|---|---|---|"]
+    for key in ("pico", "esp32-devkitc"):
+        for b in (BOARDS[key], at_full_clock(BOARDS[key])):
+            est = estimate(b, 1, BATTERIES["lipo150"])
+            lines.append(f"| {b.mcu.split(',')[0]} | {b.cpu_mhz} | {FIRST_FRAME_MS_UNIX_X86 * b.slowdown:.0f} "
+                         f"| {est.compute_ms:.0f} | {wake_charge_mas(b):.1f} |")
+    return "\n".join(lines)
+
+
+def longest(payments_per_day: float = 10, battery: Battery = BATTERIES["lipo150"],
+            scenario: str = "as built") -> str:
+    """The board that lasts longest in a scenario ("as built" or "fob")."""
+    boards = SCENARIOS[scenario]
+    return max(boards.values(), key=lambda b: estimate(b, payments_per_day, battery).days).name
+
+
+def table(scenario: str, payments_per_day: float = 10) -> str:
+    """One scenario's results table (markdown)."""
+    lines = ["| board | awake s | compute ms | I2C ms | nap s | mAh/day awake | mAh/day asleep "
+             "| CR2032 days | LiPo 150 mAh days |", "|---|---|---|---|---|---|---|---|---|"]
+    for b in SCENARIOS[scenario].values():
+        c = estimate(b, payments_per_day, BATTERIES["cr2032"])
+        li = estimate(b, payments_per_day, BATTERIES["lipo150"])
+        lines.append(f"| {b.name} ({b.mcu} at {b.cpu_mhz} MHz, {b.rtc}) | {c.awake_s:g} "
+                     f"| {c.compute_ms:.0f} | {c.i2c_ms:.1f} | {c.nap_s:.1f} | {c.mah_awake_per_day:.2f} "
+                     f"| {c.mah_sleep_per_day:.2f} | {c.days:.1f} | {li.days:.1f} |")
+    return "\n".join(lines)
 
 
 def markdown(payments_per_day: float = 10) -> str:
-    """The results table of docs/BATTERY.md (10 payments a day, 60 s and 15 s awake)."""
-    lines = ["| board | awake s / wake | compute ms | I2C ms | mAh/day awake | mAh/day asleep "
-             "| CR2032 days | LiPo 150 mAh days |", "|---|---|---|---|---|---|---|---|"]
-    for awake in (AWAKE_S, 15.0):
-        for b in BOARDS.values():
-            c = estimate(b, payments_per_day, BATTERIES["cr2032"], awake)
-            li = estimate(b, payments_per_day, BATTERIES["lipo150"], awake)
-            lines.append(f"| {b.name} ({b.mcu}, {b.rtc}) | {awake:g} | {c.compute_ms:.0f} | {c.i2c_ms:.1f} "
-                         f"| {c.mah_awake_per_day:.2f} | {c.mah_sleep_per_day:.2f} | {c.days:.1f} "
-                         f"| {li.days:.1f} |")
-    return "\n".join(lines)
+    """The results tables of docs/BATTERY.md: as built, then the fob."""
+    return ("**As built** (the shipped development boards):\n\n" + table("as built", payments_per_day)
+            + "\n\n**Design scenario: a purpose-built fob** (same firmware and chips; module only, "
+            "RTC on VBAT, low-Iq LDO):\n\n" + table("fob", payments_per_day))
 
 
 def sources() -> str:
     """Every current used, with its source (markdown list)."""
     seen: dict[str, str] = {}
-    for b in BOARDS.values():
-        for label, part in ((f"{b.mcu} awake", b.mcu_active), (f"{b.mcu} asleep", b.mcu_sleep),
-                            (f"{b.rtc} on 3V3", b.rtc_on_rail)):
-            seen.setdefault(label, f"{part.ma:g} mA: {part.source}")
+    for scen, boards in SCENARIOS.items():
+        for b in boards.values():
+            for label, part in ((f"{b.mcu} at {b.cpu_mhz} MHz, running", b.mcu_active),
+                                (f"{b.mcu}, napping (display on)", b.mcu_nap),
+                                (f"{b.mcu}, asleep between wakes", b.mcu_sleep),
+                                (f"{b.rtc}, keeping time", b.rtc_standby)):
+                seen.setdefault(label, f"{part.ma:g} mA: {part.source}")
+            for part in b.extras:
+                seen.setdefault(f"{b.name} ({scen}): {part.source.split(':')[0]}", f"{part.ma:g} mA: "
+                                + part.source)
     seen["SSD1306 lit"] = f"{OLED_ON.ma:g} mA: {OLED_ON.source}"
     seen["SSD1306 off"] = f"{OLED_SLEEP.ma:g} mA: {OLED_SLEEP.source}"
     seen["DS3231 bus active"] = f"{DS3231_ACTIVE:g} mA: DS3231 datasheet ICCA at 3.63 V, 200 µA typ"
