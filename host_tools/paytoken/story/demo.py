@@ -130,8 +130,13 @@ class Demo:
         vhw.press(tok.hw)
         deadline = time.monotonic() + timeout
         last_err = "no picture yet"
+        seen_on = False
         while time.monotonic() < deadline:
             _, _, _, on, _ = vhw.panel(tok.hw)
+            if seen_on and not on:  # the display slept (20 s) before the code changed: press again
+                vhw.press(tok.hw)
+                seen_on = False
+            seen_on = seen_on or on
             if on:
                 vhw.snapshot(tok.hw, png)
                 try:
