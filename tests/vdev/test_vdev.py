@@ -295,3 +295,27 @@ def test_mpremote_reset_is_a_hard_reset_and_machine_has_rtc(vdevs, tmp_path: Pat
     r = mpremote(t.port, "exec", "import machine; print(machine.idle is not None); machine.Pin")
     assert r.stdout.startswith("True")
     assert "no attribute 'Pin'" in r.stdout + r.stderr
+
+
+def test_no_ctrl_c_window_before_main_py(vdevs, tmp_path: Path) -> None:
+    # A frozen-boot guarantee: Ctrl-C stays off from power-up until the firmware's
+    # main.py turns it on, so a Ctrl-C held down during boot cannot reach the REPL
+    # of a locked token in the window before main.py's first statement.
+    flash = tmp_path / "tok"
+    flash.mkdir()
+    (flash / "main.py").write_text(
+        "import time\ntime.sleep_ms(1500)\nopen('/done', 'w').write('1')\n"
+    )
+    t = vdevs(flash)
+    with serial.Serial(os.path.realpath(t.port), timeout=0.05) as s:
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            s.write(b"\x03")
+            time.sleep(0.02)
+        _wait(lambda: (flash / "done").exists(), 10)
+        out = _read_for(s, 1.0, until=b">>> ")
+    assert (flash / "done").read_text() == "1"
+    assert b"KeyboardInterrupt" not in out
+    # after main.py returned, the REPL is there and takes Ctrl-C as usual
+    r = mpremote(t.port, "exec", "print('ok')")
+    assert r.stdout.strip() == "ok", r.stderr

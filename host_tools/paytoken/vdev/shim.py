@@ -85,11 +85,17 @@ class _Dir:
         return self._cwd
 
 
-def _run(name):
-    # -> True when the file ran to its end
+def _exists(name):
     try:
         os.stat(name)
+        return True
     except OSError:
+        return False
+
+
+def _run(name):
+    # -> True when the file ran to its end
+    if not _exists(name):
         return False
     try:
         with open(name) as f:
@@ -137,8 +143,12 @@ def _boot():
     sys.path[:] = ["", ".frozen", "/lib"]
     mode = os.getenv("PAYTOKEN_BOOT") or "full"
     # a locked (production) image: no Ctrl-C from power-up; the REPL only when
-    # main.py returns (an authenticated UNLOCK), never when it is missing or fails
-    if mode != "locked":
+    # main.py returns (an authenticated UNLOCK), never when it is missing or fails.
+    # Like a frozen _boot.py, Ctrl-C also stays off while boot.py and main.py start:
+    # the firmware turns it on itself once it knows the token is not locked. Turning
+    # it on here would leave a window between this line and main.py's first
+    # statement in which a Ctrl-C drops even a locked token into the REPL.
+    if mode != "locked" and (mode == "raw" or not _exists("main.py")):
         micropython.kbd_intr(3)
     sys.stdout.write("\x00paytoken-booted\x00")  # the supervisor strips it
     _run("boot.py")
