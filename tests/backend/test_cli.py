@@ -65,6 +65,7 @@ def test_cli_end_to_end(db_url, tmp_path, capsys, monkeypatch):
     assert json.loads(run(capsys, "token", "revoke", "42", "--db", db_url, "--json").out)["status"] == "revoked"
     assert "only a locked token" in run(capsys, "token", "unlock", "42", "--db", db_url, rc=1).err
     assert "intact" in run(capsys, "db", "audit-verify", "--db", db_url).out
+    assert "--workers must be 1 to 64" in run(capsys, "serve", "--db", db_url, "--workers", "0", rc=1).err
 
 
 @settings(max_examples=400, deadline=None)
@@ -72,11 +73,17 @@ def test_cli_end_to_end(db_url, tmp_path, capsys, monkeypatch):
                  st.text("0123456789١٢٣٤٥ ", min_size=17, max_size=22)))
 def test_fuzz_code_parser_refuses_cleanly(text):
     # Any string: parse_code raises ValueError with a reason, or names a token; never another error.
+    from paytoken.backend import codes
+
     key = bytes(16)
     try:
         prefix, token_id, residue, otp = paycode.parse_code(text, key)
     except ValueError as exc:
         assert str(exc)
+        with pytest.raises(ValueError) as fast:  # the backend's parser refuses alike
+            codes.parse_code(text, {p: key for p in ("81", "82", "16", "99")})
+        assert str(fast.value) == str(exc) or "unknown prefix" in str(exc)
         return
+    assert codes.parse_code(text, {prefix: key}) == (prefix, token_id, residue, otp)
     assert len(text.replace(" ", "")) == 18 and 0 <= token_id <= 99_999_999 and 0 <= residue <= 9
     assert len(otp) == 6 and otp.isdigit()

@@ -228,6 +228,12 @@ def do_serve(args) -> None:
 
     if not 1 <= args.window <= 4:
         raise CommandError("--window must be 1 to 4 steps")
+    if args.workers is None:
+        from paytoken.backend.db import normalize_url
+
+        args.workers = 1 if normalize_url(_url(args)).startswith("sqlite") else 2
+    if not 1 <= args.workers <= 64:
+        raise CommandError("--workers must be 1 to 64")
     _backend(args, key=True)  # fail here, clearly, on a missing key or schema
     os.environ[ENV_DB] = _url(args)
     os.environ[ENV_WINDOW] = str(args.window)
@@ -342,7 +348,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the payments HTTP API (uvicorn)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_int, default=8080)
-    p.add_argument("--workers", type=_int, default=1)
+    p.add_argument("--workers", type=_int, default=None,
+                   help="server processes (default: 1 on SQLite, whose single writer they would "
+                        "contend for; 2 on PostgreSQL)")
     p.add_argument("--window", type=_int, default=1, help="steps accepted either side (1-4)")
     p.add_argument("--log-level", default="info")
     _common(p, key=True, as_json=False)
