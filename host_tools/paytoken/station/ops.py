@@ -33,6 +33,7 @@ REPL_PROBE_TIMEOUT = 3.0  # seconds to get a raw REPL before trying the line pro
 REFUSE_TIMEOUT = 1.0  # seconds a locked token is given to (wrongly) offer a REPL
 BOOT_TIMEOUT = 8.0  # seconds for a rebooted token to answer INFO
 MAX_PPM = 1000.0  # the config's bound on the crystal error
+STORE_PPM_BOUND = 5.0  # a measured crystal error known this well is always stored
 # Fixed times for cross-verification: the calendar's corners and leap days.
 FIXED_TIMES = (
     1735689600,  # 2025-01-01T00:00:00Z, the firmware's earliest trusted time
@@ -210,29 +211,35 @@ def check_firmware(st: TokenState, board: str, host_fw: str, port: str) -> None:
 
 # The board's own RTC driver (app.devices) and two helpers, kept in the raw REPL's
 # globals between calls: _set(n) writes UTC n; _edge() waits for the next seconds
-# edge of the RTC and returns the UTC second that began.
+# edge of the RTC and returns the UTC second that began and how long (us) it waited
+# until the start of the last read that still saw the old second: the edge came later.
 _CLOCK_PRELUDE = (
     "import board, app, paycode\n"
     "_rtc = app.devices(board, board.cold_boot())[1]\n"
     "def _set(n):\n"
     " _rtc.set_datetime(paycode.civil_from_unix(n))\n"
+    "import time\n"
     "def _edge():\n"
+    " k = p = time.ticks_us()\n"
     " s = _rtc.datetime()\n"
     " for _ in range(200000):\n"
+    "  a = time.ticks_us()\n"
     "  d = _rtc.datetime()\n"
     "  if d != s:\n"
-    "   return paycode.unix_from_civil(*d)\n"
+    "   return (paycode.unix_from_civil(*d), time.ticks_diff(p, k))\n"
+    "  p = a\n"
     " raise OSError('the RTC does not tick')\n"
 )
 
 
 @dataclass
 class ClockReading:
-    """One seconds edge: the token's UTC second and the host's UTC time of that edge."""
+    """One seconds edge: the token's UTC second, the host's UTC time of that edge, and
+    the bound on that host time (the edge lies within ``host ± uncertainty``)."""
 
     device: int
     host: float
-    rtt: float
+    uncertainty: float
 
     @property
     def offset(self) -> float:
@@ -247,41 +254,34 @@ def _exec(dev: Device, step: str, code: str, timeout: float | None = None) -> st
         raise OpsError(step, str(e)) from None
 
 
-def _rtt(dev: Device) -> float:
-    best = 1.0
-    for _ in range(3):
-        t0 = time.time()
-        _exec(dev, "clock", "_p = 0")
-        best = min(best, time.time() - t0)
-    return best
-
-
-def read_edge(dev: Device, rtt: float | None = None) -> ClockReading:
+def read_edge(dev: Device) -> ClockReading:
     """Time the token's next RTC seconds edge against the host's UTC clock.
 
-    The edge is detected on the token (a tight poll of the RTC), so the reading has
-    the resolution of one RTC read plus the serial latency, which is estimated as half
-    the fastest of three short round trips, not the one-second tick of the RTC.
+    The edge is detected on the token (a tight poll of the RTC through the board's
+    driver), which also reports how long it waited for it. With the host's clock read
+    just before the request (``t0``) and just after the answer (``t1``), the edge lies
+    in ``[t0 + waited, t1]`` whatever the delays on the way in and out (a busy host,
+    the serial link, the raw REPL compiling the call): the reading is the middle of
+    that interval and its uncertainty half its width, a bound, not an estimate.
     """
-    if rtt is None:
-        rtt = _rtt(dev)
+    t0 = time.time()
     out = _exec(dev, "clock", "print(_edge())", timeout=5.0)
-    t_recv = time.time()
+    t1 = time.time()
     try:
-        dev_t = int(out.strip())
-    except ValueError:
+        dev_t, waited_us = ast.literal_eval(out.strip())
+        dev_t, waited = int(dev_t), int(waited_us) / 1e6
+    except (ValueError, SyntaxError, TypeError):
         raise OpsError("clock", f"{dev.port}: unexpected RTC answer") from None
-    return ClockReading(dev_t, t_recv - rtt / 2, rtt)
+    lo = min(t0 + waited, t1)
+    return ClockReading(dev_t, (lo + t1) / 2, (t1 - lo) / 2)
 
 
-def best_edge(dev: Device, n: int = 2, first: ClockReading | None = None) -> ClockReading:
-    """The least delayed of ``n`` edge readings (``first`` counts as one): a delay on
-    the way back (scheduling, a busy host) only makes an offset look more negative,
-    so the largest offset is the best estimate, as in NTP's minimum-delay filter."""
+def best_edge(dev: Device, n: int = 3, first: ClockReading | None = None) -> ClockReading:
+    """The tightest of ``n`` edge readings (``first`` counts as one)."""
     rds = [first] if first is not None else []
     while len(rds) < n:
         rds.append(read_edge(dev))
-    return max(rds, key=lambda r: r.offset)
+    return min(rds, key=lambda r: r.uncertainty)
 
 
 @dataclass
@@ -303,13 +303,16 @@ def set_clock_utc(dev: Device, *, tolerance: float = 0.25, tries: int = 2) -> Cl
     _exec(dev, "clock", _CLOCK_PRELUDE)
     rd: ClockReading | None = None
     for _ in range(tries):
-        rtt = _rtt(dev)
+        # a short call's round trip: the write is sent half of one early
+        t0 = time.time()
+        _exec(dev, "clock", "_p = 0")
+        rtt = time.time() - t0
         now = time.time()
         n = int(now) + 1 if now % 1 < 0.7 else int(now) + 2
         time.sleep(max(0.0, n - rtt / 2 - time.time()))
         _exec(dev, "clock", f"_set({n})")
-        rd = read_edge(dev, rtt)
-        if abs(rd.offset) <= tolerance:
+        rd = best_edge(dev, 2)
+        if abs(rd.offset) <= tolerance + rd.uncertainty:
             return ClockSet(n, rd)
     assert rd is not None
     raise OpsError(
@@ -320,13 +323,26 @@ def set_clock_utc(dev: Device, *, tolerance: float = 0.25, tries: int = 2) -> Cl
 
 def ppm_between(a: ClockReading, b: ClockReading) -> tuple[float, float]:
     """Crystal error (ppm, token fast is positive) between two readings, and its
-    resolution (ppm): the two latency estimates over the time between them."""
+    bound (ppm): the true error lies within ``ppm ± bound``."""
     span = b.host - a.host
     if span <= 0:
         raise OpsError("drift", "readings out of order")
     ppm = (b.offset - a.offset) / span * 1e6
-    res = (a.rtt + b.rtt) / 2 / span * 1e6
+    res = (a.uncertainty + b.uncertainty) / span * 1e6
     return ppm, res
+
+
+def ppm_to_store(ppm: float, bound: float) -> float:
+    """The correction worth storing on the token: the measured error when it is known
+    well enough to help (its bound is at most half of it, or a few ppm), else 0.
+
+    A wrong correction is worse than none: a stored +70 ppm on a good crystal walks
+    the token 37 minutes a year. When the burn-in was too short to resolve the
+    crystal, the token stores 0 and the issuer learns the drift from payments.
+    """
+    if bound <= STORE_PPM_BOUND or bound <= abs(ppm) / 2:
+        return ppm
+    return 0.0
 
 
 # ---- config and codes -----------------------------------------------------------------
