@@ -105,7 +105,7 @@ def _live(flash: Path, hw: Path, args: argparse.Namespace) -> int:
                 continue
             text = panel.panel_text(data, w, h, inverted=inv, display_on=on)
             print("\x1b[H" + text)
-            print("any key: press the button   q: quit   (display sleeps after 60 s)")
+            print("any key: press the button   q: quit   (display sleeps 20 s after the last press)")
             shown += 1
             if args.frames and shown >= args.frames:
                 break
