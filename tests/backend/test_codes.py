@@ -49,3 +49,13 @@ def test_parse_refuses_as_paycode_does():
                 assert str(e.value) == str(exc), code
             else:
                 assert codes.parse_code(code, keys) == want
+
+
+def test_hotp_rfc4226_vectors_and_paycode():
+    # RFC 4226 Appendix D: secret "12345678901234567890", counters 0..9.
+    rfc = ["755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871", "520489"]
+    assert [codes.hotp(b"12345678901234567890", c) for c in range(10)] == rfc
+    rng = random.Random(9)
+    for _ in range(300):
+        key, counter = os.urandom(rng.choice([16, 20, 32, 70])), rng.randrange(1 << 40)
+        assert codes.hotp(key, counter) == paycode.hotp(key, counter)

@@ -207,7 +207,7 @@ class _Job:
     __slots__ = ("fn", "event", "lead", "result", "error")
 
     def __init__(self, fn) -> None:
-        self.fn, self.event, self.lead, self.result, self.error = fn, threading.Event(), False, None, None
+        self.fn, self.event, self.lead, self.result, self.error = fn, None, False, None, None
 
 
 class _GroupCommit:
@@ -232,6 +232,8 @@ class _GroupCommit:
             self._queue.append(job)
             lead = not self._busy
             self._busy = True
+            if not lead:  # only a waiting job needs something to wait on
+                job.event = threading.Event()
         if not lead:
             job.event.wait()
             if not job.lead:
@@ -249,7 +251,7 @@ class _GroupCommit:
                 else:
                     self._busy = False
             for j in batch:
-                if j is not job:
+                if j.event is not None:
                     j.event.set()
         return _outcome(job)
 
@@ -822,7 +824,7 @@ class Backend:
         drift = self._drift(r)
         predicted = round(drift.predict(now))
         step, off = locate_step(now, predicted, residue)
-        if step < 0 or not paycode.equal(paycode.hotp(secret, step), otp):
+        if step < 0 or not paycode.equal(codes.hotp(secret, step), otp):
             failures = tx.write_one(_FAIL, {"id": token_id})[0]
             detail = {"failures": failures}
             if failures >= pol.lock_after and tx.run(_LOCK, {"id": token_id}):
