@@ -225,8 +225,11 @@ class _GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Job] = []
         self._busy = False
+        self._pid = os.getpid()
 
     def submit(self, fn):
+        if self._pid != os.getpid():  # a forked child: the parent's lock and queue are not ours
+            self.__init__(self._tx, self._max)
         job = _Job(fn)
         with self._lock:
             self._queue.append(job)
