@@ -21,7 +21,7 @@ from sqlalchemy import func, select, text
 from .conftest import SECRET, T0
 
 # paycode.damm should be the function (docs/ARCHITECTURE.md); today the submodule shadows it.
-_damm = paycode.damm if callable(paycode.damm) else paycode.damm.damm
+_damm = paycode.damm
 
 
 def code_at(w, t, token_id=42, secret=SECRET, prefix="81"):

@@ -21,9 +21,7 @@ from __future__ import annotations
 import hmac
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from paycode import damm as _damm_mod
-
-_damm = _damm_mod if callable(_damm_mod) else _damm_mod.damm  # the function (see ARCHITECTURE)
+from paycode import damm as _damm
 
 
 class _FF1:
