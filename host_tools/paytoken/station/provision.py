@@ -233,8 +233,13 @@ class Station:
                 ops.lock(dev, pending)
 
                 step("activate")
+                # The token corrects its own crystal error; when the burn-in pinned it
+                # to a few ppm, tell the issuer the residual rate is known to be ~0
+                # (else it starts from an unknown rate and learns it from payments).
+                known = rep.ppm_resolution is not None and rep.ppm_resolution <= ops.STORE_PPM_BOUND
                 self.backend.activate_token(pending, secret, sync_key, self.prefix,
-                                            actor=self.actor + ":" + port)
+                                            actor=self.actor + ":" + port,
+                                            drift_ppm=0.0 if known else None)
                 pending = None
                 rep.status = "provisioned"
                 step("done", f"token {rep.token_id:08d}")
