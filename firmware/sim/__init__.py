@@ -1,4 +1,4 @@
-"""Virtual hardware for the sim boards: chip models on an I2C bus model, state in $PAYTOKEN_HW. Usage: hw = sim.hardware(128, 64); hw.bus"""
+"""Virtual hardware for the sim boards (chip models on an I2C bus model, state in $PAYTOKEN_HW) and their shared definition. Usage: hw = sim.hardware(128, 64); hw.bus; in boards/sim*.py: from sim import *"""
 # Files in the hardware folder (each written atomically: temp file + rename):
 #   hw.json     board, width, height, rtc chip (written by the host)
 #   world.json  {"offset": s} world = host UTC + s, or {"frozen": t}
@@ -11,6 +11,24 @@
 #   usb.json    {"attached": bool}: a USB host on the serial (absent: attached)
 #   cpu.json    {"hz", "naps", "nap_ms"}: the clock a battery boot chose, naps taken
 from . import store
+
+# The sim family: boards/sim*.py star-import these names, then add their NAME, FAMILY,
+# ARCH, WIDTH, HEIGHT and RTC (boards/README.md). The functions open the hardware for
+# that panel on first use. They live here, not in a module of their own: the sim
+# boards load this package anyway, and one more module costs the heap test ~300 bytes.
+__all__ = ("DISPLAY_ADDR", "DISPLAY_RESET", "I2C_ID", "SDA", "SCL", "FREQ", "BUTTON_PIN",
+           "BUTTON_WAKE", "SLEEP", "CPU_HZ_BATTERY", "rtc_chip",
+           "i2c", "button", "sleep", "nap", "usb", "ticks_ms", "cold_boot", "mcu_rtc")
+DISPLAY_ADDR = 0x3C
+DISPLAY_RESET = None
+I2C_ID = 0
+SDA = None
+SCL = None
+FREQ = 400000
+BUTTON_PIN = None
+BUTTON_WAKE = True
+SLEEP = "light"
+CPU_HZ_BATTERY = 48000000  # recorded in cpu.json (the unix port keeps its speed)
 
 _hw = None
 overhead = 0  # heap bytes the models took at creation (their code included)
@@ -66,6 +84,15 @@ class Hardware:
         return self._mcu
 
 
+def _open():
+    # The hardware for the sim board's panel (board.WIDTH x board.HEIGHT), opened on first use.
+    if _hw is None:
+        import board
+
+        return hardware(board.WIDTH, board.HEIGHT)
+    return _hw
+
+
 def hardware(width, height):
     # The one Hardware of this interpreter (created on first use). The heap it
     # took is kept in sim.overhead, so heap benchmarks can tell it apart.
@@ -93,9 +120,7 @@ def sleep(ms):
     # virtual world the time moves on by ms at once instead.
     import time
 
-    hw = _hw
-    if hw is None:
-        raise OSError("sim.sleep before the hardware was opened")
+    hw = _open()
     hw.bus.flush()
     b = hw.button
     if b.value():
@@ -121,7 +146,7 @@ def sleep(ms):
 
 def usb():
     # A USB host attached to the serial (usb.json; attached unless the host said not).
-    u = store.load(_hw.folder, "usb.json", None)
+    u = store.load(_open().folder, "usb.json", None)
     return True if u is None else bool(u.get("attached", True))
 
 
@@ -157,10 +182,30 @@ def ticks_ms():
     global _v0
     import time
 
-    w = store.load(_hw.folder, "world.json", None)
+    w = store.load(_open().folder, "world.json", None)
     if w and w.get("virtual") is not None:
         v = float(w["virtual"])
         if _v0 is None:
             _v0 = v
         return time.ticks_add(0, int((v - _v0) * 1000 + 0.5))
     return time.ticks_ms()
+
+
+def i2c():
+    # On battery the CPU clock drops first (a real bus derives its divider from it).
+    hw = _open()
+    if not usb():
+        cpu_clock(CPU_HZ_BATTERY)
+    return hw.bus
+
+
+def button():
+    return _open().button
+
+
+def cold_boot():
+    return True  # every interpreter start is a power-up
+
+
+def mcu_rtc():
+    return _open().mcu_rtc()

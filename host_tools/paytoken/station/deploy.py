@@ -5,10 +5,12 @@ Usage::
     with Device(port) as dev:
         result = deploy(dev, "sim")      # -> DeployResult(copied=[...], unchanged=[...])
 
-``firmware/**/*.py`` is compiled for the board's ``ARCH`` (``firmware/sim/`` only for
-sim boards); ``main.py`` and ``boot.py`` stay source, and the board file goes to
-``/board.py``. The device keeps a manifest ``/.deploy.json`` of what was deployed
-(path -> SHA-256). Before copying, the station hashes the device's files and compares
+``firmware/**/*.py`` is compiled for the board's ``ARCH``; ``main.py`` and ``boot.py``
+stay source, and the board file goes to ``/board.py``. A chip family's code goes only
+to boards whose ``FAMILY`` names it: ``firmware/fam_<family>.py`` and a folder
+``firmware/<family>/`` of a family some board declares (``firmware/sim/``, the chip
+models, for ``FAMILY = "sim"``). The device keeps a manifest ``/.deploy.json`` of what
+was deployed (path -> SHA-256). Before copying, the station hashes the device's files and compares
 them with the manifest and with the build: only files whose hash differs are copied,
 each atomically (``Device.put``: temp file, hash check, rename). Files of an older
 deploy that are no longer part of it are removed, and so are leftover temp files of
@@ -60,13 +62,14 @@ class DeployError(Exception):
 
 @dataclass
 class Board:
-    """A board definition: its name, file, mpy-cross arch and whether it is simulated."""
+    """A board definition: its name, file, mpy-cross arch, whether it is simulated, its family."""
 
     name: str
     path: Path
     arch: str
     platform: str | None
     sim: bool
+    family: str = ""
 
 
 @dataclass
@@ -82,8 +85,22 @@ class DeployResult:
     seconds: float = 0.0
 
 
+def _board_consts(path: Path, names: tuple[str, ...]) -> dict[str, object]:
+    # The literal values of top-level NAME = value lines (the file is not run).
+    consts: dict[str, object] = {}
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            tgt = node.targets[0]
+            if isinstance(tgt, ast.Name) and tgt.id in names:
+                try:
+                    consts[tgt.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    pass
+    return consts
+
+
 def load_board(name: str, boards_dir: Path | None = None) -> Board:
-    """Read ``boards/<name>.py`` (without running it): ``ARCH`` and optional ``PLATFORM``."""
+    """Read ``boards/<name>.py`` (without running it): ``ARCH``, ``FAMILY``, optional ``PLATFORM``."""
     bdir = boards_dir or upy.BOARDS_DIR
     if not name or "/" in name or name.startswith("."):
         raise DeployError(f"bad board name {name!r}")
@@ -91,35 +108,52 @@ def load_board(name: str, boards_dir: Path | None = None) -> Board:
     if not path.is_file():
         known = sorted(p.stem for p in bdir.glob("*.py")) if bdir.is_dir() else []
         raise DeployError(f"no board {name!r} (known: {', '.join(known) or 'none'})")
-    consts: dict[str, object] = {}
-    for node in ast.parse(path.read_text(), str(path)).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            tgt = node.targets[0]
-            if isinstance(tgt, ast.Name) and tgt.id in ("ARCH", "PLATFORM"):
-                try:
-                    consts[tgt.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    pass
+    consts = _board_consts(path, ("ARCH", "PLATFORM", "FAMILY"))
     arch = consts.get("ARCH")
     if not isinstance(arch, str) or arch not in ARCH_BITS:
         raise DeployError(
             f"board {name}: ARCH must be an mpy-cross arch ({', '.join(ARCH_BITS)}), got {arch!r}"
         )
+    family = consts.get("FAMILY")
+    if not isinstance(family, str) or not family.isidentifier():
+        raise DeployError(
+            f"board {name}: FAMILY must name its chip family (firmware/fam_<family>.py), got {family!r}"
+        )
     plat = consts.get("PLATFORM")
-    sim = name == "sim" or name.startswith("sim-")
-    return Board(name, path, arch, plat if isinstance(plat, str) else None, sim)
+    return Board(name, path, arch, plat if isinstance(plat, str) else None, family == "sim", family)
+
+
+def families(boards_dir: Path) -> set[str]:
+    """The chip families the board files in ``boards_dir`` declare (``FAMILY``)."""
+    out = set()
+    for p in boards_dir.glob("*.py"):
+        fam = _board_consts(p, ("FAMILY",)).get("FAMILY")
+        if isinstance(fam, str):
+            out.add(fam)
+    return out
+
+
+def family_of(rel: Path, known: set[str]) -> str | None:
+    """The family a firmware file (path relative to ``firmware/``) belongs to, or None: all boards'."""
+    top = rel.parts[0]
+    if len(rel.parts) == 1:
+        stem = top[:-3] if top.endswith(".py") else top
+        return stem[4:] if stem.startswith("fam_") else None
+    return top if top in known else None
 
 
 def sources(board: Board, firmware_dir: Path | None = None) -> dict[str, Path]:
     """Device path -> source file for this board (board file included)."""
     fw = firmware_dir or upy.FIRMWARE_DIR
+    known = families(board.path.parent) | {board.family}
     out: dict[str, Path] = {}
     for p in sorted(fw.rglob("*.py")):
         rel = p.relative_to(fw)
         if "__pycache__" in rel.parts or any(part.startswith(".") for part in rel.parts):
             continue
-        if rel.parts[0] == "sim" and not board.sim:
-            continue
+        fam = family_of(rel, known)
+        if fam is not None and fam != board.family:
+            continue  # another chip family's code
         name = rel.as_posix()
         if name in SOURCE_KEPT:
             out["/" + name] = p
@@ -306,4 +340,5 @@ def deploy(
     return result
 
 
-__all__ = ["Board", "DeployError", "DeployResult", "DeviceError", "build", "deploy", "load_board"]
+__all__ = ["Board", "DeployError", "DeployResult", "DeviceError", "build", "deploy", "families",
+           "family_of", "load_board"]
