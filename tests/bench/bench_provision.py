@@ -7,16 +7,14 @@ Usage: python tests/bench/run.py --only provision
 from __future__ import annotations
 
 import os
-import select
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import benchkit
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import make_engine, migrate
 from paytoken.backend.service import Backend
@@ -30,36 +28,11 @@ PARALLEL = 8
 
 
 def _start(flash: Path) -> tuple[subprocess.Popen[bytes], str]:
-    flash.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "paytoken", "vdev", "start", "--flash", str(flash)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
-        env=dict(os.environ, PAYTOKEN_VDEV_REGISTRY=str(flash.parent / "registry")),
-    )
-    line = b""
-    deadline = time.monotonic() + 30
-    while not line.endswith(b"\n"):
-        r, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not r:
-            proc.kill()
-            raise RuntimeError("vdev start printed no device path")
-        b = os.read(proc.stdout.fileno(), 1)
-        if not b:
-            raise RuntimeError("vdev start exited")
-        line += b
-    port = line.decode().strip()
+    # a virtual token with the sim firmware deployed
+    proc, port = benchkit.start_vdev(flash)
     with Device(port, timeout=20) as dev:
         dp.deploy(dev, "sim")
     return proc, port
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def _wipe(flash: Path) -> None:
@@ -133,5 +106,5 @@ def run() -> list[dict]:
             })
         finally:
             for proc in procs:
-                _stop(proc)
+                benchkit.stop_vdev(proc)
     return rows

@@ -6,49 +6,17 @@ Usage: python tests/bench/run.py --only station
 from __future__ import annotations
 
 import os
-import select
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import benchkit
 from paytoken.station import deploy as dp
 from paytoken.station.transport import Device
 
 TITLE = "Station: virtual tokens and deploy"
 ROUNDS = 5
-
-
-def _start(flash: Path) -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "paytoken", "vdev", "start", "--flash", str(flash)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
-        env=dict(os.environ, PAYTOKEN_VDEV_REGISTRY=str(flash.parent / "registry")),
-    )
-    line = b""
-    deadline = time.monotonic() + 30
-    while not line.endswith(b"\n"):
-        r, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not r:
-            proc.kill()
-            raise RuntimeError("vdev start printed no device path")
-        b = os.read(proc.stdout.fileno(), 1)
-        if not b:
-            raise RuntimeError("vdev start exited")
-        line += b
-    return proc, line.decode().strip()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def run() -> list[dict]:
@@ -60,7 +28,7 @@ def run() -> list[dict]:
         for i in range(ROUNDS):
             flash = Path(tmp) / f"tok{i}"
             t0 = time.perf_counter()
-            proc, port = _start(flash)
+            proc, port = benchkit.start_vdev(flash)
             try:
                 with Device(port, timeout=20) as dev:
                     dev.enter_raw()
@@ -82,7 +50,7 @@ def run() -> list[dict]:
                     ones.append(time.perf_counter() - t1)
                     assert r.copied == ["/qr.mpy"]
             finally:
-                _stop(proc)
+                benchkit.stop_vdev(proc)
                 os.environ.pop("PAYTOKEN_BUILD", None)
     if not colds:
         colds = colds_compile
