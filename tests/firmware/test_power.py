@@ -88,7 +88,7 @@ def test_on_battery_the_display_goes_off_after_20_s_napping_between_ticks(tmp_pa
     assert waits == 0  # the serial protocol was never polled: no host on battery
     cpu = vhw.cpu(hw)
     assert cpu["naps"] == 20 and cpu["nap_ms"] == 20000
-    assert cpu["hz"] == 48_000_000  # boards/sim.py CPU_HZ_BATTERY, asked before the bus opened
+    assert cpu["hz"] == 48_000_000  # the sim family CPU_HZ_BATTERY (firmware/sim), asked before the bus opened
     assert vhw.world_time(hw) == T + 21
     # the bus traffic of this wake is the battery estimate's measured input
     assert vhw.i2c_bytes(hw) == battery.WAKE_I2C_BYTES
