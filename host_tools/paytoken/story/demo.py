@@ -314,10 +314,22 @@ def step_provision(d: Demo) -> None:
         tok.token_id = int(rep.token_id or 0)
         info = d.backend.token_info(tok.token_id)
         d.check(info["status"] == "active", f"token {tok.name}: the database says {info['status']}")
+        crystal = _crystal(rep)
         d.say(f"token {tok.name}: id {tok.token_id:08d}, clock set to UTC "
-              f"({rep.offset_ms:+.0f} ms), crystal {rep.ppm:+.0f} ppm over a {rep.burn_in_s:g} s burn-in, "
+              f"({rep.offset_ms:+.0f} ms), {crystal}, "
               f"{len(rep.verified_times)} codes cross-checked against CPython, locked, active")
     d.check(d.tokens[0].token_id != d.tokens[1].token_id, "the two tokens got the same id")
+
+
+def _crystal(rep: Any) -> str:
+    # What the burn-in saw, and whether the token took it as its correction.
+    if rep.ppm_measured is None:
+        return "crystal not measured (no burn-in)"
+    seen = (f"crystal {rep.ppm_measured:+.0f} ± {rep.ppm_resolution:.0f} ppm over a "
+            f"{rep.burn_in_s:g} s burn-in")
+    if rep.ppm:
+        return f"{seen}, stored as its correction"
+    return f"{seen}: too coarse to store, the issuer learns the drift"
 
 
 def step_credit(d: Demo) -> None:
