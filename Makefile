@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 # The tests, PostgreSQL included (.ci/pg installs and starts a local server).
 test: $(STAMP)
+	$(VENV)/bin/ruff check firmware boards host_tools tests
 	bash .ci/pg start
 	. ./$(PG_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
 
