@@ -100,8 +100,8 @@ def run() -> list[dict]:
             rows.append({
                 "name": "clock offset right after the set (max of the parallel run)",
                 "value": round(max(offs), 1) if offs else None, "unit": "ms",
-                "how": "token RTC seconds edge (polled on the token) minus host UTC, serial "
-                       "latency taken as half the fastest of 3 round trips",
+                "how": "token RTC seconds edge (polled on the token) minus host UTC; "
+                       "each edge bounded by the request/answer times and the wait the token reports (ops.read_edge), the tightest of 2",
                 "target": "< 250 ms", "met": bool(offs) and max(offs) < 250,
             })
         finally:
