@@ -19,6 +19,6 @@ BUTTON_PIN = 15
 BUTTON_WAKE = True
 SLEEP = "light"
 VBUS_PIN = 24  # high while USB power is present (on a Pico W: the SOF counter instead)
-# On battery: 48 MHz, the pico-sdk's own low-power clock that keeps USB working
-# (set_sys_clock_48mhz); I2C at 400 kHz is 120 clk_sys cycles per bit there.
-CPU_HZ_BATTERY = 48000000
+# On battery: 125 MHz, the rp2 port's default clock. A lower one saves no charge
+# once the board naps between ticks and shows the first code later (docs/BATTERY.md).
+CPU_HZ_BATTERY = 125000000

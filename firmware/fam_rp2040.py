@@ -19,7 +19,7 @@ _hz = 0  # the battery clock once i2c() set it (lightsleep undoes it: sleep() re
 
 
 def i2c():
-    # On battery the CPU clock drops first: the I2C divider is computed from clk_sys.
+    # On battery the CPU clock is set first: the I2C divider is computed from clk_sys.
     global _hz
     import machine
     from machine import I2C, Pin

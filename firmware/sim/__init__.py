@@ -28,7 +28,7 @@ FREQ = 400000
 BUTTON_PIN = None
 BUTTON_WAKE = True
 SLEEP = "light"
-CPU_HZ_BATTERY = 48000000  # recorded in cpu.json (the unix port keeps its speed)
+CPU_HZ_BATTERY = 125000000  # recorded in cpu.json (the unix port keeps its speed)
 
 _hw = None
 overhead = 0  # heap bytes the models took at creation (their code included)
@@ -192,7 +192,7 @@ def ticks_ms():
 
 
 def i2c():
-    # On battery the CPU clock drops first (a real bus derives its divider from it).
+    # On battery the CPU clock is set first (a real bus derives its divider from it).
     hw = _open()
     if not usb():
         cpu_clock(CPU_HZ_BATTERY)
