@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from paycode import damm as _damm
+from paycode.parse import parse_code as _parse
 
 
 class _FF1:
@@ -74,21 +74,9 @@ def ff1_decrypt(key: bytes, tweak: bytes, numerals: str) -> str:
 
 
 def parse_code(code: str, keys: dict[str, bytes]) -> tuple[str, int, int, str]:
-    """(prefix, token_id, residue, otp) of a payment code; ValueError as paycode's."""
-    code = code.replace(" ", "")
-    if code.strip("0123456789"):
-        raise ValueError("code has a non-digit")
-    if len(code) != 18:
-        raise ValueError("code has %d digits, not 18" % len(code))
-    if _damm(code) != 0:
-        raise ValueError("code check digit is wrong")
-    prefix = code[:2]
-    p = int(prefix)
-    key = keys.get(prefix)
-    if key is None or p < 16 or 25 <= p <= 30 or p == 62:
-        raise ValueError("unknown prefix %s" % prefix)
-    inner = ff1_decrypt(key, prefix.encode(), code[2:17])
-    return prefix, int(inner[:8]), int(inner[8]), inner[9:]
+    """(prefix, token_id, residue, otp) of a payment code: ``paycode.parse_code``'s
+    checks and errors, with this module's FF1 decryption."""
+    return _parse(code, keys, ff1_decrypt)
 
 
 def hotp(key: bytes, counter: int) -> str:
