@@ -20,6 +20,7 @@ a cut copy and any ``.py`` that would shadow a deployed ``.mpy``.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import os
@@ -210,9 +211,17 @@ def build(board: Board, firmware_dir: Path | None = None) -> dict[str, bytes]:
             if proc.returncode != 0:
                 raise DeployError(f"mpy-cross failed on {src}: {proc.stderr.strip()[-500:]}")
             data = target.read_bytes()
-        tmpc = cached.with_name(cached.name + f".{os.getpid()}.tmp")
-        tmpc.write_bytes(data)
-        os.replace(tmpc, cached)
+        # A unique temp name in the cache folder: two deploys (threads of one process, or
+        # processes) may compile the same file at once; each renames its own copy over.
+        fd, tmpc = tempfile.mkstemp(dir=cached.parent, prefix=cached.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmpc, cached)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmpc)
+            raise
         return dev_path, data
 
     if todo:

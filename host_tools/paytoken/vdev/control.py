@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def registry_dir() -> Path:
 def write_state(flash: Path | str, state: dict[str, Any]) -> None:
     """Record the running supervisor (atomically), and list it in the registry."""
     p = hw_folder(flash) / STATE
-    tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
+    tmp = p.with_name(p.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(state))
     os.replace(tmp, p)
     try:
