@@ -51,9 +51,9 @@ _HMAC = {DS + "hmac-sha1": "sha1", "http://www.w3.org/2001/04/xmldsig-more#hmac-
 PSK_BYTES = 16  # AES-128
 MAX_BYTES = 64 << 20  # a container larger than this is not a seed file
 
-ET.register_namespace("", NS)
-ET.register_namespace("ds", DS)
-ET.register_namespace("xenc", XENC)
+# Written with literal prefixes (pskc the default namespace, ds:, xenc:) rather than
+# through ElementTree's process-wide prefix registry, which other libraries change.
+_PREFIX = {NS: "", DS: "ds:", XENC: "xenc:"}
 
 
 class PskcError(Exception):
@@ -172,7 +172,7 @@ def _mac(algorithm: str, key: bytes, value: bytes) -> bytes:
 
 
 def _el(parent: ET.Element, ns: str, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    e = ET.SubElement(parent, f"{{{ns}}}{tag}", attrs)
+    e = ET.SubElement(parent, _PREFIX[ns] + tag, attrs)
     if text is not None:
         e.text = text
     return e
@@ -194,7 +194,8 @@ def dumps(packages: Iterable[KeyPackage], psk: bytes, *, mac_key: bytes | None =
     if len(psk) != PSK_BYTES:
         raise PskcError(f"the pre-shared key must be {PSK_BYTES} bytes for AES-128-CBC")
     mac_key = mac_key or secrets.token_bytes(20)  # the hash's output size (RFC 2104 §3)
-    root = ET.Element(f"{{{NS}}}KeyContainer", {"Version": "1.0"})
+    root = ET.Element("KeyContainer", {"Version": "1.0", "xmlns": NS, "xmlns:ds": DS,
+                                       "xmlns:xenc": XENC})
     _el(_el(root, NS, "EncryptionKey"), DS, "KeyName", key_name(psk))
     method = _el(root, NS, "MACMethod", Algorithm=HMAC_SHA1)
     _cipher(_el(method, NS, "MACKey"), _encrypt(psk, mac_key))
