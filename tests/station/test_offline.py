@@ -168,3 +168,65 @@ def test_ledger_never_hands_an_id_out_twice(issuer, tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(ops.OpsError, match="the file was altered"):
         OfflineIssuer(path, psk, tmp_path / "t.pskc")
+
+
+def test_cut_after_the_lock_is_redone_with_a_fresh_id(tokens, issuer, tmp_path: Path, monkeypatch) -> None:
+    from paytoken.backend.batches import create_batch
+    from paytoken.batch import seal
+    from paytoken.station.provision import Station
+
+    psk = os.urandom(16)
+    b, key, master = create_batch(issuer.backend, "81", 3, pskc.psk_id(psk))
+    path, out = tmp_path / "batch.json", tmp_path / "tokens.pskc"
+    path.write_bytes(seal(b, key, master, psk))
+    (tok,) = tokens(1)
+    off = OfflineIssuer(path, psk, out)
+
+    def cut(*_a, **_kw) -> None:  # the PSKC write fails: the token is locked, not recorded
+        raise ops.OpsError("activate", "disk full")
+
+    monkeypatch.setattr(off, "activate", cut)
+    rep = Station(off, board="sim", prefix="81").provision(tok.port)
+    assert rep.status == "failed" and rep.step == "activate"
+    first = rep.token_id
+    assert token_config(tok.flash)["locked"] and off.used() == {first: "allocated"}
+    monkeypatch.undo()
+
+    off = OfflineIssuer(path, psk, out)
+    rep = Station(off, board="sim", prefix="81").provision(tok.port)
+    assert rep.status == "provisioned", rep.error
+    assert "was locked but pending: unlocked, redone" in rep.recovered
+    assert rep.token_id != first and b.holds(rep.token_id)
+    assert off.used() == {first: "discarded", rep.token_id: "done"}
+    assert [p.serial for p in pskc.read_file(out, psk)] == [f"{rep.token_id:08d}"]
+    assert token_config(tok.flash)["token_id"] == rep.token_id
+    # a token of another batch (or of none) is not unlocked here
+    other = tmp_path / "other.json"
+    b2, key2, master2 = create_batch(issuer.backend, "81", 1, pskc.psk_id(psk))
+    other.write_bytes(seal(b2, key2, master2, psk))
+    rep = Station(OfflineIssuer(other, psk, tmp_path / "o.pskc"), board="sim", prefix="81").provision(tok.port)
+    assert rep.status == "failed" and rep.step == "check"
+    assert "unknown to this database" in rep.error
+
+
+def test_batches_and_import_on_postgresql(pg_issuer, tmp_path: Path) -> None:
+    from paytoken.backend import BackendError
+    from paytoken.backend.batches import create_batch, import_tokens
+
+    psk = os.urandom(16)
+    b, _key, master = create_batch(pg_issuer.backend, "81", 50, pskc.psk_id(psk))
+    secrets_ = {i: os.urandom(20) for i in b.ids()}
+    packages = [pskc.KeyPackage(serial=f"{i:08d}", secret=s, drift=0) for i, s in secrets_.items()]
+    data = pskc.dumps(packages, psk)
+    bad = packages[:10] + [pskc.KeyPackage(serial=f"{b.last_id + 1:08d}", secret=os.urandom(20))]
+    with pytest.raises(BackendError, match="outside every batch"):
+        import_tokens(pg_issuer.backend, bad, pskc.psk_id(psk))
+    assert {r["status"] for r in pg_issuer.rows()} == {PENDING}  # all or none
+    r = import_tokens(pg_issuer.backend, pskc.loads(data, psk), pskc.psk_id(psk))
+    assert sorted(r.imported) == list(b.ids()) and not r.already
+    assert pg_issuer.secret_of(b.first_id) == secrets_[b.first_id]
+    row = next(x for x in pg_issuer.rows() if x["id"] == b.last_id)
+    assert pg_issuer.keyring.open(row["sync_key_enc"], f"token:{b.last_id}:sync") == \
+        derive_sync_key(master, b.last_id)
+    assert import_tokens(pg_issuer.backend, pskc.loads(data, psk), pskc.psk_id(psk)).already == list(b.ids())
+    assert pg_issuer.backend.verify_audit().ok
