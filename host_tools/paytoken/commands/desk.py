@@ -8,6 +8,7 @@ Usage::
     paytoken info --port /dev/ttyACM0
     paytoken cross-verify --port /dev/ttyACM0 --steps 50
 
+``provision --offline-batch`` reaches no issuer (see ``commands/pskc.py``); otherwise
 ``provision`` and ``cross-verify`` open the issuer database (``--db``, master key from
 ``$PAYTOKEN_MASTER_KEY`` or ``--master-key-file``); ``sync-clock`` and ``update`` talk to
 the issuer over HTTP (``--url``/``$PAYTOKEN_URL``, ``--admin-key``/``$PAYTOKEN_ADMIN_KEY``).
@@ -131,12 +132,9 @@ def do_provision(args: argparse.Namespace) -> int:
                            (" (none found)" if args.all else ""))
     if args.burn_in < 0:
         raise CommandError("--burn-in must be >= 0 seconds")
-    if args.offline_batch:
-        from paytoken.commands.pskc import offline_issuer
+    from paytoken.commands.pskc import offline_issuer
 
-        issuer = offline_issuer(args)
-    else:
-        issuer = _backend(args)
+    issuer = offline_issuer(args) or _backend(args)
     args.prefix = args.prefix or "81"
     try:
         station = Station(issuer, board=args.board, burn_in=args.burn_in, prefix=args.prefix,

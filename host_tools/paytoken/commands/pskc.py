@@ -18,6 +18,7 @@ import json
 import os
 from pathlib import Path
 
+from paytoken.commands.backend import _int
 from paytoken.errors import CommandError
 
 
@@ -47,6 +48,11 @@ def do_batch_create(args: argparse.Namespace) -> None:
     if os.path.lexists(out):
         raise CommandError(f"{out} exists; refusing to overwrite a batch")
     backend = _backend(args, key=True)
+    try:
+        if backend.scheme_keys().get(args.prefix) is None:  # before a key file is made
+            raise BackendError(f"no scheme key for prefix {args.prefix}: run `paytoken scheme add`", 422)
+    except BackendError as e:
+        raise CommandError(str(e)) from None
     psk, created = _psk(Path(args.psk_file), create=True)
     try:
         b, scheme_key, sync_master = create_batch(backend, args.prefix, args.count, psk_id(psk),
@@ -97,10 +103,15 @@ def do_token_import(args: argparse.Namespace) -> None:
 
 
 def offline_issuer(args: argparse.Namespace):
-    """The ``Issuer`` for ``provision --offline-batch B --pskc-out F --psk-file K``."""
+    """The ``Issuer`` for ``provision --offline-batch B --pskc-out F --psk-file K``, or
+    None without ``--offline-batch``."""
     from paytoken.station import ops
     from paytoken.station.offline import OfflineIssuer
 
+    if not args.offline_batch:
+        if args.pskc_out or args.psk_file:
+            raise CommandError("--pskc-out and --psk-file go with --offline-batch")
+        return None
     missing = [f for f, v in (("--pskc-out", args.pskc_out), ("--psk-file", args.psk_file)) if not v]
     if missing:
         raise CommandError(f"--offline-batch needs {' and '.join(missing)}")
@@ -147,7 +158,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bts = bt.add_subparsers(dest="batch_command", metavar="ACTION", required=True)
     p = bts.add_parser("create", help="reserve N token ids and write them, with the scheme key "
                        "sealed under a pre-shared key, to a batch file")
-    p.add_argument("--count", type=int, required=True, metavar="N")
+    p.add_argument("--count", type=_int, required=True, metavar="N")
     p.add_argument("--prefix", required=True, metavar="PV", help="scheme prefix, e.g. 81")
     p.add_argument("--psk-file", required=True, metavar="KEYFILE",
                    help="pre-shared key file (created, mode 0600, when it does not exist)")
