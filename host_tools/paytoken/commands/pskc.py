@@ -40,10 +40,12 @@ def _out(args: argparse.Namespace, data: object, text: str) -> None:
 def do_batch_create(args: argparse.Namespace) -> None:
     from paytoken.backend import BackendError
     from paytoken.backend.batches import create_batch
-    from paytoken.batch import BatchError, seal
+    from paytoken.batch import MAX_COUNT, BatchError, seal
     from paytoken.commands.backend import _backend
     from paytoken.pskc import psk_id
 
+    if not 1 <= args.count <= MAX_COUNT:
+        raise CommandError(f"--count: a batch holds 1 to {MAX_COUNT} tokens")
     out = Path(args.out)
     if os.path.lexists(out):
         raise CommandError(f"{out} exists; refusing to overwrite a batch")
