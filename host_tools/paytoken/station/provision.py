@@ -5,15 +5,16 @@ Usage::
     station = Station(issuer, board="sim", burn_in=10, report_dir=Path("reports"))
     reports = station.run(["/dev/ttyACM0", "/dev/ttyACM1"], progress=callback)
 
-``issuer`` is a ``station.issuer.Issuer`` (every call to the issuer goes through it:
-``DbIssuer`` over a ``Backend``, ``offline.OfflineIssuer`` over a batch); a ``Backend``
-is wrapped in a ``DbIssuer``. Each port gets its own thread and its own time-bounded ``Device``. The steps:
+``issuer`` is a ``station.issuer.Issuer``, through which every call to the issuer goes
+(``DbIssuer`` over a ``Backend``, which is wrapped in one when passed; or
+``offline.OfflineIssuer`` over a batch). Each port gets its own thread and its own
+time-bounded ``Device``. The steps:
 
 1. ``check``: the token's firmware version equals this host's ``fwversion.py`` and its
    board is the one asked for (else: run ``paytoken deploy``). A locked token that is
    active in the database is skipped; one locked but still ``pending`` (a run cut
    after its lock) is unlocked with the pending record's sync key and redone.
-2. ``secret``: 160-bit secret and sync key from ``secrets``.
+2. ``secret``: a 160-bit secret from ``secrets``.
 3. ``allocate``: a ``pending`` token id and its sync key from the issuer.
 4. ``config``: ``config.save`` on the token (atomic there); the secret travels only
    inside that exec'd code.
@@ -251,7 +252,7 @@ class Station:
             if pending is not None and not locking:
                 try:
                     self.issuer.discard(pending, self.actor + ":" + port)
-                except BackendError:
+                except (BackendError, ops.OpsError, OSError):
                     pass  # the next run finds and removes it
             if progress:
                 progress(port, "failed", rep.error)
