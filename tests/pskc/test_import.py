@@ -135,3 +135,15 @@ def test_not_our_scheme_refused(issuer, batch, tmp_path) -> None:
             env=issuer.env())
     one_line_error(r, r"this issuer's tokens are TOTP, 6 decimal digits, 30 s; the package is hotp")
     assert statuses(issuer, ids) == [PENDING] * 3
+
+
+def test_time_drift_starts_the_drift_model(issuer, batch, tmp_path) -> None:
+    psk_file, psk, ids = batch
+    f = their_file(tmp_path / "t.pskc", psk, {ids[0]: os.urandom(20)}, time_drift=-2)
+    r = run("token", "import", "--pskc", str(f), "--psk-file", str(psk_file), env=issuer.env())
+    assert r.returncode == 0, r.stderr
+    info = issuer.backend.token_info(ids[0])
+    assert (info["status"], info["drift_steps"], info["drift_seconds"]) == (ACTIVE, -2, -60)
+    g = their_file(tmp_path / "g.pskc", psk, {ids[1]: os.urandom(20)}, time_drift=99999)
+    r = run("token", "import", "--pskc", str(g), "--psk-file", str(psk_file), env=issuer.env())
+    one_line_error(r, r"a time drift of 99999 steps is beyond")

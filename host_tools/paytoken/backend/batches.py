@@ -5,7 +5,8 @@ batch; the station provisions without reaching the issuer and writes a PSKC file
 ``import_tokens`` activates the tokens of that file in one transaction, all or none.
 A token id outside every batch, a batch sealed under another pre-shared key, a token
 already active with another secret, or a package that is not this scheme's TOTP is
-refused; a package already imported with the same secret is a no-op.
+refused; a package already imported with the same secret is a no-op. A package's
+``TimeDrift`` (steps the token runs ahead) starts the token's drift model there.
 
 Usage::
 
@@ -19,12 +20,13 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from paytoken.backend import BackendError, audit
 from paytoken.backend.models import ACTIVE, LOCKED, LOST, PENDING, REVOKED, Token
 from paytoken.backend.models import Batch as BatchRow
 from paytoken.backend.service import MAX_TOKEN_ID, Backend
+from paytoken.backend.verify import Drift
 from paytoken.batch import MAX_COUNT, Batch, sync_key
 from paytoken.pskc import KeyPackage
 
@@ -32,6 +34,7 @@ _t = Token.__table__
 _b = BatchRow.__table__
 TOTP_PERIOD = 30
 TOTP_DIGITS = 6
+MAX_DRIFT_STEPS = 2880  # a day: more is a broken clock, not a drift
 
 
 @dataclass
@@ -92,6 +95,9 @@ def _check_package(p: KeyPackage, tid: int) -> None:
             f"{p.digits} {p.encoding or '?'} digits, {p.interval} s", 422)
     if len(p.secret) < 16:
         raise BackendError(f"token {tid:08d}: the secret is shorter than 16 bytes", 422)
+    if p.drift is not None and abs(p.drift) > MAX_DRIFT_STEPS:
+        raise BackendError(f"token {tid:08d}: a time drift of {p.drift} steps is beyond "
+                           f"±{MAX_DRIFT_STEPS}", 422)
 
 
 def import_tokens(backend: Backend, packages: list[KeyPackage], psk_id: str,
@@ -132,6 +138,11 @@ def import_tokens(backend: Backend, packages: list[KeyPackage], psk_id: str,
                 masters[b.id] = ring.open(b.sync_master_enc, f"batch:{b.id}:sync")
             backend._activate(conn, tid, p.secret, sync_key(masters[b.id], tid), b.prefix, currency,
                               None, None, actor)
+            if p.drift:  # the file's TimeDrift (steps ahead, as ipa-otptoken-import takes it)
+                d = Drift.fresh(backend.now(), float(p.drift * TOTP_PERIOD), None,
+                                backend.policy.rate_sigma_ppm)
+                conn.execute(update(_t).where(_t.c.id == tid).values(
+                    drift=p.drift, drift_s=p.drift * TOTP_PERIOD, drift_at=d.at, drift_off=d.offset))
             out.imported.append(tid)
         if out.imported:
             audit.append(conn, backend.now(), actor, "PSKC_IMPORT", None,
