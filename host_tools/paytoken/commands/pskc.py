@@ -160,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bts = bt.add_subparsers(dest="batch_command", metavar="ACTION", required=True)
     p = bts.add_parser("create", help="reserve N token ids and write them, with the scheme key "
                        "sealed under a pre-shared key, to a batch file")
-    p.add_argument("--count", type=_int, required=True, metavar="N")
+    p.add_argument("--count", type=_int, required=True, metavar="N", help="token ids, 1 to 10000")
     p.add_argument("--prefix", required=True, metavar="PV", help="scheme prefix, e.g. 81")
     p.add_argument("--psk-file", required=True, metavar="KEYFILE",
                    help="pre-shared key file (created, mode 0600, when it does not exist)")
