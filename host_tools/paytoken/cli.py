@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "paytoken.commands.station",  # vdev, deploy
     "paytoken.commands.desk",  # provision, sync-clock, update, info, cross-verify
     "paytoken.commands.story",  # demo, simulate-year
+    "paytoken.commands.pskc",  # batch (and token import, provision --offline-batch)
 )
 
 

@@ -138,3 +138,18 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Batch(Base):
+    """An id range handed to an offline factory station (``paytoken batch create``)."""
+
+    __tablename__ = "batches"
+    __table_args__ = (CheckConstraint("count >= 1 AND first_id >= 0 AND first_id + count <= 100000000",
+                                      name="ck_batches_range"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(2), ForeignKey("schemes.prefix"))
+    first_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    count: Mapped[int] = mapped_column(Integer)
+    psk_id: Mapped[str] = mapped_column(String(32))  # public id of the pre-shared key
+    sync_master_enc: Mapped[str] = mapped_column(Text)  # sealed under the master key
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -304,7 +304,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p, key=True)
     p.set_defaults(func=do_scheme_add)
 
-    tk = sub.add_parser("token", help="tokens: add, list, show, revoke, unlock")
+    tk = sub.add_parser("token", help="tokens: add, list, show, revoke, unlock, import")
     tks = tk.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     p = tks.add_parser("add", help="register an active token (imports and tests)")
     p.add_argument("--id", type=_int, required=True)
@@ -329,6 +329,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--lost", action="store_true", help="mark it lost instead of revoked")
         _common(p)
         p.set_defaults(func=fn)
+    from paytoken.commands.pskc import register_token_import
+
+    register_token_import(tks)
 
     mc = sub.add_parser("merchant", help="merchants and their API keys")
     mcs = mc.add_subparsers(dest="merchant_command", metavar="ACTION", required=True)

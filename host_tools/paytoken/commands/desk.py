@@ -8,6 +8,7 @@ Usage::
     paytoken info --port /dev/ttyACM0
     paytoken cross-verify --port /dev/ttyACM0 --steps 50
 
+``provision --offline-batch`` reaches no issuer (see ``commands/pskc.py``); otherwise
 ``provision`` and ``cross-verify`` open the issuer database (``--db``, master key from
 ``$PAYTOKEN_MASTER_KEY`` or ``--master-key-file``); ``sync-clock`` and ``update`` talk to
 the issuer over HTTP (``--url``/``$PAYTOKEN_URL``, ``--admin-key``/``$PAYTOKEN_ADMIN_KEY``).
@@ -131,9 +132,12 @@ def do_provision(args: argparse.Namespace) -> int:
                            (" (none found)" if args.all else ""))
     if args.burn_in < 0:
         raise CommandError("--burn-in must be >= 0 seconds")
-    backend = _backend(args)
+    from paytoken.commands.pskc import offline_issuer
+
+    issuer = offline_issuer(args) or _backend(args)
+    args.prefix = args.prefix or "81"
     try:
-        station = Station(backend, board=args.board, burn_in=args.burn_in, prefix=args.prefix,
+        station = Station(issuer, board=args.board, burn_in=args.burn_in, prefix=args.prefix,
                           report_dir=args.report_dir, timeout=args.timeout)
     except (ops.OpsError, OSError, ValueError) as e:
         raise CommandError(f"provision: {e}") from None
@@ -225,13 +229,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--board", required=True, help="board name (boards/<name>.py)")
     p.add_argument("--burn-in", type=float, default=0.0, metavar="SECONDS",
                    help="seconds between clock readings for the crystal error (0: not measured)")
-    p.add_argument("--prefix", default="81", help="scheme prefix (two digits, default 81)")
+    p.add_argument("--prefix", default=None,
+                   help="scheme prefix (two digits; default 81, or the offline batch's)")
     p.add_argument("--report-dir", type=Path, default=None, metavar="DIR",
                    help="write a JSON report per token and audit.jsonl here")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per device call")
     p.add_argument("--quiet", action="store_true", help="no live progress")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     _db_args(p)
+    from paytoken.commands.pskc import add_offline_args
+
+    add_offline_args(p)
     p.set_defaults(func=do_provision)
 
     p = sub.add_parser("sync-clock", help="set a locked token's clock from the issuer's signed time")

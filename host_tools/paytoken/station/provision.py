@@ -2,17 +2,20 @@
 
 Usage::
 
-    station = Station(backend, board="sim", burn_in=10, report_dir=Path("reports"))
+    station = Station(issuer, board="sim", burn_in=10, report_dir=Path("reports"))
     reports = station.run(["/dev/ttyACM0", "/dev/ttyACM1"], progress=callback)
 
-Each port gets its own thread and its own time-bounded ``Device``. The steps:
+``issuer`` is a ``station.issuer.Issuer``, through which every call to the issuer goes
+(``DbIssuer`` over a ``Backend``, which is wrapped in one when passed; or
+``offline.OfflineIssuer`` over a batch). Each port gets its own thread and its own
+time-bounded ``Device``. The steps:
 
 1. ``check``: the token's firmware version equals this host's ``fwversion.py`` and its
    board is the one asked for (else: run ``paytoken deploy``). A locked token that is
    active in the database is skipped; one locked but still ``pending`` (a run cut
    after its lock) is unlocked with the pending record's sync key and redone.
-2. ``secret``: 160-bit secret and sync key from ``secrets``.
-3. ``allocate``: a ``pending`` token id in the issuer database (sync key sealed on it).
+2. ``secret``: a 160-bit secret from ``secrets``.
+3. ``allocate``: a ``pending`` token id and its sync key from the issuer.
 4. ``config``: ``config.save`` on the token (atomic there); the secret travels only
    inside that exec'd code.
 5. ``clock``: the RTC set to UTC through the board's RTC driver.
@@ -20,7 +23,8 @@ Each port gets its own thread and its own time-bounded ``Device``. The steps:
    crystal error in ppm; ``ppm`` and ``ref_time`` stored on the token.
 7. ``verify``: codes for fixed times computed on the token vs CPython's paycode.
 8. ``lock``: the lock flag, a reboot, ``INFO`` locked, the REPL refused.
-9. ``activate``: secret, sync key and ``active`` status in one transaction.
+9. ``activate``: the issuer records secret, sync key and ``active`` (in one transaction,
+   or in the offline batch's PSKC file).
 
 A failure before ``lock`` discards the pending record (the token is re-provisionable
 as it is); from ``lock`` on the pending record is kept, because it holds the sync key
@@ -45,12 +49,12 @@ from paytoken.backend import BackendError
 from paytoken.backend.models import ACTIVE, PENDING
 from paytoken.backend.service import Backend
 from paytoken.station import ops
+from paytoken.station.issuer import DbIssuer, Issuer
 from paytoken.station.transport import DEFAULT_TIMEOUT, Device, DeviceError
 
 STEPS = ("connect", "check", "secret", "allocate", "config", "clock", "drift", "verify",
          "lock", "activate")
 SECRET_BYTES = 20  # 160 bits (RFC 4226 R6 recommends 160)
-SYNC_KEY_BYTES = 20
 
 # (port, step, detail) -> None; detail is a short text, never a secret
 Progress = Callable[[str, str, str], None]
@@ -81,11 +85,11 @@ class TokenReport:
 
 
 class Station:
-    """A provisioning station over one issuer database."""
+    """A provisioning station over one issuer."""
 
     def __init__(
         self,
-        backend: Backend,
+        issuer: Issuer | Backend,
         *,
         board: str,
         burn_in: float = 0.0,
@@ -95,11 +99,11 @@ class Station:
         firmware_dir: Path | None = None,
         actor: str | None = None,
     ) -> None:
-        """``backend`` needs the master key; ``burn_in`` is seconds between the two
+        """A ``Backend`` needs the master key; ``burn_in`` is seconds between the two
         clock readings (0: the crystal error is not measured, ppm stays 0)."""
         if burn_in < 0:
             raise ValueError("burn-in must be >= 0 seconds")
-        self.backend = backend
+        self.issuer: Issuer = DbIssuer(issuer) if isinstance(issuer, Backend) else issuer
         self.board = board
         self.burn_in = float(burn_in)
         self.prefix = prefix
@@ -108,7 +112,7 @@ class Station:
         self.host_fw = ops.host_fw_version(firmware_dir)
         self.actor = actor or f"station:{socket.gethostname()}"
         try:
-            self.scheme_key = backend.scheme_keys().get(prefix)
+            self.scheme_key = self.issuer.scheme_key(prefix)
         except BackendError as e:
             raise ops.OpsError("setup", str(e)) from None
         if self.scheme_key is None:
@@ -171,10 +175,9 @@ class Station:
 
                 step("secret")
                 secret = secrets.token_bytes(SECRET_BYTES)
-                sync_key = secrets.token_bytes(SYNC_KEY_BYTES)
 
                 step("allocate")
-                pending = self.backend.allocate_token(self.actor + ":" + port, sync_key=sync_key)
+                pending, sync_key = self.issuer.allocate(self.actor + ":" + port)
                 rep.token_id = pending
 
                 step("config", f"token {pending:08d}")
@@ -219,7 +222,7 @@ class Station:
                 step("verify")
                 times = list(ops.FIXED_TIMES) + [cs.utc, cs.utc + 30]
                 got = ops.device_codes(dev, times)
-                want = ops.host_codes(secret, pending, times, self.scheme_key, self.prefix)
+                want = self.issuer.expected_codes(pending, secret, self.prefix, times)
                 bad = ops.mismatches(times, got, want)
                 if bad:
                     raise ops.OpsError(
@@ -237,9 +240,9 @@ class Station:
                 # to a few ppm, tell the issuer the residual rate is known to be ~0
                 # (else it starts from an unknown rate and learns it from payments).
                 known = rep.ppm_resolution is not None and rep.ppm_resolution <= ops.STORE_PPM_BOUND
-                self.backend.activate_token(pending, secret, sync_key, self.prefix,
-                                            actor=self.actor + ":" + port,
-                                            drift_ppm=0.0 if known else None)
+                self.issuer.activate(pending, secret, sync_key, self.prefix,
+                                     actor=self.actor + ":" + port,
+                                     drift_ppm=0.0 if known else None)
                 pending = None
                 rep.status = "provisioned"
                 step("done", f"token {rep.token_id:08d}")
@@ -248,8 +251,8 @@ class Station:
             rep.error = ops.scrub(str(e), secret, sync_key)
             if pending is not None and not locking:
                 try:
-                    self.backend.discard_pending(pending, self.actor + ":" + port)
-                except BackendError:
+                    self.issuer.discard(pending, self.actor + ":" + port)
+                except (BackendError, ops.OpsError, OSError):
                     pass  # the next run finds and removes it
             if progress:
                 progress(port, "failed", rep.error)
@@ -260,12 +263,7 @@ class Station:
         return rep
 
     def _status(self, token_id: int) -> str | None:
-        try:
-            return self.backend.token_info(token_id)["status"]
-        except BackendError as e:
-            if e.status == 404:
-                return None
-            raise
+        return self.issuer.status(token_id)
 
     def _locked(self, dev: Device, st: ops.TokenState, rep: TokenReport) -> bool:
         # A token that answers only the line protocol. -> True when it is done with.
@@ -288,7 +286,7 @@ class Station:
             )
         # cut after its lock, before activation: unlock with the pending sync key
         nonce = ops.challenge(dev, "check")
-        mac = self.backend.pending_unlock_mac(st.token_id, nonce, self.actor + ":" + dev.port)
+        mac = self.issuer.unlock_mac(st.token_id, nonce, self.actor + ":" + dev.port)
         ops.unlock(dev, mac)
         rep.recovered = f"token {st.token_id:08d} was locked but pending: unlocked, redone"
         return False
@@ -297,7 +295,7 @@ class Station:
         # The token holds the id of an earlier, unfinished run.
         status = self._status(token_id)
         if status == PENDING:
-            self.backend.discard_pending(token_id, self.actor + ":" + rep.port)
+            self.issuer.discard(token_id, self.actor + ":" + rep.port)
             rep.recovered = (rep.recovered or "") + (
                 f"{'; ' if rep.recovered else ''}pending record {token_id:08d} of a cut run removed")
         elif status is not None:

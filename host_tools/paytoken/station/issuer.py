@@ -1,0 +1,96 @@
+"""The factory station's one seam to the issuer: every call the station makes.
+
+``Station`` (``provision.py``) talks to an ``Issuer``; it never opens a database or
+reads a batch itself. Two implementations today:
+
+- ``DbIssuer``: the embedded single-machine default (``--db``), over a ``Backend``.
+- ``station.offline.OfflineIssuer``: a batch file and a PSKC file, no issuer reached.
+
+An online one (the admin API) implements the same methods. Errors: ``BackendError``
+or ``ops.OpsError``, whose messages never hold a secret.
+
+Usage::
+
+    issuer = DbIssuer(backend)
+    token_id, sync_key = issuer.allocate("station:host:/dev/ttyACM0")
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Protocol
+
+from paytoken.backend import BackendError
+from paytoken.backend.service import Backend
+from paytoken.station import ops
+
+SYNC_KEY_BYTES = 20
+
+
+class Issuer(Protocol):
+    """What a provisioning station needs from the issuer."""
+
+    def scheme_key(self, prefix: str) -> bytes | None:
+        """The scheme key the tokens get (None: the issuer has no such prefix)."""
+
+    def allocate(self, actor: str) -> tuple[int, bytes]:
+        """A fresh ``pending`` token id and the sync key that goes with it."""
+
+    def status(self, token_id: int) -> str | None:
+        """``active`` (provisioned: skip), ``pending`` (a cut run), another status, or
+        None (unknown here)."""
+
+    def discard(self, token_id: int, actor: str) -> None:
+        """Give up a pending id (a run that failed before the lock)."""
+
+    def unlock_mac(self, token_id: int, nonce: str, actor: str) -> str:
+        """``sync_mac(sync_key, 'UNLOCK', nonce, id)`` for a locked but pending token."""
+
+    def expected_codes(self, token_id: int, secret: bytes, prefix: str, times: list[int]) -> list[str]:
+        """The codes the token must show at ``times`` (the verify step's oracle)."""
+
+    def activate(self, token_id: int, secret: bytes, sync_key: bytes, prefix: str, *,
+                 actor: str, drift_ppm: float | None) -> None:
+        """The last step: the token is locked and good; record it."""
+
+
+class DbIssuer:
+    """The issuer database in this process (needs the master key)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._keys: dict[str, bytes] | None = None
+
+    def scheme_key(self, prefix: str) -> bytes | None:
+        if self._keys is None:
+            self._keys = self.backend.scheme_keys()
+        return self._keys.get(prefix)
+
+    def allocate(self, actor: str) -> tuple[int, bytes]:
+        sync_key = secrets.token_bytes(SYNC_KEY_BYTES)
+        return self.backend.allocate_token(actor, sync_key=sync_key), sync_key
+
+    def status(self, token_id: int) -> str | None:
+        try:
+            return self.backend.token_info(token_id)["status"]
+        except BackendError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def discard(self, token_id: int, actor: str) -> None:
+        self.backend.discard_pending(token_id, actor)
+
+    def unlock_mac(self, token_id: int, nonce: str, actor: str) -> str:
+        return self.backend.pending_unlock_mac(token_id, nonce, actor)
+
+    def expected_codes(self, token_id: int, secret: bytes, prefix: str, times: list[int]) -> list[str]:
+        key = self.scheme_key(prefix)
+        if key is None:
+            raise ops.OpsError("verify", f"no scheme key for prefix {prefix}")
+        return ops.host_codes(secret, token_id, times, key, prefix)
+
+    def activate(self, token_id: int, secret: bytes, sync_key: bytes, prefix: str, *,
+                 actor: str, drift_ppm: float | None) -> None:
+        self.backend.activate_token(token_id, secret, sync_key, prefix, actor=actor,
+                                    drift_ppm=drift_ppm)
