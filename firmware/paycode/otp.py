@@ -7,17 +7,18 @@ import hashlib
 from binascii import hexlify
 
 
-def _hmac(h, key, msg):
+def _hmac(h, key, msg, block=64):
     # A built-in hash finalizes on digest(), so each object is digested once.
-    if len(key) > 64:
+    # SHA-1 and SHA-256 hash 64-byte blocks, SHA-512 128-byte ones.
+    if len(key) > block:
         key = h(key).digest()
-    pad = bytearray(64)  # SHA-1 and SHA-256 both hash 64-byte blocks
+    pad = bytearray(block)
     pad[: len(key)] = key
-    for i in range(64):
+    for i in range(block):
         pad[i] ^= 0x36  # K xor ipad
     inner = h(pad)
     inner.update(msg)
-    for i in range(64):
+    for i in range(block):
         pad[i] ^= 0x6A  # 0x36 ^ 0x6A == 0x5C: now K xor opad
     outer = h(pad)
     outer.update(inner.digest())
@@ -35,6 +36,13 @@ def hmac_sha256(key, msg):
     return _hmac(h, key, msg)
 
 
+def hmac_sha512(key, msg):
+    h = getattr(hashlib, "sha512", None)
+    if h is None:
+        raise ValueError("this runtime's hashlib has no sha512")
+    return _hmac(h, key, msg, 128)
+
+
 def hotp(key, counter, digits=6, algorithm="sha1"):
     # RFC 4226 section 5.3: dynamic truncation to 31 bits, then mod 10^digits.
     if not 6 <= digits <= 10:
@@ -45,8 +53,10 @@ def hotp(key, counter, digits=6, algorithm="sha1"):
         mac = hmac_sha1(key, counter.to_bytes(8, "big"))
     elif algorithm == "sha256":
         mac = hmac_sha256(key, counter.to_bytes(8, "big"))
+    elif algorithm == "sha512":
+        mac = hmac_sha512(key, counter.to_bytes(8, "big"))
     else:
-        raise ValueError("algorithm must be sha1 or sha256")
+        raise ValueError("algorithm must be sha1, sha256 or sha512")
     o = mac[-1] & 0x0F
     mod = 10**digits
     # Horner's rule mod 10^digits keeps 6-digit arithmetic in small ints on 30-bit ports.
