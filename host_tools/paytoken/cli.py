@@ -57,12 +57,13 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error: ``paytoken: code: argument --at: ...``, exit 2."""
+    """argparse with the CLI's one error form: ``paytoken: code: argument --at: ...``, exit 1
+    (2 means a refusal to ``pay`` and a failed token to ``provision``)."""
 
     def error(self, message: str):  # type: ignore[override]
         where = self.prog.removeprefix("paytoken").strip()
         line = " ".join(f"{where + ': ' if where else ''}{message}".split())
-        self.exit(2, f"paytoken: {line} (see: {self.prog} --help)\n")
+        self.exit(1, f"paytoken: {line} (see: {self.prog} --help)\n")
 
 
 def iter_parsers(parser: argparse.ArgumentParser,

@@ -65,7 +65,7 @@ def test_cli_end_to_end(db_url, tmp_path, capsys, monkeypatch):
     assert json.loads(run(capsys, "token", "revoke", "42", "--db", db_url, "--json").out)["status"] == "revoked"
     assert "only a locked token" in run(capsys, "token", "unlock", "42", "--db", db_url, rc=1).err
     assert "intact" in run(capsys, "db", "audit-verify", "--db", db_url).out
-    assert "--workers must be 1 to 64" in run(capsys, "serve", "--db", db_url, "--workers", "0", rc=1).err
+    assert "argument --workers: 0 is out of range (1 to 64)" in run(capsys, "serve", "--db", db_url, "--workers", "0", rc=1).err
 
 
 @settings(max_examples=400, deadline=None)

@@ -54,6 +54,7 @@ def integer(lo: int | None = None, hi: int | None = None, what: str = "an intege
         return v
 
     parse.__name__ = what.replace(" ", "_")
+    parse.int_bounds = (lo, hi)  # type: ignore[attr-defined]  # what tests/core/test_cli_fuzz.py probes
     return parse
 
 
@@ -75,16 +76,21 @@ def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
         return v
 
     parse.__name__ = what.replace(" ", "_")
+    parse.num_bounds = (lo, hi, lo_open)  # type: ignore[attr-defined]
     return parse
+
+
+def _n(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
 def _range(lo: float | None, hi: float | None, lo_open: bool = False) -> str:
     if lo_open:
-        low = f"more than {lo:g}"
-        return low if hi is None else f"{low}, at most {hi:g}"
+        low = f"more than {_n(lo)}"
+        return low if hi is None else f"{low}, at most {_n(hi)}"
     if lo is not None and hi is not None:
-        return f"{lo:g} to {hi:g}"
-    return f"at least {lo:g}" if lo is not None else f"at most {hi:g}"
+        return f"{_n(lo)} to {_n(hi)}"
+    return f"at least {_n(lo)}" if lo is not None else f"at most {_n(hi)}"
 
 
 positive_int = integer(1, None, "a positive integer")
@@ -122,6 +128,7 @@ def text(max_len: int = 100, *, ascii_only: bool = False, what: str = "text") ->
         return value
 
     parse.__name__ = what.replace(" ", "_")
+    parse.text = (max_len, ascii_only)  # type: ignore[attr-defined]
     return parse
 
 
@@ -177,6 +184,20 @@ def board(value: str) -> str:
     if not _BOARD.fullmatch(value) or len(value) > 64:
         raise ArgumentTypeError(f"{_shown(value)} is not a board name (e.g. pico, sim)")
     return value
+
+
+def sim_board(value: str) -> str:
+    """A board of the sim family, which virtual tokens run (``boards/<name>.py``)."""
+    from paytoken.station import deploy
+
+    name = board(value)
+    try:
+        found = deploy.load_board(name)
+    except deploy.DeployError as e:
+        raise ArgumentTypeError(str(e)) from None
+    if not found.sim:
+        raise ArgumentTypeError(f"{name} is not a sim board (a virtual token needs one)")
+    return name
 
 
 def db_url(value: str) -> str:

@@ -238,7 +238,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-id", type=argtypes.token_id, metavar="N", help="token id, up to 8 digits")
     p.add_argument("--scheme-key", metavar="HEX", help="the version's 16-byte scheme key, hex")
     p.add_argument(
-        "--prefix", default="81", metavar="PV", help="scheme and version digits (default 81)"
+        "--prefix", type=argtypes.prefix, default="81", metavar="PV",
+        help="scheme and version digits (default 81)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_code)

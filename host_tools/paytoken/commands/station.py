@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = vsub.add_parser("start", help="run a virtual token in the foreground")
     flash_arg(q)
-    q.add_argument("--board", type=_sim_board, default="sim",
+    q.add_argument("--board", type=argtypes.sim_board, default="sim",
                    help="sim board (hardware folder layout): sim or sim-128x32")
     q.add_argument("--locked", action="store_true", help="production image: no REPL fallback")
     q.add_argument("--heapsize", type=argtypes.heapsize, default=None,
@@ -91,17 +91,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 MAX_SCALE = 32  # 128x64 at 32 is a 4096x2048 PNG: a few MB, never an out-of-memory kill
 MAX_PPM = 10000  # the station refuses beyond 1000 ppm; the model goes ten times further
-
-
-def _sim_board(value: str) -> str:
-    name = argtypes.board(value)
-    try:
-        board = deploy_mod.load_board(name)
-    except deploy_mod.DeployError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if not board.sim:
-        raise argparse.ArgumentTypeError(f"{name} is not a sim board (a virtual token needs one)")
-    return name
 
 
 def _hw(args: argparse.Namespace) -> Path:
