@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import paycode
 
 ALGORITHMS = ("sha1", "sha256", "sha512")
-MAX_PERIOD = 86400
+MAX_PERIOD = 120  # NIST SP 800-63B-4 3.1.4.1: a new code at least every two minutes (as pyotp)
 
 
 @dataclass(frozen=True)
