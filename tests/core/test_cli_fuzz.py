@@ -292,3 +292,14 @@ def test_defaults_are_shown_in_help() -> None:
     text = LEAVES["serve"].format_help()
     assert "(default: 8080)" in text and "(default: info)" in text
     assert "(default: 10.0)" in LEAVES["pay"].format_help()
+
+
+def test_top_level_help_is_a_users_overview(capsys) -> None:
+    from importlib.metadata import version
+
+    text = PARSER.format_help()
+    assert "paytoken demo" in text and "payment code" in text and "PAYTOKEN_DB" in text
+    assert "dispatch" not in text and "register(" not in text
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"paytoken {version('paytoken')}\n"
