@@ -110,9 +110,27 @@ def test_payment_codes_refuse_a_uri_with_other_parameters(capsys) -> None:
     assert (rc, out) == (0, paycode.payment_code(key, 1, 0, bytes.fromhex(KEY_HEX)) + "\n")
 
 
+# RFC 6238 appendix B, the SHA-512 column (64-byte seed), through an otpauth URI.
+SEED512 = base64.b32encode(b"1234567890" * 6 + b"1234").decode()
+RFC6238_SHA512 = [(59, "90693936"), (1111111109, "25091201"), (1111111111, "99943326"),
+                  (1234567890, "93441116"), (2000000000, "38618901"), (20000000000, "47863826")]
+
+
+@pytest.mark.parametrize(("t", "want"), RFC6238_SHA512)
+def test_rfc6238_sha512_vectors(capsys, t: int, want: str) -> None:
+    uri = f"otpauth://totp/RFC?secret={SEED512}&digits=8&algorithm=SHA512"
+    assert run(capsys, "code", uri, "--at", str(t)) == (0, want + "\n", "")
+    assert pyotp.TOTP(SEED512, digits=8, digest=hashlib.sha512).at(t) == want
+
+
 def test_sha512_hmac_matches_the_standard_library() -> None:
     import hmac
 
+    from paycode import otp
+
     for n in (0, 1, 64, 127, 128, 129, 300):
-        k = bytes(range(256))[:n] * 1
-        assert paycode.hmac_sha512(k, b"msg") == hmac.new(k, b"msg", hashlib.sha512).digest()
+        k = bytes(i % 256 for i in range(n))
+        got = otp._hmac(hashlib.sha512, k, b"msg", 128)
+        assert got == hmac.new(k, b"msg", hashlib.sha512).digest()
+    with pytest.raises(ValueError, match="sha1, sha256 or sha512"):
+        paycode.hotp(k, 0, algorithm="sha384")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,21 +32,30 @@ def _files(tree: Path) -> dict[str, bytes]:
 
 
 def _venv(tmp: Path) -> Path:
+    # Built from a copy of what pyproject.toml names, so the checkout gets no build/lib.
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "host_tools", "firmware", "boards"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
     wheels = tmp / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-q", "-w", str(wheels), str(ROOT)], check=True, timeout=300,
+                    "--no-index", "-q", "-w", str(wheels), str(src)], check=True, timeout=300,
                    capture_output=True)
     (wheel,) = wheels.glob("paytoken-*.whl")
     env_dir = tmp / "fresh"
-    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=300)
+    # No pip of its own (ensurepip takes half a minute): the project's pip installs into it.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=300)
     py = env_dir / "bin" / "python"
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
     # The project's dependencies, found after the fresh venv's own packages (so the wheel's
     # paytoken wins; the editable install's finder is a .pth there, which a path line skips).
     Path(site, "project-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                   check=True, timeout=300, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
+                    "--no-index", "-q", str(wheel)], check=True, timeout=300, capture_output=True)
     return env_dir
 
 
