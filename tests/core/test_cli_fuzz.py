@@ -303,3 +303,33 @@ def test_top_level_help_is_a_users_overview(capsys) -> None:
     with pytest.raises(SystemExit) as e:
         cli.main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out == f"paytoken {version('paytoken')}\n"
+
+
+ENV_CASES = [
+    ("PAYTOKEN_DB", ["token", "list"], ["mysql://h/x", D, "a\x01b", "sqlite://", "é.db", F]),
+    ("PAYTOKEN_DB", ["db", "init"], ["mysql://h/x", D, "a\x01b", "sqlite://", M + ".db", F]),
+    ("PAYTOKEN_API_KEY", ["pay", BAD_CODE, "--amount", "1", "--url", "http://127.0.0.1:9"],
+     ["é", "a b", "\x01"]),
+    ("PAYTOKEN_ADMIN_KEY", ["sync-clock", "--port", "noport", "--url", "http://127.0.0.1:9"],
+     ["é", "a b", "\x01"]),
+    ("PAYTOKEN_URL", ["pay", BAD_CODE, "--amount", "1", "--api-key", "k"],
+     ["é", "ftp://h/", "http://h:99999", "http://"]),
+    ("PAYTOKEN_MASTER_KEY", ["scheme", "add", "--prefix", "81", "--db", F], ["0" * 63, "zz" * 32, "é"]),
+]
+BUILD_PARSER = cli.build_parser  # --url's default is read from the environment at each build
+
+
+@pytest.mark.parametrize(("var", "argv", "values"), ENV_CASES)
+def test_malformed_environment_values_get_one_line(var: str, argv: list[str], values: list[str],
+                                                   sandbox: Path, monkeypatch) -> None:
+    # The environment stands in for an option: it gets the option's checks.
+    monkeypatch.setattr(cli, "build_parser", BUILD_PARSER)
+    before = _tree(sandbox)
+    for value in values:
+        monkeypatch.setenv(var, value)
+        code, out, err = _run(argv)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code not in (0, None) and "Traceback" not in err and not out, (var, value, err)
+        assert len(lines) == 1 and lines[0].startswith("paytoken: "), (var, value, err)
+        assert value not in err or var not in ("PAYTOKEN_MASTER_KEY",), err  # never echoed
+    assert _tree(sandbox) == before

@@ -60,9 +60,14 @@ def _backend(args: argparse.Namespace):
 def _api(args: argparse.Namespace):
     from paytoken.station.desk import DeskError, IssuerAPI
 
+    key = args.admin_key or os.environ.get("PAYTOKEN_ADMIN_KEY", "")
+    if key and not args.admin_key:
+        try:
+            key = argtypes.secret_key(key)
+        except argparse.ArgumentTypeError as e:
+            raise CommandError(f"$PAYTOKEN_ADMIN_KEY: {e}") from None
     try:
-        return IssuerAPI(args.url, args.admin_key or os.environ.get("PAYTOKEN_ADMIN_KEY", ""),
-                         timeout=args.timeout)
+        return IssuerAPI(args.url, key, timeout=args.timeout)
     except DeskError as e:
         raise CommandError(str(e)) from None
 
