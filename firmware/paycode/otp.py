@@ -7,17 +7,18 @@ import hashlib
 from binascii import hexlify
 
 
-def _hmac(h, key, msg):
+def _hmac(h, key, msg, block=64):
     # A built-in hash finalizes on digest(), so each object is digested once.
-    if len(key) > 64:
+    # SHA-1 and SHA-256 hash 64-byte blocks, SHA-512 128-byte ones.
+    if len(key) > block:
         key = h(key).digest()
-    pad = bytearray(64)  # SHA-1 and SHA-256 both hash 64-byte blocks
+    pad = bytearray(block)
     pad[: len(key)] = key
-    for i in range(64):
+    for i in range(block):
         pad[i] ^= 0x36  # K xor ipad
     inner = h(pad)
     inner.update(msg)
-    for i in range(64):
+    for i in range(block):
         pad[i] ^= 0x6A  # 0x36 ^ 0x6A == 0x5C: now K xor opad
     outer = h(pad)
     outer.update(inner.digest())
@@ -46,7 +47,10 @@ def hotp(key, counter, digits=6, algorithm="sha1"):
     elif algorithm == "sha256":
         mac = hmac_sha256(key, counter.to_bytes(8, "big"))
     else:
-        raise ValueError("algorithm must be sha1 or sha256")
+        # SHA-512 and the errors: host apps only, so the token never loads this code.
+        from paycode.otpwide import wide_mac
+
+        mac = wide_mac(_hmac, algorithm, key, counter.to_bytes(8, "big"))
     o = mac[-1] & 0x0F
     mod = 10**digits
     # Horner's rule mod 10^digits keeps 6-digit arithmetic in small ints on 30-bit ports.

@@ -2,6 +2,7 @@
 
 Each module in ``paytoken.commands`` exposes ``register(subparsers)``; it adds its
 sub-commands and sets ``func=do_x`` on each, where ``do_x(args) -> int | None``.
+Bad command lines, like every other failure, end in one line ``paytoken: message``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Iterator
 
+from paytoken import __version__
 from paytoken.errors import CommandError
 
 # One module per concern; each adds its own sub-commands.
@@ -23,13 +26,67 @@ COMMAND_MODULES = (
     "paytoken.commands.pskc",  # batch (and token import, provision --offline-batch)
 )
 
+OVERVIEW = """\
+An offline payment token: a small board (or a virtual one) shows an 18-digit payment
+code, a till scans it, and the issuer's server checks it and moves the money.
+
+  try it          demo, code, decode, sim, simulate-year
+  run an issuer   db, scheme, token, merchant, account, serve
+  a factory       vdev, deploy, provision
+  service desk    info, sync-clock, update, cross-verify
+  a merchant      pay
+"""
+
+EPILOG = """\
+Start with `paytoken demo`: the whole story on virtual tokens, in a few minutes.
+`paytoken COMMAND --help` explains a command. Settings from the environment:
+PAYTOKEN_DB, PAYTOKEN_MASTER_KEY, PAYTOKEN_URL, PAYTOKEN_ADMIN_KEY, PAYTOKEN_API_KEY.
+Times are UTC; amounts are integer minor units (1250 = 12.50).
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, unless its help names it already or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        h = action.help or ""
+        d = action.default
+        if (action.option_strings and action.nargs != 0 and "default" not in h
+                and d not in (None, argparse.SUPPRESS) and h != argparse.SUPPRESS):
+            h += " (default: %(default)s)"
+        return h
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one error form: ``paytoken: code: argument --at: ...``, exit 1
+    (2 means a refusal to ``pay`` and a failed token to ``provision``)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        where = self.prog.removeprefix("paytoken").strip()
+        line = " ".join(f"{where + ': ' if where else ''}{message}".split())
+        self.exit(1, f"paytoken: {line} (see: {self.prog} --help)\n")
+
+
+def iter_parsers(parser: argparse.ArgumentParser,
+                 path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every parser of the tree with its command path, the top one first."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from iter_parsers(child, (*path, name))
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paytoken", description=__doc__.splitlines()[0])
+    parser = Parser(prog="paytoken", description=OVERVIEW, epilog=EPILOG,
+                    formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"paytoken {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for _, p in iter_parsers(parser):
+        p.formatter_class = _Formatter
     return parser
 
 
@@ -39,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rc = args.func(args)
     except CommandError as exc:
-        print(f"paytoken: {exc}", file=sys.stderr)
+        print(f"paytoken: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

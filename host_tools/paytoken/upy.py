@@ -14,9 +14,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-FIRMWARE_DIR = Path(os.environ.get("PAYTOKEN_FIRMWARE", REPO / "firmware"))
-BOARDS_DIR = Path(os.environ.get("PAYTOKEN_BOARDS", REPO / "boards"))
+_PACKAGE = Path(__file__).resolve().parent
+# The checkout this module runs from (an editable install); None for an installed wheel.
+REPO: Path | None = _PACKAGE.parents[1]
+if not ((REPO / "pyproject.toml").is_file() and (REPO / "firmware" / "main.py").is_file()):
+    REPO = None
+
+
+def _tree(name: str) -> Path:
+    # The checkout's folder; in a wheel, the copy shipped as package data (paytoken/<name>).
+    return REPO / name if REPO is not None else _PACKAGE / name
+
+
+def _user_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "paytoken"
+
+
+FIRMWARE_DIR = Path(os.environ.get("PAYTOKEN_FIRMWARE") or _tree("firmware"))
+BOARDS_DIR = Path(os.environ.get("PAYTOKEN_BOARDS") or _tree("boards"))
+# Compiled .mpy files: the checkout's build/, else a per-user cache (never site-packages);
+# $PAYTOKEN_BUILD, read when a deploy runs, overrides it.
+BUILD_DIR = REPO / "build" if REPO is not None else _user_cache() / "build"
 
 
 class MicroPythonError(Exception):

@@ -213,6 +213,8 @@ def set_rtc(
         raise VirtualHardwareError(f"aging {aging} outside -128..127")
     if time is not None and not 946684800 <= time < 7258118400:
         raise VirtualHardwareError("RTC time must lie in 2000-2199")
+    if ppm is not None and not -1e5 < ppm < 1e5:  # also refuses NaN, which JSON cannot hold
+        raise VirtualHardwareError(f"crystal error {ppm} ppm is not a finite number within ±100000")
 
     def change(st: dict[str, Any], w: float) -> None:
         if ppm is not None:
@@ -311,6 +313,8 @@ def snapshot(folder: str | os.PathLike[str], path: str | os.PathLike[str], scale
     """Write the panel as a PNG (through ``paytoken.panel.panel_png``)."""
     from paytoken import panel as panel_mod  # written by the display/sim side
 
+    if not 1 <= scale <= 32:  # beyond that the PNG alone would take gigabytes
+        raise VirtualHardwareError(f"scale {scale} outside 1..32")
     data, w, h, on, inv = panel(folder)
     panel_mod.panel_png(data, w, h, path, scale=scale, inverted=inv, display_on=on)
 

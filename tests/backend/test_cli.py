@@ -65,7 +65,7 @@ def test_cli_end_to_end(db_url, tmp_path, capsys, monkeypatch):
     assert json.loads(run(capsys, "token", "revoke", "42", "--db", db_url, "--json").out)["status"] == "revoked"
     assert "only a locked token" in run(capsys, "token", "unlock", "42", "--db", db_url, rc=1).err
     assert "intact" in run(capsys, "db", "audit-verify", "--db", db_url).out
-    assert "--workers must be 1 to 64" in run(capsys, "serve", "--db", db_url, "--workers", "0", rc=1).err
+    assert "argument --workers: 0 is out of range (1 to 64)" in run(capsys, "serve", "--db", db_url, "--workers", "0", rc=1).err
 
 
 @settings(max_examples=400, deadline=None)
@@ -87,3 +87,81 @@ def test_fuzz_code_parser_refuses_cleanly(text):
     assert codes.parse_code(text, {prefix: key}) == (prefix, token_id, residue, otp)
     assert len(text.replace(" ", "")) == 18 and 0 <= token_id <= 99_999_999 and 0 <= residue <= 9
     assert len(otp) == 6 and otp.isdigit()
+
+
+def test_token_add_reads_the_secret_from_stdin(db_url, tmp_path, capsys, monkeypatch):
+    import io
+
+    from paytoken.backend.crypto import Keyring
+    from paytoken.backend.service import Backend
+
+    mk = tmp_path / "master.key"
+    run(capsys, "db", "new-master-key", str(mk))
+    run(capsys, "scheme", "add", "--prefix", "81", "--db", db_url, "--master-key-file", str(mk))
+    b32 = base64.b32encode(SECRET).decode()
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"otpauth://totp/Shop:42?secret={b32}&issuer=Shop\n"))
+    out = run(capsys, "token", "add", "--id", "42", "--secret", "-", "--db", db_url,
+              "--master-key-file", str(mk))
+    assert b32 not in out.out + out.err
+    b = Backend.open(db_url, Keyring.load(mk), clock=lambda: T0)
+    assert b.verify(paycode.payment_code(SECRET, 42, T0, b.scheme_keys()["81"])).ok
+    b.engine.dispose()
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    err = run(capsys, "token", "add", "--id", "43", "--secret", "-", "--db", db_url,
+              "--master-key-file", str(mk), rc=1).err
+    assert err == "paytoken: no secret on stdin (give it on the first line)\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"otpauth://totp/x?secret={b32}&digits=8\n"))
+    err = run(capsys, "token", "add", "--id", "43", "--secret", "-", "--db", db_url,
+              "--master-key-file", str(mk), rc=1).err
+    assert "payment codes (format v1) use SHA-1, 6 digits and 30 s" in err and b32 not in err
+
+
+@pytest.mark.parametrize("argv", [["token", "list"], ["account", "credit", "--token-id", "1", "--amount", "5"],
+                                  ["db", "audit-verify"], ["serve"], ["token", "show", "1"]])
+def test_a_mistyped_db_is_an_error_and_creates_nothing(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAYTOKEN_MASTER_KEY", "00" * 32)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "junk.db").write_bytes(b"this is not SQLite\n" * 10)
+    for db, msg in (("paytokn.db", "no database at paytokn.db: check --db"),
+                    ("sqlite:///paytokn.db", "no database at paytokn.db"),
+                    ("nofolder/x.db", "no database at nofolder/x.db"),
+                    ("sqlite:///sub", "is a folder, not an SQLite database file"),
+                    ("junk.db", "the file is not an SQLite database")):
+        err = run(capsys, *argv, "--db", db, rc=1).err
+        assert err.startswith("paytoken: ") and err.count("\n") == 1 and msg in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db", "sub"]
+    assert (tmp_path / "junk.db").read_bytes() == b"this is not SQLite\n" * 10
+    monkeypatch.setenv("PAYTOKEN_DB", "paytokn.db")
+    assert "no database at paytokn.db" in run(capsys, *argv, rc=1).err
+    monkeypatch.setenv("PAYTOKEN_DB", "mysql://x/y")
+    assert "$PAYTOKEN_DB: unsupported database 'mysql'" in run(capsys, *argv, rc=1).err
+
+
+def test_db_init_refuses_cleanly(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.db").write_text("hello\n")
+    for db, msg in (("nofolder/x.db", "--db nofolder/x.db: folder nofolder does not exist"),
+                    (str(tmp_path), "is a folder"),
+                    ("sqlite:///" + str(tmp_path), "is a folder, not an SQLite database file"),
+                    ("junk.db", "the file is not an SQLite database"),
+                    ("sqlite://", "SQLite needs a file"),
+                    ("postgresql://paytoken:s3cret@127.0.0.1:1/x", "127.0.0.1:1/x: connection failed")):
+        err = run(capsys, "db", "init", "--db", db, rc=1).err
+        assert err.startswith("paytoken: ") and err.count("\n") == 1 and msg in err, err
+        assert "s3cret" not in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db"]
+    assert (tmp_path / "junk.db").read_text() == "hello\n"
+    run(capsys, "db", "init", "--db", "new.db")  # and a good path works
+    assert (tmp_path / "new.db").is_file()
+
+
+@pytest.mark.postgres
+def test_postgres_errors_are_one_line(pg_url, capsys):
+    from sqlalchemy.engine import make_url
+
+    bad = make_url(pg_url).set(database="no_such_db_here").render_as_string(hide_password=False)
+    for argv in (["db", "init"], ["token", "list"], ["account", "credit", "--token-id", "1", "--amount", "5"]):
+        err = run(capsys, *argv, "--db", bad, rc=1).err
+        assert err.startswith("paytoken: database postgresql") and err.count("\n") == 1
+        assert "no_such_db_here" in err and "Traceback" not in err

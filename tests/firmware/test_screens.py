@@ -37,7 +37,9 @@ def _golden(name: str, res: simrun.SimResult, tmp_path) -> None:
     want = Image.open(path).convert("RGB")
     have = Image.open(got).convert("RGB")
     assert want.size == have.size
-    diff = sum(a != b for a, b in zip(want.getdata(), have.getdata(), strict=True))
+    # RGB bytes, three per pixel (Image.getdata is gone in Pillow 14; tobytes is in every one).
+    w, h = want.tobytes(), have.tobytes()
+    diff = sum(w[i : i + 3] != h[i : i + 3] for i in range(0, len(w), 3))
     assert diff == 0, f"{name}: {diff} pixels differ from the golden"
 
 

@@ -88,3 +88,23 @@ def test_pictures_exist() -> None:
 def test_readme_first_screen_gives_the_two_commands() -> None:
     head = "\n".join((ROOT / "README.md").read_text().splitlines()[:25])
     assert "make demo" in head and "make test" in head
+
+
+def test_virtual_token_ports_are_the_ones_vdev_start_prints() -> None:
+    # `vdev start --flash DIR` prints DIR.hw/tty: a doc's --port for a virtual token is that.
+    for doc in DOCS:
+        lines = [ln for d, ln in paytoken_lines() if d == doc.name]
+        flashes = {shlex.split(ln)[shlex.split(ln).index("--flash") + 1]
+                   for ln in lines if " vdev start " in f" {ln} "}
+        for ln in lines:
+            argv = shlex.split(ln)
+            port = argv[argv.index("--port") + 1] if "--port" in argv else ""
+            assert not port.startswith("/dev/pts/"), f"{doc.name}: `{ln}`: vdev start prints DIR.hw/tty"
+            if port.endswith(".hw/tty"):
+                assert port[: -len(".hw/tty")] in flashes, f"{doc.name}: `{ln}`: no vdev start for it"
+
+
+def test_the_factory_page_sets_up_the_issuer_database_first() -> None:
+    cmds = [" ".join(shlex.split(ln)[1:3]) for d, ln in paytoken_lines() if d == "FACTORY.md"]
+    order = [cmds.index(c) for c in ("db new-master-key", "db init", "scheme add")]
+    assert order == sorted(order) and max(order) < cmds.index("provision --port"), cmds

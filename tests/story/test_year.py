@@ -102,4 +102,4 @@ def test_cli_refuses_bad_input():
     out = subprocess.run([sys.executable, "-m", "paytoken", "simulate-year", "--tokens", "0"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
-    assert "paytoken: tokens must be" in out.stderr
+    assert "paytoken: simulate-year: argument --tokens: 0 is out of range (1 to 1000)" in out.stderr

@@ -65,7 +65,9 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
 
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size)
+        # A server that does not answer is an error after 10 s, not a hang.
+        return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size,
+                             connect_args={"connect_timeout": 10})
     raise BackendError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 

@@ -8,20 +8,23 @@ commands that touch secrets need the master key (``$PAYTOKEN_MASTER_KEY`` or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from paytoken.commands import argtypes
 from paytoken.errors import CommandError
 
 
 def _common(p: argparse.ArgumentParser, key: bool = False, as_json: bool = True) -> None:
-    p.add_argument("--db", default=None, metavar="URL",
+    p.add_argument("--db", type=argtypes.db_url, default=None, metavar="URL",
                    help="database URL or SQLite file (default $PAYTOKEN_DB or sqlite:///paytoken.db)")
     if key:
-        p.add_argument("--master-key-file", default=None, metavar="FILE",
+        p.add_argument("--master-key-file", type=argtypes.in_file, default=None, metavar="FILE",
                        help="file holding the 64-hex-digit master key (default $PAYTOKEN_MASTER_KEY)")
     if as_json:
         p.add_argument("--json", action="store_true", help="print JSON")
@@ -30,28 +33,88 @@ def _common(p: argparse.ArgumentParser, key: bool = False, as_json: bool = True)
 def _url(args) -> str:
     from paytoken.backend.db import DEFAULT_URL
 
-    return args.db or os.environ.get("PAYTOKEN_DB") or DEFAULT_URL
+    url = args.db or os.environ.get("PAYTOKEN_DB") or DEFAULT_URL
+    if not args.db:  # $PAYTOKEN_DB gets the checks --db got from argparse
+        try:
+            argtypes.db_url(url)
+        except argparse.ArgumentTypeError as exc:
+            raise CommandError(f"$PAYTOKEN_DB: {exc}") from None
+    return url
+
+
+def _shown_url(url: str) -> str:
+    # The URL as an error may show it: the password masked.
+    from sqlalchemy.engine import make_url
+
+    from paytoken.backend.db import normalize_url
+
+    try:
+        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is reported by make_engine
+        return "the database"
+
+
+def _check_sqlite_file(url: str, create: bool) -> None:
+    """A missing file is never created by a mistyped --db (only ``db init`` creates one)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from paytoken.backend.db import normalize_url
+
+    try:
+        u = make_url(normalize_url(url))
+    except (ArgumentError, ValueError):
+        raise CommandError("database URL is not valid") from None
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
+        return
+    path = Path(u.database)
+    if path.is_dir():
+        raise CommandError(f"--db {path} is a folder, not an SQLite database file")
+    if path.exists():
+        return
+    if not create:
+        raise CommandError(f"no database at {path}: check --db, or create it with "
+                           f"`paytoken db init --db {path}`")
+    if not path.parent.is_dir():
+        raise CommandError(f"--db {path}: folder {path.parent} does not exist")
+
+
+@contextlib.contextmanager
+def _db_errors(url: str) -> Iterator[None]:
+    """Database and driver failures, as one line naming the database (password masked)."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from paytoken.backend import BackendError
+
+    try:
+        yield
+    except BackendError as exc:
+        raise CommandError(str(exc)) from None
+    except DBAPIError as exc:
+        reason = " ".join(str(exc.orig or exc.__class__.__name__).split())[:300]
+        if "file is not a database" in reason:
+            reason = "the file is not an SQLite database"
+        raise CommandError(f"database {_shown_url(url)}: {reason}") from None
+    except SQLAlchemyError as exc:
+        raise CommandError(f"database {_shown_url(url)}: {exc.__class__.__name__}") from None
 
 
 def _backend(args, key: bool = False):
-    from paytoken.backend import BackendError
     from paytoken.backend.crypto import Keyring
     from paytoken.backend.service import Backend
 
-    try:
+    url = _url(args)
+    _check_sqlite_file(url, create=False)
+    with _db_errors(url):
         ring = Keyring.load(getattr(args, "master_key_file", None)) if key else None
-        return Backend.open(_url(args), ring)
-    except BackendError as exc:
-        raise CommandError(str(exc)) from None
+        return Backend.open(url, ring)
 
 
 def _run(fn, *a, **kw):
-    from paytoken.backend import BackendError
-
-    try:
+    # fn is a Backend method: its engine's URL names the database (str() masks a password).
+    engine = getattr(getattr(fn, "__self__", None), "engine", None)
+    with _db_errors(str(getattr(engine, "url", ""))):
         return fn(*a, **kw)
-    except BackendError as exc:
-        raise CommandError(str(exc)) from None
 
 
 def _out(args, data, text: str) -> None:
@@ -78,17 +141,21 @@ def _prefix(args) -> str:
 
 
 def do_db_init(args) -> None:
-    from paytoken.backend import BackendError
+    from alembic.util.exc import CommandError as AlembicError
+
     from paytoken.backend.db import make_engine, migrate
     from paytoken.backend.service import Backend
 
+    url = _url(args)
+    _check_sqlite_file(url, create=True)
     try:
-        engine = make_engine(_url(args))
-        head = migrate(engine)
-        backend = Backend(engine)
-        admin_key = backend.add_admin("admin") if backend.count_admins() == 0 else None
-    except BackendError as exc:
-        raise CommandError(str(exc)) from None
+        with _db_errors(url):
+            engine = make_engine(url)
+            head = migrate(engine)
+            backend = Backend(engine)
+            admin_key = backend.add_admin("admin") if backend.count_admins() == 0 else None
+    except AlembicError as exc:
+        raise CommandError(f"database {_shown_url(url)}: {' '.join(str(exc).split())}") from None
     data = {"schema": head, "admin_key": admin_key}
     text = f"database ready at schema {head}"
     if admin_key:
@@ -123,6 +190,8 @@ def do_db_rotate(args) -> None:
         new = parse_master_keys(Path(args.new_key_file).read_text(encoding="ascii"))[0]
     except OSError as exc:
         raise CommandError(f"cannot read {args.new_key_file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{args.new_key_file} is not a master key file (not ASCII)") from None
     except BackendError as exc:
         raise CommandError(str(exc)) from None
     ring = backend.keyring.promote(new)
@@ -161,10 +230,11 @@ def do_scheme_add(args) -> None:
 
 
 def do_token_add(args) -> None:
-    import paycode
+    from paytoken import otpauth
+    from paytoken.commands.code import read_secret_text
 
     try:
-        secret = paycode.decode_secret(args.secret)
+        secret = otpauth.payment_secret(read_secret_text(args.secret))
     except ValueError as exc:
         raise CommandError(f"--secret: {exc}") from None
     sync = None
@@ -220,21 +290,35 @@ def do_account_credit(args) -> None:
 # ---- serve, pay -------------------------------------------------------------------------------
 
 
+def _check_listen(host: str, port: int) -> None:
+    # A one-line error for a port in use or a host that is not ours, before uvicorn starts.
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise CommandError(f"--host {host}: cannot resolve it to an address") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def do_serve(args) -> None:
     import uvicorn
 
     from paytoken.backend.app import ENV_DB, ENV_WINDOW
     from paytoken.backend.crypto import ENV_MASTER_KEY_FILE
 
-    if not 1 <= args.window <= 4:
-        raise CommandError("--window must be 1 to 4 steps")
     if args.workers is None:
         from paytoken.backend.db import normalize_url
 
         args.workers = 1 if normalize_url(_url(args)).startswith("sqlite") else 2
-    if not 1 <= args.workers <= 64:
-        raise CommandError("--workers must be 1 to 64")
     _backend(args, key=True)  # fail here, clearly, on a missing key or schema
+    _check_listen(args.host, args.port)
     os.environ[ENV_DB] = _url(args)
     os.environ[ENV_WINDOW] = str(args.window)
     if args.master_key_file:
@@ -249,6 +333,10 @@ def do_pay(args) -> None:
     key = args.api_key or os.environ.get("PAYTOKEN_API_KEY")
     if not key:
         raise CommandError("a merchant API key is needed: --api-key or $PAYTOKEN_API_KEY")
+    try:
+        key = argtypes.secret_key(key)
+    except argparse.ArgumentTypeError as exc:
+        raise CommandError(f"$PAYTOKEN_API_KEY: {exc}") from None
     order = args.order_id or "cli-" + secrets.token_hex(8)
     body = {"code": args.code, "amount": args.amount, "currency": args.currency, "merchant_order_id": order}
     try:
@@ -274,21 +362,23 @@ def do_pay(args) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add db, scheme, token, merchant, account, serve and pay."""
+    name = argtypes.text(100, what="the name")
     db = sub.add_parser("db", help="database: init (migrations), admins, master key, audit")
     dbs = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     p = dbs.add_parser("init", help="create or migrate the schema; prints a first admin key once")
     _common(p)
     p.set_defaults(func=do_db_init)
     p = dbs.add_parser("add-admin", help="create another admin key (printed once)")
-    p.add_argument("name")
+    p.add_argument("name", type=name, help="who the key is for")
     _common(p)
     p.set_defaults(func=do_db_add_admin)
     p = dbs.add_parser("new-master-key", help="write a random master key file (mode 0600)")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("file", type=argtypes.out_file, help="the new file (never overwritten)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_db_new_master_key)
     p = dbs.add_parser("rotate-master-key", help="re-wrap every secret under a new master key")
-    p.add_argument("--new-key-file", required=True, metavar="FILE")
+    p.add_argument("--new-key-file", type=argtypes.in_file, required=True, metavar="FILE",
+                   help="the new master key (from `paytoken db new-master-key`)")
     _common(p, key=True)
     p.set_defaults(func=do_db_rotate)
     p = dbs.add_parser("audit-verify", help="check the audit log's hash chain")
@@ -298,7 +388,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc = sub.add_parser("scheme", help="scheme keys, one per code prefix")
     scs = sc.add_subparsers(dest="scheme_command", metavar="ACTION", required=True)
     p = scs.add_parser("add", help="store a scheme key (generated unless --key)")
-    p.add_argument("--prefix", required=True, help="two digits: scheme digit + version, e.g. 81")
+    p.add_argument("--prefix", type=argtypes.prefix, required=True,
+                   help="two digits: scheme digit + version, e.g. 81")
     p.add_argument("--key", help="16-byte key in hex (default: generate one)")
     p.add_argument("--show-key", action="store_true", help="print the key (it is secret)")
     _common(p, key=True)
@@ -307,25 +398,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     tk = sub.add_parser("token", help="tokens: add, list, show, revoke, unlock, import")
     tks = tk.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     p = tks.add_parser("add", help="register an active token (imports and tests)")
-    p.add_argument("--id", type=_int, required=True)
-    p.add_argument("--secret", required=True, help="base32 secret or otpauth:// URI")
+    p.add_argument("--id", type=argtypes.token_id, required=True, help="the token id, up to 8 digits")
+    p.add_argument("--secret", required=True,
+                   help="base32 secret or otpauth:// URI; '-' reads it from stdin (keeps it out of ps)")
     p.add_argument("--version", default="1", help="format/key version digit (prefix 8V), or a prefix")
-    p.add_argument("--prefix", default=None, help="the two-digit prefix (overrides --version)")
-    p.add_argument("--sync-key", default=None, help="hex; default: generated")
-    p.add_argument("--currency", default="CNY")
-    p.add_argument("--limit-per-payment", type=_int, default=None, metavar="MINOR")
-    p.add_argument("--limit-per-day", type=_int, default=None, metavar="MINOR")
+    p.add_argument("--prefix", type=argtypes.prefix, default=None,
+                   help="the two-digit prefix (overrides --version)")
+    p.add_argument("--sync-key", default=None, help="hex (default: generated)")
+    p.add_argument("--currency", type=argtypes.currency, default="CNY",
+                   help="the account's ISO 4217 currency")
+    p.add_argument("--limit-per-payment", type=argtypes.amount, default=None, metavar="MINOR",
+                   help="largest single payment, minor units (default: no limit)")
+    p.add_argument("--limit-per-day", type=argtypes.amount, default=None, metavar="MINOR",
+                   help="most paid in a UTC day, minor units (default: no limit)")
     _common(p, key=True)
     p.set_defaults(func=do_token_add)
-    p = tks.add_parser("list")
+    p = tks.add_parser("list", help="every token with its status, drift and balance")
     _common(p)
     p.set_defaults(func=do_token_list)
-    for name, fn, hlp in (("show", do_token_show, "status, drift, last use"),
-                          ("revoke", do_token_revoke, "revoke a token for good"),
-                          ("unlock", do_token_unlock, "unlock a token locked by failures")):
-        p = tks.add_parser(name, help=hlp)
-        p.add_argument("id", type=_int)
-        if name == "revoke":
+    for cmd, fn, hlp in (("show", do_token_show, "status, drift, last use"),
+                         ("revoke", do_token_revoke, "revoke a token for good"),
+                         ("unlock", do_token_unlock, "unlock a token locked by failures")):
+        p = tks.add_parser(cmd, help=hlp)
+        p.add_argument("id", type=argtypes.token_id, help="the token id")
+        if cmd == "revoke":
             p.add_argument("--lost", action="store_true", help="mark it lost instead of revoked")
         _common(p)
         p.set_defaults(func=fn)
@@ -336,36 +432,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     mc = sub.add_parser("merchant", help="merchants and their API keys")
     mcs = mc.add_subparsers(dest="merchant_command", metavar="ACTION", required=True)
     p = mcs.add_parser("add", help="create a merchant; prints its API key once")
-    p.add_argument("name")
+    p.add_argument("name", type=name, help="the merchant's name")
     _common(p)
     p.set_defaults(func=do_merchant_add)
 
     ac = sub.add_parser("account", help="token accounts")
     acs = ac.add_subparsers(dest="account_command", metavar="ACTION", required=True)
     p = acs.add_parser("credit", help="add funds (minor units)")
-    p.add_argument("--token-id", type=_int, required=True)
-    p.add_argument("--amount", type=_int, required=True, metavar="MINOR")
+    p.add_argument("--token-id", type=argtypes.token_id, required=True, help="the token id")
+    p.add_argument("--amount", type=argtypes.amount, required=True, metavar="MINOR",
+                   help="minor units to add (1250 = 12.50)")
     _common(p)
     p.set_defaults(func=do_account_credit)
 
     p = sub.add_parser("serve", help="run the payments HTTP API (uvicorn)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_int, default=8080)
-    p.add_argument("--workers", type=_int, default=None,
-                   help="server processes (default: 1 on SQLite, whose single writer they would "
-                        "contend for; 2 on PostgreSQL)")
-    p.add_argument("--window", type=_int, default=1, help="steps accepted either side (1-4)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--host", type=argtypes.host, default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=argtypes.tcp_port, default=8080, help="TCP port, 1 to 65535")
+    p.add_argument("--workers", type=argtypes.integer(1, 64, "a number of workers"), default=None,
+                   help="server processes, 1 to 64 (default: 1 on SQLite, whose single writer they "
+                        "would contend for; 2 on PostgreSQL)")
+    p.add_argument("--window", type=argtypes.integer(1, 4, "a number of steps"), default=1,
+                   help="steps accepted either side, 1 to 4")
+    p.add_argument("--log-level", choices=argtypes.LOG_LEVELS, default="info",
+                   help="uvicorn's log level")
     _common(p, key=True, as_json=False)
     p.set_defaults(func=do_serve)
 
     p = sub.add_parser("pay", help="merchant client: pay with a code")
-    p.add_argument("code")
-    p.add_argument("--amount", type=_int, required=True, metavar="MINOR")
-    p.add_argument("--currency", default="CNY")
-    p.add_argument("--order-id", default=None)
-    p.add_argument("--url", default=os.environ.get("PAYTOKEN_URL", "http://127.0.0.1:8080"))
-    p.add_argument("--api-key", default=None, help="default $PAYTOKEN_API_KEY")
-    p.add_argument("--timeout", type=float, default=10.0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("code", type=argtypes.text(64, ascii_only=True, what="the code"),
+                   help="the 18-digit payment code the customer shows")
+    p.add_argument("--amount", type=argtypes.amount, required=True, metavar="MINOR",
+                   help="minor units (1250 = 12.50)")
+    p.add_argument("--currency", type=argtypes.currency, default="CNY", help="ISO 4217 currency")
+    p.add_argument("--order-id", type=argtypes.text(64, ascii_only=True, what="the order id"),
+                   default=None, help="your order id: a retry with it is answered, not paid twice "
+                   "(default: a random one)")
+    p.add_argument("--url", type=argtypes.http_url,
+                   default=os.environ.get("PAYTOKEN_URL", "http://127.0.0.1:8080"),
+                   help="the issuer's base URL (default $PAYTOKEN_URL or http://127.0.0.1:8080)")
+    p.add_argument("--api-key", type=argtypes.secret_key, default=None,
+                   help="the merchant API key (default $PAYTOKEN_API_KEY)")
+    p.add_argument("--timeout", type=argtypes.seconds, default=10.0, help="seconds to wait for the answer")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_pay)

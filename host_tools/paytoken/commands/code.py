@@ -18,6 +18,8 @@ import time
 
 import paycode
 
+from paytoken import otpauth
+from paytoken.commands import argtypes
 from paytoken.errors import CommandError
 
 _ISO_OFFSET = re.compile(r"(Z|[+-]\d\d(:?\d\d)?)$", re.IGNORECASE)
@@ -33,9 +35,11 @@ def parse_time(text: str | None) -> int:
     if text is None:
         return now_utc()
     s = text.strip()
-    if re.fullmatch(r"\d+", s):
+    if re.fullmatch(r"[0-9]+", s):
+        if len(s) > 12 or int(s) > argtypes.MAX_UTC:
+            raise CommandError(f"--at {s[:20]}: after 9999-12-31T23:59:59Z, which is the latest supported")
         return int(s)
-    if re.fullmatch(r"-\d+", s):
+    if re.fullmatch(r"-[0-9]+", s):
         raise CommandError(f"--at {s}: time before 1970 is not supported")
     if not _ISO_OFFSET.search(s):
         raise CommandError(
@@ -45,12 +49,17 @@ def parse_time(text: str | None) -> int:
     try:
         when = dt.datetime.fromisoformat(s[:-1] + "+00:00" if s[-1] in "zZ" else s)
     except ValueError:
-        raise CommandError(f"--at {s!r}: not Unix seconds or an ISO-8601 time") from None
+        raise CommandError(f"--at {s[:40]!r}: not Unix seconds or an ISO-8601 time") from None
     if when.tzinfo is None:  # e.g. a date only: fromisoformat dropped the offset
         raise CommandError(f"--at {s!r}: an ISO-8601 time needs a UTC offset (Z or +hh:mm)")
-    t = int(when.timestamp())
+    try:
+        t = int(when.timestamp())
+    except (OverflowError, ValueError):
+        raise CommandError(f"--at {s!r}: outside the years 1970 to 9999") from None
     if t < 0:
         raise CommandError(f"--at {s}: time before 1970 is not supported")
+    if t > argtypes.MAX_UTC:
+        raise CommandError(f"--at {s}: after 9999-12-31T23:59:59Z, which is the latest supported")
     return t
 
 
@@ -63,15 +72,31 @@ def iso(t: int) -> str:
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, mo, d, h, mi, s)
 
 
-def read_secret(text: str) -> bytes:
-    """A base32 secret or otpauth URI; ``-`` reads it from stdin (kept out of ``ps``)."""
-    if text == "-":
-        text = sys.stdin.readline()
+def read_secret_text(text: str) -> str:
+    """``text``, or for ``-`` the first line of stdin (so a secret stays out of ``ps``)."""
+    if text != "-":
+        return text
     try:
-        return paycode.decode_secret(text)
+        line = sys.stdin.readline()
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise CommandError("cannot read the secret from stdin") from None
+    if not line.strip():
+        raise CommandError("no secret on stdin (give it on the first line)")
+    return line
+
+
+def read_otp(text: str) -> otpauth.OtpParams:
+    """A base32 secret or otpauth URI with its parameters; ``-`` reads it from stdin."""
+    try:
+        return otpauth.parse_secret(read_secret_text(text))
     except ValueError as exc:
-        # paycode's messages name positions and lengths, never the secret itself.
+        # The messages name positions, lengths and parameters, never the secret itself.
         raise CommandError(f"bad secret: {exc}") from None
+
+
+def read_secret(text: str) -> bytes:
+    """The secret alone (base32 or otpauth URI); ``-`` reads it from stdin."""
+    return read_otp(text).secret
 
 
 def read_scheme_key(text: str) -> bytes:
@@ -90,10 +115,16 @@ def _emit(args: argparse.Namespace, data: dict, text: str) -> None:
 
 def do_code(args: argparse.Namespace) -> int:
     """``paytoken code``: a TOTP, or with ``--payment`` an 18-digit payment code."""
-    secret = read_secret(args.secret)
+    otp_params = read_otp(args.secret)
+    secret = otp_params.secret
     t = parse_time(args.at)
     if args.payment:
-        if args.digits is not None or args.period is not None or args.algorithm != "sha1":
+        if not otp_params.is_default:
+            raise CommandError(
+                "the secret's otpauth URI asks for other TOTP parameters than --payment's: "
+                "format v1 fixes SHA-1, 6 digits and 30 s"
+            )
+        if args.digits is not None or args.period is not None or args.algorithm is not None:
             raise CommandError(
                 "--digits, --period and --algorithm do not apply to --payment: "
                 "format v1 fixes SHA-1, 6 digits and 30 s"
@@ -120,10 +151,16 @@ def do_code(args: argparse.Namespace) -> int:
         return 0
     if args.token_id is not None or args.scheme_key is not None or args.prefix != "81":
         raise CommandError("--token-id, --scheme-key and --prefix need --payment")
-    digits = 6 if args.digits is None else args.digits
-    period = 30 if args.period is None else args.period
+    digits, period, algorithm = otp_params.digits, otp_params.period, otp_params.algorithm
+    for name, given, own in (("digits", args.digits, digits), ("period", args.period, period),
+                             ("algorithm", args.algorithm, algorithm)):
+        if given is not None and otp_params.from_uri and given != own:
+            raise CommandError(f"--{name} {given} contradicts the otpauth URI's {name}={own}")
+    digits = digits if args.digits is None else args.digits
+    period = period if args.period is None else args.period
+    algorithm = algorithm if args.algorithm is None else args.algorithm
     try:
-        otp = paycode.totp(secret, t, period, digits, args.algorithm)
+        otp = paycode.totp(secret, t, period, digits, algorithm)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     data = {
@@ -132,7 +169,7 @@ def do_code(args: argparse.Namespace) -> int:
         "at_iso": iso(t),
         "digits": digits,
         "period": period,
-        "algorithm": args.algorithm,
+        "algorithm": algorithm,
         "step": t // period,
         "valid_for": period - t % period,
     }
@@ -176,16 +213,6 @@ def do_decode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} is negative")
-    return v
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``code`` and ``decode``."""
     p = sub.add_parser("code", help="print a TOTP, or with --payment an 18-digit payment code")
@@ -197,19 +224,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="UNIX|ISO-8601",
         help="UTC time: Unix seconds or ISO-8601 with Z/offset (default now)",
     )
-    p.add_argument("--digits", type=int, metavar="N", help="TOTP digits, 6 to 10 (default 6)")
-    p.add_argument("--period", type=int, metavar="S", help="TOTP step in seconds (default 30)")
+    p.add_argument("--digits", type=argtypes.integer(6, 10, "a digit count"), metavar="N",
+                   help="TOTP digits, 6 to 10 (default 6, or the otpauth URI's)")
+    p.add_argument("--period", type=argtypes.integer(1, otpauth.MAX_PERIOD, "a period in seconds"),
+                   metavar="S", help="TOTP step in seconds (default 30, or the otpauth URI's)")
     p.add_argument(
         "--algorithm",
-        choices=("sha1", "sha256"),
-        default="sha1",
-        help="TOTP HMAC hash (default sha1)",
+        choices=otpauth.ALGORITHMS,
+        default=None,
+        help="TOTP HMAC hash (default sha1, or the otpauth URI's)",
     )
     p.add_argument("--payment", action="store_true", help="print the 18-digit payment code")
-    p.add_argument("--token-id", type=_nonneg_int, metavar="N", help="token id, up to 8 digits")
+    p.add_argument("--token-id", type=argtypes.token_id, metavar="N", help="token id, up to 8 digits")
     p.add_argument("--scheme-key", metavar="HEX", help="the version's 16-byte scheme key, hex")
     p.add_argument(
-        "--prefix", default="81", metavar="PV", help="scheme and version digits (default 81)"
+        "--prefix", type=argtypes.prefix, default="81", metavar="PV",
+        help="scheme and version digits (default 81)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_code)

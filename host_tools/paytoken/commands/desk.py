@@ -22,23 +22,34 @@ import os
 import sys
 import threading
 from dataclasses import asdict
-from pathlib import Path
 
+from paytoken.commands import argtypes
 from paytoken.errors import CommandError
 from paytoken.station.transport import DEFAULT_TIMEOUT
 
 
 def _db_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=None, metavar="URL",
+    p.add_argument("--db", type=argtypes.db_url, default=None, metavar="URL",
                    help="database URL or SQLite file (default $PAYTOKEN_DB or sqlite:///paytoken.db)")
-    p.add_argument("--master-key-file", default=None, metavar="FILE",
+    p.add_argument("--master-key-file", type=argtypes.in_file, default=None, metavar="FILE",
                    help="file holding the master key (default $PAYTOKEN_MASTER_KEY)")
 
 
 def _http_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=os.environ.get("PAYTOKEN_URL", "http://127.0.0.1:8080"),
-                   help="the issuer's base URL (default $PAYTOKEN_URL)")
-    p.add_argument("--admin-key", default=None, help="admin API key (default $PAYTOKEN_ADMIN_KEY)")
+    p.add_argument("--url", type=argtypes.http_url,
+                   default=os.environ.get("PAYTOKEN_URL", "http://127.0.0.1:8080"),
+                   help="the issuer's base URL (default $PAYTOKEN_URL or http://127.0.0.1:8080)")
+    p.add_argument("--admin-key", type=argtypes.secret_key, default=None,
+                   help="admin API key (default $PAYTOKEN_ADMIN_KEY)")
+
+
+def _port_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--port", type=argtypes.serial_port, required=required,
+                   action=None if required else "append",
+                   help="serial port or virtual token device path"
+                   + ("" if required else " (repeatable)"))
+    p.add_argument("--timeout", type=argtypes.seconds, default=DEFAULT_TIMEOUT,
+                   help="seconds per device call")
 
 
 def _backend(args: argparse.Namespace):
@@ -50,9 +61,14 @@ def _backend(args: argparse.Namespace):
 def _api(args: argparse.Namespace):
     from paytoken.station.desk import DeskError, IssuerAPI
 
+    key = args.admin_key or os.environ.get("PAYTOKEN_ADMIN_KEY", "")
+    if key and not args.admin_key:
+        try:
+            key = argtypes.secret_key(key)
+        except argparse.ArgumentTypeError as e:
+            raise CommandError(f"$PAYTOKEN_ADMIN_KEY: {e}") from None
     try:
-        return IssuerAPI(args.url, args.admin_key or os.environ.get("PAYTOKEN_ADMIN_KEY", ""),
-                         timeout=args.timeout)
+        return IssuerAPI(args.url, key, timeout=args.timeout)
     except DeskError as e:
         raise CommandError(str(e)) from None
 
@@ -224,16 +240,17 @@ def do_cross_verify(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add provision, sync-clock, update, info and cross-verify."""
     p = sub.add_parser("provision", help="provision tokens in parallel (factory station)")
-    p.add_argument("--port", action="append", help="serial port (repeatable)")
+    _port_args(p, required=False)
     p.add_argument("--all", action="store_true", help="every MicroPython USB board and virtual token")
-    p.add_argument("--board", required=True, help="board name (boards/<name>.py)")
-    p.add_argument("--burn-in", type=float, default=0.0, metavar="SECONDS",
-                   help="seconds between clock readings for the crystal error (0: not measured)")
-    p.add_argument("--prefix", default=None,
+    p.add_argument("--board", type=argtypes.board, required=True, help="board name (boards/<name>.py)")
+    p.add_argument("--burn-in", type=argtypes.number(0, 86400, what="a number of seconds"),
+                   default=0.0, metavar="SECONDS",
+                   help="seconds between clock readings for the crystal error, up to 86400 "
+                   "(0: not measured)")
+    p.add_argument("--prefix", type=argtypes.prefix, default=None,
                    help="scheme prefix (two digits; default 81, or the offline batch's)")
-    p.add_argument("--report-dir", type=Path, default=None, metavar="DIR",
+    p.add_argument("--report-dir", type=argtypes.out_dir, default=None, metavar="DIR",
                    help="write a JSON report per token and audit.jsonl here")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per device call")
     p.add_argument("--quiet", action="store_true", help="no live progress")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     _db_args(p)
@@ -243,34 +260,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=do_provision)
 
     p = sub.add_parser("sync-clock", help="set a locked token's clock from the issuer's signed time")
-    p.add_argument("--port", required=True)
+    _port_args(p)
     _http_args(p)
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_sync_clock)
 
     p = sub.add_parser("update", help="authenticated unlock, firmware deploy (config kept), lock")
-    p.add_argument("--port", required=True)
-    p.add_argument("--board", required=True)
-    p.add_argument("--firmware", type=Path, default=None, metavar="DIR",
-                   help="firmware tree to deploy (default: this checkout's firmware/)")
+    _port_args(p)
+    p.add_argument("--board", type=argtypes.board, required=True, help="board name (boards/<name>.py)")
+    p.add_argument("--firmware", type=argtypes.existing_dir, default=None, metavar="DIR",
+                   help="firmware tree to deploy (default: the installed firmware/)")
     _http_args(p)
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_update)
 
     p = sub.add_parser("info", help="what a token says about itself (no secrets)")
-    p.add_argument("--port", required=True)
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
-    p.add_argument("--json", action="store_true")
+    _port_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_info)
 
     p = sub.add_parser("cross-verify", help="compare the token's codes with the issuer's")
-    p.add_argument("--port", required=True)
-    p.add_argument("--steps", type=int, default=20, help="how many times to compare (default 20)")
-    p.add_argument("--start", type=int, default=None, help="UTC seconds (default now)")
-    p.add_argument("--end", type=int, default=None, help="UTC seconds (default start + 10 years)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
-    p.add_argument("--json", action="store_true")
+    _port_args(p)
+    p.add_argument("--steps", type=argtypes.integer(1, 5000, "a number of steps"), default=20,
+                   help="how many times to compare, 1 to 5000")
+    p.add_argument("--start", type=argtypes.utc_seconds, default=None, help="UTC seconds (default now)")
+    p.add_argument("--end", type=argtypes.utc_seconds, default=None,
+                   help="UTC seconds (default start + 10 years)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     _db_args(p)
     p.set_defaults(func=do_cross_verify)

@@ -15,31 +15,38 @@ import tempfile
 import time
 from pathlib import Path
 
+from paytoken.commands import argtypes
 from paytoken.errors import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``sim`` sub-command."""
     p = sub.add_parser("sim", help="run the token firmware on the emulated board")
-    p.add_argument("--secret", required=True, help="the TOTP secret, base32")
-    p.add_argument("--token-id", type=int, required=True)
+    p.add_argument("--secret", required=True,
+                   help="the TOTP secret, base32 or otpauth:// URI ('-' reads it from stdin)")
+    p.add_argument("--token-id", type=argtypes.token_id, required=True, help="the token id, up to 8 digits")
     p.add_argument("--scheme-key", required=True, help="16-byte scheme key, hex")
-    p.add_argument("--prefix", default="81")
-    p.add_argument("--at", type=int, default=None, help="world time, UTC seconds (default now)")
-    p.add_argument("--board", default="sim", choices=["sim", "sim-128x32"])
-    p.add_argument("--heapsize", default=None, help="MicroPython heap, e.g. 96K")
-    p.add_argument("--snapshot", default=None, help="write the screen as a PNG and exit")
-    p.add_argument("--frames", type=int, default=0, help="live mode: stop after N refreshes")
+    p.add_argument("--prefix", type=argtypes.prefix, default="81", help="scheme and version digits")
+    p.add_argument("--at", type=argtypes.integer(946684800, 7258118399, "UTC seconds in 2000-2199"),
+                   default=None, help="world time, UTC seconds in 2000-2199 (default now)")
+    p.add_argument("--board", default="sim", choices=["sim", "sim-128x32"], help="the sim board")
+    p.add_argument("--heapsize", type=argtypes.heapsize, default=None,
+                   help="MicroPython heap, 4K to 256M, e.g. 96K (default: the port's)")
+    p.add_argument("--snapshot", type=argtypes.out_file, default=None, metavar="FILE.png",
+                   help="write the screen as a PNG and exit")
+    p.add_argument("--frames", type=argtypes.integer(0, 10**6, "a number of frames"), default=0,
+                   help="live mode: stop after N refreshes (0: run until q)")
     p.set_defaults(func=do_sim)
 
 
 def _config(args: argparse.Namespace, at: int) -> dict:
     import paycode
 
-    from paytoken import simrun
+    from paytoken import otpauth, simrun
+    from paytoken.commands.code import read_secret_text
 
     try:
-        secret = paycode.decode_secret(args.secret)
+        secret = otpauth.payment_secret(read_secret_text(args.secret))
     except ValueError as e:
         raise CommandError(f"--secret: {e}") from None
     try:
@@ -77,6 +84,8 @@ def do_sim(args: argparse.Namespace) -> int:
                 return 0
         except simrun.SimError as e:
             raise CommandError(str(e)) from None
+        except OSError as e:
+            raise CommandError(f"--snapshot {args.snapshot}: {e.strerror or e}") from None
         return _live(flash, hw, args)
 
 

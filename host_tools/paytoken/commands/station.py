@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from paytoken import vhw
+from paytoken.commands import argtypes
 from paytoken.errors import CommandError
 from paytoken.station import deploy as deploy_mod
 from paytoken.station.transport import DEFAULT_TIMEOUT, Device, DeviceError
@@ -29,24 +30,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     vsub.required = True
 
     def flash_arg(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--flash", required=True, type=Path, help="the token's flash folder")
+        q.add_argument("--flash", required=True, type=argtypes.flash_dir, metavar="DIR",
+                       help="the token's flash folder (its hardware is DIR.hw)")
 
     q = vsub.add_parser("start", help="run a virtual token in the foreground")
     flash_arg(q)
-    q.add_argument("--board", default="sim", help="sim board (hardware folder layout)")
+    q.add_argument("--board", type=argtypes.sim_board, default="sim",
+                   help="sim board (hardware folder layout): sim or sim-128x32")
     q.add_argument("--locked", action="store_true", help="production image: no REPL fallback")
-    q.add_argument("--heapsize", default=None, help="MicroPython heap, e.g. 256K")
+    q.add_argument("--heapsize", type=argtypes.heapsize, default=None,
+                   help="MicroPython heap, 4K to 256M, e.g. 256K (default: the port's)")
     q.set_defaults(func=do_vdev_start)
 
     q = vsub.add_parser("press", help="press the button")
     flash_arg(q)
-    q.add_argument("--times", type=int, default=1)
+    q.add_argument("--times", type=argtypes.integer(1, 1000, "a number of presses"), default=1,
+                   help="how many presses, 1 to 1000")
     q.set_defaults(func=do_vdev_press)
 
     q = vsub.add_parser("snapshot", help="write the panel as a PNG")
     flash_arg(q)
-    q.add_argument("file", type=Path)
-    q.add_argument("--scale", type=int, default=4)
+    q.add_argument("file", type=argtypes.out_file, help="the PNG to write")
+    q.add_argument("--scale", type=argtypes.integer(1, MAX_SCALE, "a scale"), default=4,
+                   help=f"pixels per panel pixel, 1 to {MAX_SCALE}")
     q.set_defaults(func=do_vdev_snapshot)
 
     q = vsub.add_parser("power-off", help="cut the power (the interpreter dies)")
@@ -59,8 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = vsub.add_parser("set-rtc", help="change the RTC model")
     flash_arg(q)
-    q.add_argument("--ppm", type=float, default=None, help="crystal error, parts per million")
-    q.add_argument("--battery", choices=("on", "off"), default=None)
+    q.add_argument("--ppm", type=argtypes.number(-MAX_PPM, MAX_PPM, what="a crystal error in ppm"), default=None,
+                   help=f"crystal error, parts per million, -{MAX_PPM} to {MAX_PPM}")
+    q.add_argument("--battery", choices=("on", "off"), default=None,
+                   help="the RTC's backup cell fitted or not")
     q.set_defaults(func=do_vdev_set_rtc)
 
     q = vsub.add_parser("reset", help="hard reset: kill the interpreter and boot again")
@@ -72,11 +80,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=do_vdev_port)
 
     p = sub.add_parser("deploy", help="compile and copy the firmware to a token")
-    p.add_argument("--port", required=True, help="serial port or virtual token device path")
-    p.add_argument("--board", required=True, help="board name (boards/<name>.py)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per device call")
+    p.add_argument("--port", type=argtypes.serial_port, required=True,
+                   help="serial port or virtual token device path")
+    p.add_argument("--board", type=argtypes.board, required=True, help="board name (boards/<name>.py)")
+    p.add_argument("--timeout", type=argtypes.seconds, default=DEFAULT_TIMEOUT,
+                   help="seconds per device call")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=do_deploy)
+
+
+MAX_SCALE = 32  # 128x64 at 32 is a 4096x2048 PNG: a few MB, never an out-of-memory kill
+MAX_PPM = 10000  # the station refuses beyond 1000 ppm; the model goes ten times further
 
 
 def _hw(args: argparse.Namespace) -> Path:
@@ -105,8 +119,10 @@ def do_vdev_press(args: argparse.Namespace) -> None:
 def do_vdev_snapshot(args: argparse.Namespace) -> None:
     try:
         vhw.snapshot(_hw(args), args.file, scale=args.scale)
-    except (vhw.VirtualHardwareError, OSError) as e:
+    except vhw.VirtualHardwareError as e:
         raise CommandError(f"snapshot: {e}") from None
+    except OSError as e:
+        raise CommandError(f"snapshot: {args.file}: {e.strerror or e}") from None
 
 
 def do_vdev_power_off(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ import time
 
 import paycode
 
+from paytoken.commands import argtypes
 from paytoken.commands.code import iso, now_utc
 from paytoken.errors import CommandError
 
@@ -158,6 +159,8 @@ def do_simulate_year(args: argparse.Namespace) -> int:
             year.plot(report, args.plot)
     except year.SimulationError as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:  # --keep or --plot not writable
+        raise CommandError(f"{exc.filename or 'simulate-year'}: {exc.strerror or exc}") from None
     if args.json:
         out = dict(report)
         if not args.series:
@@ -179,35 +182,42 @@ def register(sub: argparse._SubParsersAction) -> None:
         "temperature cycle, paying at random for a year, through the firmware's RTC "
         "drivers and drift correction and the issuer's verification on SQLite. "
         "Reports the acceptance rate, the learned drift against the truth and the resyncs.")
-    y.add_argument("--tokens", type=int, default=20, metavar="N", help="tokens (default 20)")
-    y.add_argument("--days", type=float, default=365.0, metavar="D", help="days (default 365)")
-    y.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")
-    y.add_argument("--burn-in", type=float, default=600.0, metavar="SECONDS",
-                   help="the station's crystal measurement (default 600; 0: ppm not measured)")
-    y.add_argument("--window", type=int, default=1, metavar="STEPS",
-                   help="the backend's acceptance window, steps either side (default 1)")
-    y.add_argument("--jobs", type=int, default=None, metavar="J",
-                   help="processes (default: the CPU count, at most 4); no effect on results")
-    y.add_argument("--keep", default=None, metavar="DIR",
+    y.add_argument("--tokens", type=argtypes.integer(1, 1000, "a number of tokens"), default=20,
+                   metavar="N", help="tokens, 1 to 1000 (default 20)")
+    y.add_argument("--days", type=argtypes.number(0, 3650, lo_open=True, what="a number of days"),
+                   default=365.0, metavar="D", help="days, up to 3650 (default 365)")
+    y.add_argument("--seed", type=argtypes.integer(0, 2**63 - 1, "a seed"), default=1, metavar="S",
+                   help="random seed (default 1)")
+    y.add_argument("--burn-in", type=argtypes.number(0, 7 * 86400, what="a number of seconds"),
+                   default=600.0, metavar="SECONDS",
+                   help="the station's crystal measurement, 0 or 10 s to 7 days "
+                   "(default 600; 0: ppm not measured)")
+    y.add_argument("--window", type=argtypes.integer(1, 4, "a number of steps"), default=1,
+                   metavar="STEPS",
+                   help="the backend's acceptance window, steps either side, 1 to 4 (default 1)")
+    y.add_argument("--jobs", type=argtypes.integer(1, 64, "a number of processes"), default=None,
+                   metavar="J", help="processes (default: the CPU count, at most 4); no effect on results")
+    y.add_argument("--keep", type=argtypes.out_dir, default=None, metavar="DIR",
                    help="keep the issuer databases and token configs in DIR")
     y.add_argument("--json", action="store_true", help="the report as JSON")
     y.add_argument("--series", action="store_true", help="with --json: every payment's sample")
-    y.add_argument("--plot", default=None, metavar="FILE.png", help="write the drift plot")
+    y.add_argument("--plot", type=argtypes.out_file, default=None, metavar="FILE.png",
+                   help="write the drift plot")
     y.set_defaults(func=do_simulate_year)
 
     p = sub.add_parser(
         "demo", help="the whole story, narrated: backend, two virtual tokens, provisioning, "
         "payments, refusals, clock sync (--live: a demo token's live code)")
-    p.add_argument("--out", default="demo-out", metavar="DIR",
+    p.add_argument("--out", type=argtypes.out_dir, default="demo-out", metavar="DIR",
                    help="the folder for the database, images, reports and logs (default demo-out; "
                    "a previous demo's folder is wiped)")
-    p.add_argument("--burn-in", type=float, default=3.0, metavar="SECONDS",
-                   help="the station's crystal measurement per token (default 3)")
+    p.add_argument("--burn-in", type=argtypes.number(0, 600, what="a number of seconds"), default=3.0,
+                   metavar="SECONDS", help="the station's crystal measurement per token, 0 to 600 (default 3)")
     p.add_argument("--live", action="store_true",
                    help="instead: a demo token's live payment code and TOTP with a countdown")
     p.add_argument(
         "--seconds",
-        type=float,
+        type=argtypes.number(0, 10**7, what="a number of seconds"),
         default=None,
         metavar="N",
         help="with --live: stop after N seconds (default: run until Ctrl-C)",

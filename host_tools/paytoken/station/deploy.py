@@ -170,7 +170,7 @@ def _mpy_cross_version() -> str:
 
 
 def _cache_dir() -> Path:
-    d = Path(os.environ.get("PAYTOKEN_BUILD", upy.REPO / "build")) / "mpy"
+    d = Path(os.environ.get("PAYTOKEN_BUILD") or upy.BUILD_DIR) / "mpy"
     try:
         d.mkdir(parents=True, exist_ok=True)
         return d
