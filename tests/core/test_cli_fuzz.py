@@ -48,6 +48,7 @@ SANE = {
     "prefix": "81", "name": "alice", "code": BAD_CODE, "board": "sim", "port": "noport",
     "flash": "tok", "file": "out.png", "new_key_file": "new.key", "db": "nothere.db",
     "url": "http://127.0.0.1:9", "api_key": "k", "admin_key": "k", "ppm": "1",
+    "psk_file": "k.psk", "pskc": "t.pskc", "count": "2", "out": "batch.json",
 }  # fmt: skip
 # Per command: valid values that differ from SANE, and the world each fails in.
 BASE = {

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from paytoken.commands.backend import _int
+from paytoken.commands import argtypes
 from paytoken.errors import CommandError
 
 
@@ -133,22 +133,22 @@ def offline_issuer(args: argparse.Namespace):
 
 def add_offline_args(p: argparse.ArgumentParser) -> None:
     """provision's offline flags."""
-    p.add_argument("--offline-batch", default=None, metavar="BATCH",
+    p.add_argument("--offline-batch", type=argtypes.in_file, default=None, metavar="BATCH",
                    help="provision from this batch file, without reaching the issuer")
-    p.add_argument("--pskc-out", default=None, metavar="FILE",
+    p.add_argument("--pskc-out", type=argtypes.out_file, default=None, metavar="FILE",
                    help="with --offline-batch: append one PSKC key package per token here")
-    p.add_argument("--psk-file", default=None, metavar="KEYFILE",
+    p.add_argument("--psk-file", type=argtypes.in_file, default=None, metavar="KEYFILE",
                    help="with --offline-batch: the pre-shared key the batch was made for")
 
 
 def register_token_import(tks: argparse._SubParsersAction) -> None:
     """``token import`` under the ``token`` group (commands/backend.py)."""
     p = tks.add_parser("import", help="activate the tokens of a PSKC file (all or none)")
-    p.add_argument("--pskc", required=True, metavar="FILE", help="PSKC (RFC 6030) file")
-    p.add_argument("--psk-file", required=True, metavar="KEYFILE", help="its pre-shared key")
-    p.add_argument("--db", default=None, metavar="URL",
+    p.add_argument("--pskc", type=argtypes.in_file, required=True, metavar="FILE", help="PSKC (RFC 6030) file")
+    p.add_argument("--psk-file", type=argtypes.in_file, required=True, metavar="KEYFILE", help="its pre-shared key")
+    p.add_argument("--db", type=argtypes.db_url, default=None, metavar="URL",
                    help="database URL or SQLite file (default $PAYTOKEN_DB or sqlite:///paytoken.db)")
-    p.add_argument("--master-key-file", default=None, metavar="FILE",
+    p.add_argument("--master-key-file", type=argtypes.in_file, default=None, metavar="FILE",
                    help="file holding the master key (default $PAYTOKEN_MASTER_KEY)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_token_import)
@@ -160,14 +160,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     bts = bt.add_subparsers(dest="batch_command", metavar="ACTION", required=True)
     p = bts.add_parser("create", help="reserve N token ids and write them, with the scheme key "
                        "sealed under a pre-shared key, to a batch file")
-    p.add_argument("--count", type=_int, required=True, metavar="N", help="token ids, 1 to 10000")
-    p.add_argument("--prefix", required=True, metavar="PV", help="scheme prefix, e.g. 81")
-    p.add_argument("--psk-file", required=True, metavar="KEYFILE",
+    p.add_argument("--count", type=argtypes.integer(1, 10000, what="a number of token ids"), required=True, metavar="N", help="token ids, 1 to 10000")
+    p.add_argument("--prefix", type=argtypes.prefix, required=True, metavar="PV", help="scheme prefix, e.g. 81")
+    p.add_argument("--psk-file", type=argtypes.out_file, required=True, metavar="KEYFILE",
                    help="pre-shared key file (created, mode 0600, when it does not exist)")
-    p.add_argument("--out", required=True, metavar="BATCH", help="the batch file to write")
-    p.add_argument("--db", default=None, metavar="URL",
+    p.add_argument("--out", type=argtypes.out_file, required=True, metavar="BATCH", help="the batch file to write")
+    p.add_argument("--db", type=argtypes.db_url, default=None, metavar="URL",
                    help="database URL or SQLite file (default $PAYTOKEN_DB or sqlite:///paytoken.db)")
-    p.add_argument("--master-key-file", default=None, metavar="FILE",
+    p.add_argument("--master-key-file", type=argtypes.in_file, default=None, metavar="FILE",
                    help="file holding the master key (default $PAYTOKEN_MASTER_KEY)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_batch_create)
