@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import re
@@ -1019,6 +1020,42 @@ class Backend:
     def verify_audit(self) -> audit.ChainReport:
         with self.engine.begin() as conn:
             return audit.verify_chain(conn)
+
+    # ---- the online factory (backend/factory_api.py) ------------------------------------
+
+    def station_scheme_key(self, prefix: str, actor: str) -> bytes:
+        """The scheme key of ``prefix`` for a provisioning station over the admin API; audited."""
+        with self.engine.begin() as conn:
+            key = self._scheme_key(conn, prefix)
+            if key is None:
+                raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 404)
+            audit.append(conn, self.now(), actor, "SCHEME_KEY_READ", None, {"prefix": prefix})
+        return key
+
+    def activation_matches(self, token_id: int, secret: bytes, sync_key: bytes) -> bool:
+        """True when token ``token_id`` was activated with exactly this secret and sync key
+        (an activation's retry); compared in constant time."""
+        _check_token_id(token_id)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(_t.c.status, _t.c.secret_enc, _t.c.sync_key_enc)
+                               .where(_t.c.id == token_id)).first()
+        if row is None or row.status == PENDING or row.secret_enc is None or row.sync_key_enc is None:
+            return False
+        ring = self._ring()
+        same_secret = hmac.compare_digest(ring.open(row.secret_enc, f"token:{token_id}:secret"), secret)
+        same_sync = hmac.compare_digest(ring.open(row.sync_key_enc, f"token:{token_id}:sync"), sync_key)
+        return same_secret and same_sync
+
+    def cross_check(self, token_id: int, times: list[int], codes: list[str], actor: str) -> list[int]:
+        """The times at which ``codes`` (a token's, in order) differ from the issuer's for
+        its sealed secret: the desk's cross-verification without handing out a code."""
+        if len(codes) != len(times) or not all(isinstance(c, str) for c in codes):
+            raise BackendError("give one code (a string) per time", 422)
+        if not all(type(t) is int and 0 <= t < 2**40 for t in times):
+            raise BackendError("times are UTC seconds (non-negative integers)", 422)
+        want = self.expected_codes(token_id, times, actor)
+        return [t for t, got, exp in zip(times, codes, want, strict=True)
+                if not hmac.compare_digest(got.encode(), exp.encode())]
 
 
 class _Row:

@@ -3,15 +3,19 @@
 Usage::
 
     paytoken provision --all --board sim --burn-in 600 --report-dir reports
-    paytoken sync-clock --port /dev/ttyACM0 --url https://issuer --admin-key KEY
+    paytoken provision --all --board pico --url https://issuer --admin-key-file admin.key
+    paytoken sync-clock --port /dev/ttyACM0 --url https://issuer --admin-key-file admin.key
     paytoken update --port /dev/ttyACM0 --board pico --url https://issuer
     paytoken info --port /dev/ttyACM0
-    paytoken cross-verify --port /dev/ttyACM0 --steps 50
+    paytoken cross-verify --port /dev/ttyACM0 --steps 50 --url https://issuer
 
-``provision --offline-batch`` reaches no issuer (see ``commands/pskc.py``); otherwise
-``provision`` and ``cross-verify`` open the issuer database (``--db``, master key from
-``$PAYTOKEN_MASTER_KEY`` or ``--master-key-file``); ``sync-clock`` and ``update`` talk to
-the issuer over HTTP (``--url``/``$PAYTOKEN_URL``, ``--admin-key``/``$PAYTOKEN_ADMIN_KEY``).
+``provision --offline-batch`` reaches no issuer (see ``commands/pskc.py``).
+``provision --url`` and ``cross-verify --url`` talk to the issuer's admin API only
+(the online factory: no master key, no database URL); without ``--url`` they open the
+issuer database in this process (``--db``, master key from ``$PAYTOKEN_MASTER_KEY`` or
+``--master-key-file``), through the same interface. ``sync-clock`` and ``update`` always
+talk HTTP (``--url`` or ``$PAYTOKEN_URL``). The admin key: ``--admin-key-file`` (or
+``$PAYTOKEN_ADMIN_KEY_FILE``), ``$PAYTOKEN_ADMIN_KEY``, or ``--admin-key``.
 """
 
 from __future__ import annotations
@@ -35,12 +39,46 @@ def _db_args(p: argparse.ArgumentParser) -> None:
                    help="file holding the master key (default $PAYTOKEN_MASTER_KEY)")
 
 
-def _http_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", type=argtypes.http_url,
-                   default=os.environ.get("PAYTOKEN_URL", "http://127.0.0.1:8080"),
-                   help="the issuer's base URL (default $PAYTOKEN_URL or http://127.0.0.1:8080)")
+def _http_args(p: argparse.ArgumentParser, *, online_only: bool = True) -> None:
+    if online_only:
+        p.add_argument("--url", type=argtypes.http_url, default=os.environ.get("PAYTOKEN_URL", "http://127.0.0.1:8080"),
+                       help="the issuer's base URL (default $PAYTOKEN_URL)")
+    else:
+        p.add_argument("--url", type=argtypes.http_url, default=None,
+                       help="the issuer's base URL: talk to its admin API only (no --db)")
+    p.add_argument("--admin-key-file", type=argtypes.in_file, default=None, metavar="FILE",
+                   help="file holding an admin API key, mode 0600 (default $PAYTOKEN_ADMIN_KEY_FILE)")
     p.add_argument("--admin-key", type=argtypes.secret_key, default=None,
-                   help="admin API key (default $PAYTOKEN_ADMIN_KEY)")
+                   help="admin API key (default $PAYTOKEN_ADMIN_KEY; a file keeps it out of ps)")
+
+
+def _admin_key(args: argparse.Namespace) -> str:
+    """--admin-key-file / $PAYTOKEN_ADMIN_KEY_FILE, then --admin-key, then $PAYTOKEN_ADMIN_KEY."""
+    path = args.admin_key_file or os.environ.get("PAYTOKEN_ADMIN_KEY_FILE")
+    if path:
+        try:
+            st = os.stat(path)
+            text = Path(path).read_text(encoding="ascii")
+        except FileNotFoundError:
+            raise CommandError(f"no admin key file {path}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise CommandError(f"cannot read the admin key file {path}: {type(e).__name__}") from None
+        if st.st_mode & 0o077:
+            raise CommandError(f"the admin key file {path} is readable by others "
+                               f"(mode {st.st_mode & 0o777:04o}): chmod 600 it")
+        key = text.strip()
+        if not key or not key.isprintable() or " " in key:
+            raise CommandError(f"the admin key file {path} does not hold one key")
+        return key
+    key = args.admin_key or os.environ.get("PAYTOKEN_ADMIN_KEY", "")
+    if key and not args.admin_key:
+        try:
+            key = argtypes.secret_key(key)
+        except argparse.ArgumentTypeError as e:
+            raise CommandError(f"$PAYTOKEN_ADMIN_KEY: {e}") from None
+    if not key:
+        raise CommandError("an admin key is needed: --admin-key-file FILE or $PAYTOKEN_ADMIN_KEY")
+    return key
 
 
 def _port_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -59,18 +97,27 @@ def _backend(args: argparse.Namespace):
 
 
 def _api(args: argparse.Namespace):
-    from paytoken.station.desk import DeskError, IssuerAPI
+    from paytoken.backend import BackendError
+    from paytoken.station.online import HttpIssuer
 
-    key = args.admin_key or os.environ.get("PAYTOKEN_ADMIN_KEY", "")
-    if key and not args.admin_key:
-        try:
-            key = argtypes.secret_key(key)
-        except argparse.ArgumentTypeError as e:
-            raise CommandError(f"$PAYTOKEN_ADMIN_KEY: {e}") from None
     try:
-        return IssuerAPI(args.url, key, timeout=args.timeout)
-    except DeskError as e:
+        return HttpIssuer(args.url, _admin_key(args), timeout=args.timeout)
+    except BackendError as e:
         raise CommandError(str(e)) from None
+
+
+def _desk_issuer(args: argparse.Namespace, actor: str):
+    """``--url``: the admin API; else the database in this process (``--db``)."""
+    from paytoken.station.issuer import DbIssuer
+
+    if args.url:
+        if args.db or args.master_key_file:
+            raise CommandError("give --url (the issuer's API) or --db/--master-key-file "
+                               "(its database here), not both")
+        return _api(args)
+    if args.admin_key_file or args.admin_key:
+        raise CommandError("an admin key goes with --url")
+    return DbIssuer(_backend(args), actor)
 
 
 def _device(args: argparse.Namespace):
@@ -150,7 +197,9 @@ def do_provision(args: argparse.Namespace) -> int:
         raise CommandError("--burn-in must be >= 0 seconds")
     from paytoken.commands.pskc import offline_issuer
 
-    issuer = offline_issuer(args) or _backend(args)
+    if args.url and args.offline_batch:
+        raise CommandError("give --url or --offline-batch, not both (offline, no issuer is reached)")
+    issuer = offline_issuer(args) or _desk_issuer(args, "station")
     args.prefix = args.prefix or "81"
     try:
         station = Station(issuer, board=args.board, burn_in=args.burn_in, prefix=args.prefix,
@@ -219,10 +268,10 @@ def do_info(args: argparse.Namespace) -> None:
 def do_cross_verify(args: argparse.Namespace) -> int:
     from paytoken.station.desk import DeskError, cross_verify
 
-    backend = _backend(args)
+    issuer = _desk_issuer(args, "desk:" + args.port)
     with _device(args) as dev:
         try:
-            r = cross_verify(dev, backend, steps=args.steps, start=args.start, end=args.end,
+            r = cross_verify(dev, issuer, steps=args.steps, start=args.start, end=args.end,
                              actor="desk:" + args.port)
         except DeskError as e:
             raise CommandError(str(e)) from None
@@ -254,6 +303,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no live progress")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     _db_args(p)
+    _http_args(p, online_only=False)
     from paytoken.commands.pskc import add_offline_args
 
     add_offline_args(p)
@@ -288,4 +338,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="UTC seconds (default start + 10 years)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _db_args(p)
+    _http_args(p, online_only=False)
     p.set_defaults(func=do_cross_verify)

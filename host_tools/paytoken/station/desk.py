@@ -2,11 +2,14 @@
 
 Usage::
 
-    api = IssuerAPI("https://issuer.example", admin_key)
+    api = HttpIssuer("https://issuer.example", admin_key)   # or DbIssuer(backend)
     with Device(port) as dev:
         sync_clock(dev, api)          # CHALLENGE -> signed UTC from the issuer -> SETTIME
         update(dev, api, "pico")      # authenticated UNLOCK, deploy (config kept), lock
-        cross_verify(dev, backend, steps=20)
+        cross_verify(dev, api, steps=20)
+
+Every call to the issuer goes through a ``station.issuer.DeskIssuer``: ``HttpIssuer``
+(the admin API) or ``DbIssuer`` (the embedded database, ``--db``).
 
 The desk never sets a clock or unlocks a token by itself: each change is a ``sync_mac``
 the issuer signs over a nonce the token just issued (``/v1/tokens/{id}/clock-sync``,
@@ -20,12 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from paytoken.backend import BackendError
 from paytoken.backend.service import Backend
 from paytoken.station import deploy as deploy_mod
 from paytoken.station import ops
+from paytoken.station.issuer import DbIssuer, DeskIssuer
+from paytoken.station.online import HttpIssuer
 from paytoken.station.transport import Device, DeviceError
 
 
@@ -33,42 +36,12 @@ class DeskError(Exception):
     """A service-desk operation failed or was refused; never holds a secret."""
 
 
-class IssuerAPI:
-    """The issuer's admin HTTP API (Bearer admin key)."""
+# The desk over HTTP (``--url``/``--admin-key-file``); ``DbIssuer`` is the embedded one.
+IssuerAPI = HttpIssuer
 
-    def __init__(self, url: str, admin_key: str, *, timeout: float = 10.0) -> None:
-        """``url``: the issuer's base URL; ``admin_key``: an admin API key."""
-        if not admin_key:
-            raise DeskError("an admin key is needed (--admin-key or $PAYTOKEN_ADMIN_KEY)")
-        self.url = url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {admin_key}"}
-        self.timeout = timeout
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            r = httpx.post(self.url + path, json=body, headers=self._headers, timeout=self.timeout)
-        except httpx.HTTPError as e:
-            raise DeskError(f"cannot reach the issuer at {self.url}: {type(e).__name__}") from None
-        try:
-            data = r.json()
-        except ValueError:
-            raise DeskError(f"the issuer answered {r.status_code} without JSON") from None
-        if r.status_code != 200:
-            raise DeskError(f"the issuer refused {path} ({r.status_code}): {data.get('detail')}")
-        return data
-
-    def clock_sync(self, token_id: int, nonce: str) -> tuple[int, str]:
-        """The issuer's signed UTC time for the token's nonce: (utc, mac)."""
-        d = self._post(f"/v1/tokens/{token_id}/clock-sync", {"nonce": nonce})
-        return int(d["utc"]), str(d["mac"])
-
-    def unlock_auth(self, token_id: int, nonce: str) -> str:
-        """The issuer's UNLOCK mac for the token's nonce."""
-        return str(self._post(f"/v1/tokens/{token_id}/unlock-auth", {"nonce": nonce})["mac"])
-
-    def clock_offset(self, token_id: int, offset_s: int) -> dict[str, Any]:
-        """Record the offset observed before a clock sync (the drift record)."""
-        return self._post(f"/v1/tokens/{token_id}/clock-offset", {"offset_s": offset_s})
+def _issuer(issuer: DeskIssuer | Backend, actor: str) -> DeskIssuer:
+    return DbIssuer(issuer, actor) if isinstance(issuer, Backend) else issuer
 
 
 def _locked_state(dev: Device) -> ops.TokenState:
@@ -108,8 +81,9 @@ class SyncResult:
     time_after: int | None
 
 
-def sync_clock(dev: Device, api: IssuerAPI) -> SyncResult:
+def sync_clock(dev: Device, api: DeskIssuer | Backend) -> SyncResult:
     """CHALLENGE -> the issuer's signed UTC -> ``SETTIME``; record the offset seen."""
+    api = _issuer(api, "desk:" + dev.port)
     st = _locked_state(dev)
     assert st.token_id is not None
     before = st.time or None
@@ -118,7 +92,10 @@ def sync_clock(dev: Device, api: IssuerAPI) -> SyncResult:
         nonce = ops.challenge(dev, "sync")
     except ops.OpsError as e:
         raise DeskError(str(e)) from None
-    utc, mac = api.clock_sync(st.token_id, nonce)
+    try:
+        utc, mac = api.clock_sync(st.token_id, nonce)
+    except BackendError as e:
+        raise DeskError(str(e)) from None
     try:
         dev.line(f"SETTIME {utc} {mac}", check=True)
     except DeviceError as e:
@@ -127,7 +104,10 @@ def sync_clock(dev: Device, api: IssuerAPI) -> SyncResult:
     if before is not None:
         # the token's reading against the issuer's clock, carried to the INFO moment
         offset = round(before - (utc - (time.time() - host_at_info)))
-        api.clock_offset(st.token_id, offset)
+        try:
+            api.clock_offset(st.token_id, offset)
+        except BackendError as e:
+            raise DeskError(f"the clock is set, but its offset was not recorded: {e}") from None
     after = _locked_state(dev).time
     return SyncResult(dev.port, st.token_id, before, utc, offset, after)
 
@@ -144,12 +124,14 @@ class UpdateResult:
     was_locked: bool = True
 
 
-def update(dev: Device, api: IssuerAPI, board: str, *, firmware_dir: Path | None = None) -> UpdateResult:
+def update(dev: Device, api: DeskIssuer | Backend, board: str, *,
+           firmware_dir: Path | None = None) -> UpdateResult:
     """Authenticated UNLOCK (mac from the issuer), deploy with the config kept, lock.
 
     A token found unlocked (an update cut short) is deployed and locked again, if its
     config still names a token.
     """
+    api = _issuer(api, "desk:" + dev.port)
     try:
         st = ops.info(dev, timeout=3.0)
     except ops.OpsError:
@@ -170,7 +152,7 @@ def update(dev: Device, api: IssuerAPI, board: str, *, firmware_dir: Path | None
         if after.token_id != token_id or not after.has_secret:
             raise DeskError(f"{dev.port}: the config did not survive the deploy")
         ops.lock(dev, token_id)
-    except (ops.OpsError, DeviceError, deploy_mod.DeployError) as e:
+    except (ops.OpsError, DeviceError, deploy_mod.DeployError, BackendError) as e:
         raise DeskError(f"update: {e}") from None
     return UpdateResult(dev.port, token_id, before.fw, after.fw, res.copied, st is not None)
 
@@ -189,11 +171,14 @@ class VerifyResult:
         return not self.mismatches
 
 
-def cross_verify(dev: Device, backend: Backend, *, steps: int = 20, start: int | None = None,
-                 end: int | None = None, actor: str = "desk") -> VerifyResult:
+def cross_verify(dev: Device, issuer: DeskIssuer | Backend, *, steps: int = 20,
+                 start: int | None = None, end: int | None = None,
+                 actor: str = "desk") -> VerifyResult:
     """Codes the token computes for ``steps`` times from ``start`` to ``end`` (default:
     now to 10 years on) vs the issuer's for its stored secret (which stays sealed in
-    the backend). A locked token is unlocked with the issuer's mac and locked again."""
+    the issuer: it answers only which times differ). A locked token is unlocked with the
+    issuer's mac and locked again. ``actor``: the audit name (embedded only)."""
+    api = _issuer(issuer, actor)
     if not 1 <= steps <= 5000:
         raise DeskError("--steps must be 1 to 5000")
     now = int(time.time())
@@ -211,14 +196,14 @@ def cross_verify(dev: Device, backend: Backend, *, steps: int = 20, start: int |
             if st.token_id is None:
                 raise DeskError(f"{dev.port}: the token is not provisioned")
             nonce = ops.challenge(dev, "unlock")
-            ops.unlock(dev, backend.unlock_auth(st.token_id, nonce, actor)["mac"])
+            ops.unlock(dev, api.unlock_auth(st.token_id, nonce))
         cur = ops.probe(dev)
         if cur.token_id is None or not cur.has_secret:
             raise DeskError(f"{dev.port}: the token has no provisioned config")
         got = ops.device_codes(dev, times)
         if st is not None:
             ops.lock(dev, cur.token_id)
-        want = backend.expected_codes(cur.token_id, times, actor)
+        bad = api.cross_check(cur.token_id, times, got)
     except (ops.OpsError, DeviceError, BackendError) as e:
         raise DeskError(f"cross-verify: {e}") from None
-    return VerifyResult(dev.port, cur.token_id, times, ops.mismatches(times, got, want))
+    return VerifyResult(dev.port, cur.token_id, times, bad)

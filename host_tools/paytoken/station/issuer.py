@@ -1,13 +1,16 @@
-"""The factory station's one seam to the issuer: every call the station makes.
+"""The factory station's and the service desk's one seam to the issuer.
 
-``Station`` (``provision.py``) talks to an ``Issuer``; it never opens a database or
-reads a batch itself. Two implementations today:
+``Station`` (``provision.py``) talks to an ``Issuer`` and the desk (``desk.py``) to a
+``DeskIssuer``; neither opens a database or reads a batch itself. Implementations:
 
-- ``DbIssuer``: the embedded single-machine default (``--db``), over a ``Backend``.
-- ``station.offline.OfflineIssuer``: a batch file and a PSKC file, no issuer reached.
+- ``DbIssuer``: the embedded single-machine default (``--db``), over a ``Backend``
+  (station and issuer one program; needs the master key). Both seams.
+- ``station.online.HttpIssuer``: the issuer's admin HTTP API with an admin key (no
+  master key, no database URL). Both seams.
+- ``station.offline.OfflineIssuer``: a batch file and a PSKC file, no issuer reached
+  (the station only).
 
-An online one (the admin API) implements the same methods. Errors: ``BackendError``
-or ``ops.OpsError``, whose messages never hold a secret.
+Errors: ``BackendError`` or ``ops.OpsError``, whose messages never hold a secret.
 
 Usage::
 
@@ -54,11 +57,29 @@ class Issuer(Protocol):
         """The last step: the token is locked and good; record it."""
 
 
+class DeskIssuer(Protocol):
+    """What the service desk needs from the issuer (for a token already active)."""
+
+    def clock_sync(self, token_id: int, nonce: str) -> tuple[int, str]:
+        """The issuer's UTC and ``sync_mac(sync_key, 'SETTIME', nonce, utc)``."""
+
+    def unlock_auth(self, token_id: int, nonce: str) -> str:
+        """``sync_mac(sync_key, 'UNLOCK', nonce, id)``: authorizes a firmware update."""
+
+    def clock_offset(self, token_id: int, offset_s: int) -> None:
+        """Record the offset seen before a clock sync (the drift restarts)."""
+
+    def cross_check(self, token_id: int, times: list[int], codes: list[str]) -> list[int]:
+        """The times at which the token's ``codes`` differ from the issuer's."""
+
+
 class DbIssuer:
     """The issuer database in this process (needs the master key)."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, actor: str = "desk") -> None:
+        """``actor``: who the desk calls are audited as (the station passes its own)."""
         self.backend = backend
+        self.actor = actor
         self._keys: dict[str, bytes] | None = None
 
     def scheme_key(self, prefix: str) -> bytes | None:
@@ -94,3 +115,18 @@ class DbIssuer:
                  actor: str, drift_ppm: float | None) -> None:
         self.backend.activate_token(token_id, secret, sync_key, prefix, actor=actor,
                                     drift_ppm=drift_ppm)
+
+    # ---- the service desk ------------------------------------------------------------
+
+    def clock_sync(self, token_id: int, nonce: str) -> tuple[int, str]:
+        d = self.backend.clock_sync(token_id, nonce, self.actor)
+        return int(d["utc"]), str(d["mac"])
+
+    def unlock_auth(self, token_id: int, nonce: str) -> str:
+        return str(self.backend.unlock_auth(token_id, nonce, self.actor)["mac"])
+
+    def clock_offset(self, token_id: int, offset_s: int) -> None:
+        self.backend.record_clock_offset(token_id, offset_s, self.actor)
+
+    def cross_check(self, token_id: int, times: list[int], codes: list[str]) -> list[int]:
+        return self.backend.cross_check(token_id, times, codes, self.actor)

@@ -1,0 +1,179 @@
+"""The online factory's admin endpoints: what a provisioning station or a service desk
+needs from the issuer over HTTP, so neither holds the master key or a database URL.
+
+Every endpoint takes an admin key (``Authorization: Bearer <admin key>``), like the
+other admin endpoints. Secrets travel only in request bodies, never in a URL; no
+response echoes the token secret or sync key sent, and no error names them.
+
+- ``GET  /v1/factory/schemes/{prefix}``: the scheme key the tokens get (no-store).
+- ``POST /v1/factory/tokens``: allocate a ``pending`` id with the station's sync key.
+- ``POST /v1/factory/tokens/{id}/activate``: secret, sync key, prefix -> ``active``;
+  a retry of an activation that went through answers the same (idempotent).
+- ``POST /v1/factory/tokens/{id}/discard``: give up a pending id (idempotent).
+- ``POST /v1/factory/tokens/{id}/pending-unlock``: the UNLOCK mac of a locked but
+  pending token (a run cut after its lock).
+- ``POST /v1/tokens/{id}/cross-check``: the desk's codes vs the issuer's; answers only
+  which times differ, so it never hands out a valid payment code.
+
+Usage (in ``app.create_app``)::
+
+    app.include_router(factory_api.router(backend, admin))
+"""
+
+# No `from __future__ import annotations`: FastAPI resolves the local Annotated aliases.
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from paytoken.backend import BackendError
+from paytoken.backend.service import MAX_TOKEN_ID, Backend
+
+TokenId = Annotated[int, Path(ge=0, le=MAX_TOKEN_ID, description="token id, 0 to 99999999")]
+Prefix = Annotated[str, Path(pattern=r"^[0-9]{2}$", description="scheme prefix, two digits")]
+MAX_TIMES = 5000
+_HEX_KEY = r"^(?:[0-9a-f]{2}){16,64}$"  # 16 to 64 bytes, lower-case hex
+
+
+class ErrorOut(BaseModel):
+    error: Literal["refused", "invalid_request", "server_error", "too_large"]
+    detail: str | list = Field(description="what is wrong (never a secret or the input)")
+
+
+class SchemeKeyOut(BaseModel):
+    prefix: str
+    scheme_key: str = Field(description="the AES-128 scheme key, 32 hex digits (a secret)")
+
+
+class AllocateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sync_key: StrictStr = Field(pattern=_HEX_KEY, description="the token's sync key, hex (16+ bytes)")
+
+
+class AllocateOut(BaseModel):
+    token_id: int
+    status: Literal["pending"]
+
+
+class ActivateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    secret: StrictStr = Field(pattern=_HEX_KEY, description="the token secret, hex (16+ bytes)")
+    sync_key: StrictStr = Field(pattern=_HEX_KEY, description="the sync key given at allocation, hex")
+    prefix: StrictStr = Field(pattern=r"^[0-9]{2}$", description="scheme prefix")
+    drift_ppm: StrictFloat | StrictInt | None = Field(
+        default=None, ge=-500, le=500, description="residual clock rate when known (else learned)")
+
+
+class ActivateOut(BaseModel):
+    token_id: int
+    status: str
+    prefix: str | None
+    already: bool = Field(description="true: this activation had already been recorded (a retry)")
+
+
+class DiscardOut(BaseModel):
+    token_id: int
+    discarded: bool = Field(description="false: there was no such pending record (already gone)")
+
+
+class NonceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    nonce: StrictStr = Field(pattern=r"^[A-Za-z0-9]{8,64}$", description="the token's CHALLENGE nonce")
+
+
+class UnlockMacOut(BaseModel):
+    token_id: int
+    mac: str
+
+
+class CrossCheckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    times: list[StrictInt] = Field(min_length=1, max_length=MAX_TIMES, description="UTC seconds")
+    codes: list[StrictStr] = Field(min_length=1, max_length=MAX_TIMES,
+                                   description="the token's code at each time, in order")
+
+
+class CrossCheckOut(BaseModel):
+    token_id: int
+    compared: int
+    mismatches: list[int] = Field(description="the times at which the codes differ")
+
+
+def _errors(*statuses: int) -> dict:
+    return {s: {"model": ErrorOut} for s in (401, 422, *statuses)}
+
+
+def _key(hex_text: str) -> bytes:
+    return bytes.fromhex(hex_text)  # the pattern admits only whole lower-case hex bytes
+
+
+def router(backend: Backend, admin: Callable[..., str]) -> APIRouter:
+    """The endpoints over ``backend``; ``admin`` is the app's admin-key dependency."""
+    r = APIRouter(tags=["factory"])
+    Admin = Annotated[str, Depends(admin)]
+
+    @r.get("/v1/factory/schemes/{prefix}", response_model=SchemeKeyOut, responses=_errors(404))
+    def scheme_key(prefix: Prefix, actor: Admin, response: Response) -> dict:
+        """The scheme key a station writes onto its tokens (audited; not cached)."""
+        response.headers["Cache-Control"] = "no-store"
+        return {"prefix": prefix, "scheme_key": backend.station_scheme_key(prefix, actor).hex()}
+
+    @r.post("/v1/factory/tokens", status_code=201, response_model=AllocateOut,
+            responses=_errors(503))
+    def allocate(body: AllocateIn, actor: Admin) -> dict:
+        """A fresh ``pending`` token id holding the station's sync key. Not idempotent: a
+        lost answer leaves a pending record that never verifies (the station does not retry)."""
+        return {"token_id": backend.allocate_token(actor, sync_key=_key(body.sync_key)),
+                "status": "pending"}
+
+    @r.post("/v1/factory/tokens/{token_id}/activate", response_model=ActivateOut,
+            responses=_errors(409))
+    def activate(token_id: TokenId, body: ActivateIn, actor: Admin) -> dict:
+        """Record the secret and sync key; the token becomes ``active``. Repeating an
+        activation that went through (same secret and sync key) answers it again."""
+        secret, sync_key = _key(body.secret), _key(body.sync_key)
+        try:
+            backend.activate_token(token_id, secret, sync_key, body.prefix, actor=actor,
+                                   drift_ppm=body.drift_ppm)
+            already = False
+        except BackendError as exc:
+            if exc.status != 409 or not backend.activation_matches(token_id, secret, sync_key):
+                raise
+            already = True
+        info = backend.token_info(token_id)
+        return {"token_id": token_id, "status": info["status"], "prefix": info["prefix"],
+                "already": already}
+
+    @r.post("/v1/factory/tokens/{token_id}/discard", response_model=DiscardOut,
+            responses=_errors(409))
+    def discard(token_id: TokenId, actor: Admin) -> dict:
+        """Remove a pending record (a run that failed before its lock). Idempotent; a
+        token past pending is refused with 409."""
+        if backend.discard_pending(token_id, actor):
+            return {"token_id": token_id, "discarded": True}
+        try:
+            status = backend.token_info(token_id)["status"]
+        except BackendError as exc:
+            if exc.status == 404:
+                return {"token_id": token_id, "discarded": False}
+            raise
+        raise BackendError(f"token {token_id} is {status}, not pending: not discarded", 409)
+
+    @r.post("/v1/factory/tokens/{token_id}/pending-unlock", response_model=UnlockMacOut,
+            responses=_errors(409))
+    def pending_unlock(token_id: TokenId, body: NonceIn, actor: Admin) -> dict:
+        """``sync_mac(sync_key, 'UNLOCK', nonce, id)`` for a locked token still pending."""
+        return {"token_id": token_id, "mac": backend.pending_unlock_mac(token_id, body.nonce, actor)}
+
+    @r.post("/v1/tokens/{token_id}/cross-check", response_model=CrossCheckOut,
+            responses=_errors(404))
+    def cross_check(token_id: TokenId, body: CrossCheckIn, actor: Admin) -> dict:
+        """Compare a token's codes with the issuer's for its sealed secret; changes no state."""
+        if len(body.codes) != len(body.times):
+            raise BackendError("give one code per time", 422)
+        bad = backend.cross_check(token_id, body.times, body.codes, actor)
+        return {"token_id": token_id, "compared": len(body.times), "mismatches": bad}
+
+    return r
