@@ -26,6 +26,7 @@ import os
 import sys
 import threading
 from dataclasses import asdict
+from pathlib import Path
 
 from paytoken.commands import argtypes
 from paytoken.errors import CommandError
