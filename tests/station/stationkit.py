@@ -70,8 +70,16 @@ def deploy_to(port: str, board: str = "sim", firmware_dir: Path | None = None) -
 
 
 def token_config(flash: Path) -> dict | None:
-    """The config on the token's flash, read by the firmware's own config module."""
-    return fwconfig.load(str(flash / "paytoken.cfg"))
+    """The config on the token's flash, decoded by the firmware's own config module.
+
+    Read only: ``fwconfig.load`` would also run the boot-time clean-up, which deletes a
+    ``paytoken.cfg.tmp`` that the running token may be writing at that very moment.
+    """
+    try:
+        data = (flash / "paytoken.cfg").read_bytes()
+    except FileNotFoundError:
+        return None
+    return fwconfig.decode(data)
 
 
 def paytoken(*args: str, env: dict[str, str] | None = None, timeout: float = 180
