@@ -40,7 +40,7 @@ test-loaded: $(STAMP)
 	$(VENV)/bin/ruff check firmware boards host_tools tests
 	bash .ci/pg start
 	@set -e; stress-ng $(LOAD) --timeout 3h --quiet & load=$$!; \
-	trap 'kill $$load 2>/dev/null; wait $$load 2>/dev/null' EXIT INT TERM; \
+	trap 'kill $$load 2>/dev/null; wait $$load 2>/dev/null || :' EXIT; trap 'exit 130' INT TERM; \
 	sleep 1; kill -0 $$load || { echo "test-loaded: stress-ng did not start" >&2; exit 1; }; \
 	. ./$(PG_ENV); \
 	for i in $$(seq 1 $(LOADED_RUNS)); do \
