@@ -48,10 +48,16 @@ def _fresh(tok) -> None:
 
 def _kill(tok, how: str) -> None:
     if how == "power":
-        vhw.power_off(tok.hw)
         # off until the supervisor has seen it and killed the interpreter (it polls the
-        # power every 50 ms; a busy machine may take longer): a real cut, not a blink
-        wait_for(lambda: tok.child_pid() is None, what="the power cut killed the interpreter")
+        # power every 50 ms; a busy machine may take longer): a real cut, not a blink.
+        # A board booting at that instant powers itself up (firmware/sim: starting the
+        # interpreter is plugging it in), undoing the cut: cut again until it holds.
+        def cut() -> bool:
+            if vhw.is_powered(tok.hw):
+                vhw.power_off(tok.hw)
+            return tok.child_pid() is None
+
+        wait_for(cut, what="the power cut killed the interpreter")
         vhw.power_on(tok.hw)
     else:
         pid = tok.child_pid()
