@@ -7,7 +7,7 @@ PG_ENV := .pg/env
 # Two cores: run the suite on both.
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test bench lint soak pg clean
+.PHONY: demo test test-loaded bench lint soak pg clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,27 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check firmware boards host_tools tests
 	bash .ci/pg start
 	. ./$(PG_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
+
+# The whole suite (as `make test`) LOADED_RUNS times in a row while stress-ng keeps both cores
+# busy at normal priority (CPU, disk syncs and memory churn, as a shared CI runner): every run
+# must pass. stress-ng comes from Debian (apt-get, as root) when missing.
+LOADED_RUNS ?= 3
+LOAD ?= --cpu 2 --io 1 --vm 1 --vm-bytes 512M
+test-loaded: $(STAMP)
+	@command -v stress-ng >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "test-loaded: stress-ng missing; run as root or apt-get install stress-ng" >&2; exit 1; }; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q stress-ng >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q stress-ng >/dev/null; }; }
+	$(VENV)/bin/ruff check firmware boards host_tools tests
+	bash .ci/pg start
+	@set -e; stress-ng $(LOAD) --timeout 3h --quiet & load=$$!; \
+	trap 'kill $$load 2>/dev/null; wait $$load 2>/dev/null || :' EXIT; trap 'exit 130' INT TERM; \
+	sleep 1; kill -0 $$load || { echo "test-loaded: stress-ng did not start" >&2; exit 1; }; \
+	. ./$(PG_ENV); \
+	for i in $$(seq 1 $(LOADED_RUNS)); do \
+	  echo "test-loaded: run $$i of $(LOADED_RUNS) beside stress-ng $(LOAD)"; t0=$$(date +%s); \
+	  $(PY) -m pytest $(PYTEST_ARGS) || { echo "test-loaded: run $$i FAILED after $$(( $$(date +%s) - t0 )) s" >&2; exit 1; }; \
+	  echo "test-loaded: run $$i passed in $$(( $$(date +%s) - t0 )) s"; \
+	done
 
 # Benchmarks: a report in reports/bench.md and reports/bench.json, not tests.
 bench: $(STAMP)

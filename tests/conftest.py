@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 from paytoken import upy
+
+# Speed is for benchmarks (make bench), not tests: no per-example deadline (200 ms by
+# default) and no "too slow" health check, which a busy CI machine trips at random.
+# A test's own @settings still sets what it names; the rest comes from here.
+settings.register_profile(
+    "paytoken", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("paytoken")
 
 
 @pytest.fixture(scope="session")

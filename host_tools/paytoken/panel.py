@@ -10,7 +10,10 @@ A set bit is a lit pixel, unless the panel is in inverse mode (command 0xA7).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import threading
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -122,9 +125,16 @@ def panel_png(
     """Write :func:`panel_image` as a PNG to ``path`` (atomically) and return the path."""
     img = panel_image(gddram, width, height, scale=scale, inverted=inverted, display_on=display_on)
     out = Path(path)
-    tmp = out.with_name(out.name + ".tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, out)
+    # a temp name of this writer's own (two snapshots of one panel may run at once)
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            img.save(f, format="PNG")
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     return out
 
 

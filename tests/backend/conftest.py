@@ -19,6 +19,7 @@ from paytoken.backend.db import make_engine, migrate
 from paytoken.backend.service import Backend
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from waits import bound
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 SECRET = bytes(range(1, 21))  # 160-bit test secret
@@ -125,26 +126,37 @@ class Server:
     """A real ``paytoken serve`` (uvicorn) on 127.0.0.1, its output captured to a file."""
 
     def __init__(self, db_url: str, master_hex: str, log_path: Path, workers: int = 1) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         env = dict(os.environ, PAYTOKEN_MASTER_KEY=master_hex)
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "paytoken", "serve", "--db", db_url, "--port", str(self.port),
-             "--workers", str(workers), "--log-level", "info"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        for _ in range(3):
+            # a free port may be taken by someone else before the server binds it: retry
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self._log = open(log_path, "wb")
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "paytoken", "serve", "--db", db_url, "--port", str(self.port),
+                 "--workers", str(workers), "--log-level", "info"],
+                env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            if self._wait_up():
+                return
+            self._log.close()
+            if "already in use" not in log_path.read_text(errors="replace"):
+                break
+        raise RuntimeError("server did not start: " + log_path.read_text(errors="replace"))
+
+    def _wait_up(self) -> bool:
+        # a busy machine imports uvicorn and FastAPI slowly: a minute before it is "not up"
+        deadline = time.monotonic() + bound(60)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("server exited: " + log_path.read_text())
+                return False
             try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
+                if httpx.get(self.url + "/v1/health", timeout=bound(10)).status_code == 200:
+                    return True
             except httpx.HTTPError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("server did not start: " + log_path.read_text())
+        return False
 
     def stop(self) -> None:
         if self.proc.poll() is None:

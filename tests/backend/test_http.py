@@ -20,6 +20,7 @@ from paytoken.backend.db import make_engine
 from paytoken.backend.models import AuditLog, Payment
 from paytoken.backend.service import Backend
 from sqlalchemy import func, select
+from waits import bound
 
 from .conftest import SECRET, Server
 
@@ -54,7 +55,7 @@ def fresh_code(live, token_id=42):
 
 
 def post(live, path, body, key=None):
-    return httpx.post(live["url"] + path, json=body, timeout=10,
+    return httpx.post(live["url"] + path, json=body, timeout=bound(30),
                       headers={"Authorization": f"Bearer {key or live['api']}"})
 
 
@@ -124,7 +125,7 @@ def test_malformed_requests_are_4xx_and_write_nothing(live):
         assert 400 <= r.status_code < 500, (body, r.status_code, r.text)
         assert r.json()["error"] and r.json()["detail"]
     for raw in (b"{", b"\xff\xfe", b'{"code": "1"' + b" " * 20_000 + b"}"):
-        r = httpx.post(live["url"] + "/v1/payments", content=raw, timeout=10,
+        r = httpx.post(live["url"] + "/v1/payments", content=raw, timeout=bound(30),
                        headers={"Authorization": f"Bearer {live['api']}", "Content-Type": "application/json"})
         assert 400 <= r.status_code < 500, (raw[:20], r.status_code)
     for path in ("/v1/tokens/-1", "/v1/tokens/100000000", "/v1/tokens/99999999999999999999999", "/v1/tokens/١٢"):
@@ -144,7 +145,7 @@ bodies = st.fixed_dictionaries({}, optional={
 
 
 def test_fuzz_json_api_never_500(live):
-    client = httpx.Client(base_url=live["url"], timeout=10,
+    client = httpx.Client(base_url=live["url"], timeout=bound(30),
                           headers={"Authorization": f"Bearer {live['api']}"})
     payments_before = counts(live["backend"])[0]
 

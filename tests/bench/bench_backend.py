@@ -272,7 +272,8 @@ def _http(kind: str, workers: int, rates: list[float], seconds: float = 10.0) ->
     backend.engine.dispose()
     port = _free_port()
     env = dict(os.environ, PAYTOKEN_MASTER_KEY=ring._raw[0].hex())
-    log = open(Path(tempfile.gettempdir()) / f"bench-serve-{port}.log", "wb")
+    # a log file of this run's own (a fixed name per port could be another run's)
+    log = tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "-m", "paytoken", "serve", "--db", db.url, "--port", str(port),
                              "--workers", str(workers), "--log-level", "warning"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -305,6 +306,7 @@ def _http(kind: str, workers: int, rates: list[float], seconds: float = 10.0) ->
         proc.terminate()
         proc.wait(15)
         log.close()
+        os.unlink(log.name)
         db.close()
     return out
 

@@ -35,12 +35,17 @@ def _start(flash: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, port
 
 
-def _wipe(flash: Path) -> None:
-    # a fresh factory token for the next round: its config gone, the interpreter reset
+def _wipe(flash: Path, port: str) -> None:
+    # a fresh factory token for the next round: its config gone, the interpreter reset,
+    # and up again before the clock starts (a station gets a booted token; on a busy
+    # machine the boot alone can outlast the station's first REPL probe)
     from paytoken.vdev import control
 
     (flash / "paytoken.cfg").unlink(missing_ok=True)
+    (flash / "paytoken.cfg.tmp").unlink(missing_ok=True)
     control.hard_reset(flash)
+    with Device(port, timeout=60) as dev:
+        dev.enter_raw()
 
 
 def run() -> list[dict]:
@@ -65,7 +70,7 @@ def run() -> list[dict]:
                 times = []
                 for _ in range(SINGLE_ROUNDS if burn == 0 else 1):
                     flash, port = toks[0]
-                    _wipe(flash)
+                    _wipe(flash, port)
                     t0 = time.perf_counter()
                     rep = st.provision(port)
                     times.append(time.perf_counter() - t0)
@@ -82,8 +87,8 @@ def run() -> list[dict]:
                 })
 
             st = Station(backend, board="sim")
-            for flash, _ in toks:
-                _wipe(flash)
+            with ThreadPoolExecutor(PARALLEL) as pool:
+                list(pool.map(lambda t: _wipe(*t), toks))
             t0 = time.perf_counter()
             reps = st.run([p for _, p in toks])
             wall = time.perf_counter() - t0

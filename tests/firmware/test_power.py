@@ -53,7 +53,7 @@ def idle(ms):
     off.append(board.ticks_ms())  # asleep with the display off: stop here
     return True
 app.run(tok, idle=idle{awake})
-print(repr((frames, off, len(waits))))
+print(repr((frames, off, waits)))
 """
 
 
@@ -85,7 +85,7 @@ def test_on_battery_the_display_goes_off_after_20_s_napping_between_ticks(tmp_pa
     # one countdown frame per second, each on its second, the new step's code included
     assert frames == [(1000 * k, T + k) for k in range(1, 20)]
     assert off == [20000 + 1000]  # off at 20 s, then one 1 s sleep slice before idle()
-    assert waits == 0  # the serial protocol was never polled: no host on battery
+    assert waits == []  # the serial protocol was never polled: no host on battery
     cpu = vhw.cpu(hw)
     assert cpu["naps"] == 20 and cpu["nap_ms"] == 20000
     assert cpu["hz"] == 125_000_000  # the sim family CPU_HZ_BATTERY (firmware/sim), asked before the bus opened
@@ -117,10 +117,12 @@ def test_naps_only_on_battery(tmp_path, usb):
     cpu = vhw.cpu(hw)
     if usb:
         assert cpu == {"hz": None, "naps": 0, "nap_ms": 0}
-        assert waits >= 7  # 2 s / 250 ms, less the first frame's share
+        # polled again and again, in slices of at most 250 ms (the count a busy machine
+        # lowers: the frames take longer, the slices fill less of the 2 s)
+        assert len(waits) >= 2 and max(waits) <= 250, waits
     else:
         assert cpu["naps"] == 2 and cpu["nap_ms"] >= 1000 and cpu["hz"] == 125_000_000
-        assert waits == 0
+        assert waits == []
 
 
 def test_a_locked_token_on_battery_naps_too(tmp_path):

@@ -32,7 +32,7 @@ def test_matrix_equals_segno(version, ecc, mask, segno_iso):
     @settings(
         max_examples=EXAMPLES,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(_digits(version, ecc))
     def check(digits):

@@ -60,7 +60,23 @@ def test_png_looks_like_the_oled(tmp_path):
     assert img.getpixel((border + 3, border + 3)) == UNLIT  # its gap to dark neighbours
     assert img.getpixel((border + 4 * 3 + 1, border + 4 * 7 + 1)) == LIT  # pixel (3, 7)
     assert img.getpixel((border + 4 * 1 + 1, border + 1)) == UNLIT  # pixel (1, 0) is dark
-    assert not (tmp_path / "p.png.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["p.png"]  # no temp file left
+
+
+def test_png_writers_at_once_never_share_a_temp_file(tmp_path):
+    # two snapshots of one panel at once (threads here; processes alike): each writes
+    # its own temp file and renames it over, so every one succeeds with a whole PNG
+    from concurrent.futures import ThreadPoolExecutor
+
+    rams = [bytes([i]) * 32 for i in range(16)]
+    out = tmp_path / "p.png"
+    with ThreadPoolExecutor(8) as pool:
+        done = list(pool.map(lambda r: panel_png(r, 16, 16, out, scale=8), rams * 4))
+    assert done == [out] * 64
+    with Image.open(out) as img:
+        img.load()  # a whole PNG, not two interleaved
+        assert img.size == panel_image(rams[0], 16, 16, scale=8).size
+    assert [p.name for p in tmp_path.iterdir()] == ["p.png"]
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from paytoken.station import deploy as deploy_mod
 from paytoken.station.ops import secret_forms
 from paytoken.station.transport import Device
 from sqlalchemy import select
+from waits import STEP, bound
 
 _spec = importlib.util.spec_from_file_location("fwconfig", upy.FIRMWARE_DIR / "config.py")
 fwconfig = importlib.util.module_from_spec(_spec)  # the firmware's own config module
@@ -64,19 +65,27 @@ def new_issuer(url: str, tmp: Path) -> Issuer:
 
 
 def deploy_to(port: str, board: str = "sim", firmware_dir: Path | None = None) -> None:
-    with Device(port, timeout=20) as dev:
+    with Device(port, timeout=bound(STEP)) as dev:
         deploy_mod.deploy(dev, board, firmware_dir=firmware_dir)
 
 
 def token_config(flash: Path) -> dict | None:
-    """The config on the token's flash, read by the firmware's own config module."""
-    return fwconfig.load(str(flash / "paytoken.cfg"))
+    """The config on the token's flash, decoded by the firmware's own config module.
+
+    Read only: ``fwconfig.load`` would also run the boot-time clean-up, which deletes a
+    ``paytoken.cfg.tmp`` that the running token may be writing at that very moment.
+    """
+    try:
+        data = (flash / "paytoken.cfg").read_bytes()
+    except FileNotFoundError:
+        return None
+    return fwconfig.decode(data)
 
 
 def paytoken(*args: str, env: dict[str, str] | None = None, timeout: float = 180
              ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "paytoken", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+                          text=True, timeout=bound(timeout), env=env)
 
 
 def assert_consistent(issuer: Issuer, flashes: list[Path]) -> list[int]:

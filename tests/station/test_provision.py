@@ -19,6 +19,7 @@ from stationkit import (
     token_config,
 )
 from vdevkit import mpremote
+from waits import STEP, bound
 
 
 def test_eight_tokens_in_parallel_on_postgresql(tokens, pg_issuer, tmp_path: Path) -> None:
@@ -33,7 +34,9 @@ def test_eight_tokens_in_parallel_on_postgresql(tokens, pg_issuer, tmp_path: Pat
     ids = assert_consistent(pg_issuer, [t.flash for t in toks])
     assert sorted(ids) == sorted(x["token_id"] for x in out)
     for x in out:
-        assert abs(x["offset_ms"]) < 250
+        # the station's own bound (ops.set_clock_utc): 250 ms beyond what it could measure;
+        # a busy host widens the measurement, never moves the truth outside it
+        assert abs(x["offset_ms"]) <= 250 + x["offset_uncertainty_ms"], x
         assert x["ppm"] == 0.0  # no burn-in: not measured
         assert len(x["verified_times"]) >= 9
     # the issuer verifies a code made from the token's own config (read from its flash)
@@ -67,8 +70,8 @@ def test_locked_token_refuses_the_repl(tokens, issuer, tmp_path: Path) -> None:
     r = mpremote(tok.port, "exec", "print(7*6)", timeout=60)
     assert r.returncode != 0  # the stock mpremote fails cleanly, no hang
     assert "42" not in r.stdout
-    assert time.monotonic() - t0 < 30
-    with Device(tok.port, timeout=5) as dev:
+    assert time.monotonic() - t0 < bound(30)
+    with Device(tok.port, timeout=bound(STEP)) as dev:
         assert ops.info(dev).locked  # and the token still answers
 
 
@@ -109,18 +112,24 @@ def test_time_zone_makes_no_difference(tokens, issuer, tmp_path: Path, monkeypat
         (x,) = json.loads(r.stdout)
         now = time.time()
         assert abs(x["clock_set_utc"] - now) < 60  # UTC, not UTC+8 or UTC-8
-        assert abs(x["offset_ms"]) < 250
-        rtc = vhw.rtc_time(tok.hw)  # the RTC model's registers, as UTC seconds
-        assert rtc is not None and abs(rtc - time.time()) < 2
+        assert abs(x["offset_ms"]) <= 250 + x["offset_uncertainty_ms"], x
+        # the RTC model's registers, as UTC seconds (whole seconds: one either side),
+        # between host clock readings taken around the read
+        t0 = time.time()
+        rtc = vhw.rtc_time(tok.hw)
+        t1 = time.time()
+        assert rtc is not None and t0 - 2 < rtc < t1 + 2
         cfg = token_config(tok.flash)
         assert cfg["ref_time"] == x["clock_set_utc"]
         r = paytoken("cross-verify", "--port", tok.port, "--steps", "12", "--start", "1800000000",
                      "--json", env=issuer.env(TZ=tz))
         assert r.returncode == 0, r.stdout + r.stderr
         results[tz] = json.loads(r.stdout)["mismatches"]
-        with Device(tok.port, timeout=5) as dev:
+        with Device(tok.port, timeout=bound(STEP)) as dev:
+            t0 = time.time()
             t_tok = ops.info(dev).time
-        assert abs(t_tok - time.time()) < 2
+            t1 = time.time()
+        assert t0 - 2 < t_tok < t1 + 2  # the token read its clock between t0 and t1
     assert results == {"Asia/Shanghai": [], "America/Los_Angeles": []}
 
 

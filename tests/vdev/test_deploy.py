@@ -18,6 +18,7 @@ from paytoken import upy, vhw
 from paytoken.station import deploy as dp
 from paytoken.station.transport import Device, DeviceError
 from vdevkit import paytoken
+from waits import STEP, bound
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -50,7 +51,7 @@ def test_cold_then_warm_copies_only_what_changed(vdevs, tmp_path: Path) -> None:
     assert all(d[:2] == b"M\x06" for p, d in built.items() if p.endswith(".mpy"))
     assert "/sim/rtc.mpy" not in dp.build(dp.load_board("pico"))
 
-    with Device(t.port) as dev:
+    with Device(t.port, timeout=bound(STEP)) as dev:
         cold = dp.deploy(dev, board)
         assert len(cold.copied) == len(built) and cold.unchanged == []
         _assert_consistent(t.flash, built)
@@ -80,7 +81,7 @@ def test_source_change_and_removed_module(vdevs, tmp_path: Path) -> None:
     shutil.copytree(upy.FIRMWARE_DIR, fw, ignore=shutil.ignore_patterns("__pycache__"))
     t = vdevs(tmp_path / "tok")
     board = dp.load_board("sim")
-    with Device(t.port) as dev:
+    with Device(t.port, timeout=bound(STEP)) as dev:
         dp.deploy(dev, board, firmware_dir=fw)
         (fw / "extra.py").write_text("X = 1\n")
         with open(fw / "fwversion.py", "a") as f:
@@ -150,14 +151,14 @@ def test_cut_copy_leaves_no_half_file_and_redeploy_is_consistent(vdevs, tmp_path
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
     tmp = t.flash / "big.bin.tmp"
-    end = time.monotonic() + 30
+    end = time.monotonic() + bound(120)
     while time.monotonic() < end and (not tmp.exists() or tmp.stat().st_size < 50_000):
         time.sleep(0.005)
     proc.kill()
     proc.wait(10)
     assert (t.flash / "big.bin").read_bytes() == b"old"
     assert 0 < tmp.stat().st_size < len(blob)
-    with Device(t.port) as dev:
+    with Device(t.port, timeout=bound(STEP)) as dev:
         dev.put(blob, "/big.bin")
         assert (t.flash / "big.bin").read_bytes() == blob and not tmp.exists()
 
@@ -169,18 +170,18 @@ def test_cut_copy_leaves_no_half_file_and_redeploy_is_consistent(vdevs, tmp_path
 
     def run() -> None:
         try:
-            with Device(t.port, timeout=3) as dev:
+            with Device(t.port, timeout=bound(10)) as dev:
                 dp.deploy(dev, board, progress=lambda p, i, n: i == 2 and vhw.power_off(t.hw))
         except BaseException as e:  # noqa: BLE001 - collected for the assertion
             errors.append(e)
 
     th = threading.Thread(target=run)
     th.start()
-    th.join(60)
+    th.join(bound(120))
     assert not th.is_alive()
     assert errors and isinstance(errors[0], DeviceError)
     vhw.power_on(t.hw)
-    with Device(t.port, timeout=10) as dev:
+    with Device(t.port, timeout=bound(STEP)) as dev:
         final = dp.deploy(dev, board)
     assert final.copied  # it finished the job
     _assert_consistent(t.flash, built)

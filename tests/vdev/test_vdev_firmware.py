@@ -10,8 +10,10 @@ import serial
 from paytoken import vhw
 from paytoken.station import deploy as dp
 from paytoken.station.transport import Device
+from paytoken.vdev.supervisor import sigint_installed
 from PIL import Image
 from vdevkit import mpremote, paytoken
+from waits import STEP, bound, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,19 +28,24 @@ def _read_until(s: serial.Serial, marker: bytes, seconds: float) -> bytes:
 
 def test_unlocked_firmware_runs_until_ctrl_c(vdevs, tmp_path: Path) -> None:
     t = vdevs(tmp_path / "tok")
-    with Device(t.port) as dev:
+    with Device(t.port, timeout=bound(STEP)) as dev:
         dp.deploy(dev, "sim")
     before = vhw.panel_state(t.hw)
     with serial.Serial(t.port, timeout=0.1) as s:
         s.write(b"\r\x03\r\x02")  # friendly REPL
-        assert b">>> " in _read_until(s, b">>> ", 5)
+        assert b">>> " in _read_until(s, b">>> ", bound(STEP))
         s.write(b"\x04")  # soft reboot: boot as a board does, main.py runs
-        out = _read_until(s, b"soft reboot\r\n", 5)
+        out = _read_until(s, b"soft reboot\r\n", bound(STEP))
         assert b"MPY: soft reboot\r\n" in out
-        time.sleep(1.5)
-        assert b">>> " not in out + s.read(4096)  # the app loop holds the token
+        # the app runs once it has drawn on the panel and holds its SIGINT handler
+        # (Ctrl-C is off from power-up until main.py turns it on)
+        wait_for(lambda: vhw.panel_state(t.hw) != before
+                 and (c := t.child_pid()) is not None and sigint_installed(c),
+                 what="the app drew and took Ctrl-C")
+        out += _read_until(s, b">>> ", 1.5)
+        assert b">>> " not in out  # the app loop holds the token
         s.write(b"\x03")
-        out = _read_until(s, b">>> ", 10)
+        out = _read_until(s, b">>> ", bound(STEP))
         assert b"KeyboardInterrupt" in out and out.endswith(b">>> ")
     # the app drew on the panel model while it ran
     after = vhw.panel_state(t.hw)
@@ -54,7 +61,7 @@ def test_unlocked_firmware_runs_until_ctrl_c(vdevs, tmp_path: Path) -> None:
 
 def test_press_reaches_the_button_model(vdevs, tmp_path: Path) -> None:
     t = vdevs(tmp_path / "tok")
-    with Device(t.port) as dev:
+    with Device(t.port, timeout=bound(STEP)) as dev:
         dp.deploy(dev, "sim")
         assert dev.eval("__import__('board').button().pressed()") is False
         r = paytoken("vdev", "press", "--flash", str(t.flash))

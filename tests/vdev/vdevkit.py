@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paytoken import vhw
+from waits import bound
 
 BIN = Path(sys.executable).parent
 MPREMOTE = str(BIN / "mpremote")
@@ -48,7 +49,7 @@ class VTok:
         return self.proc.returncode
 
 
-def start_vdev(flash: Path, *args: str, timeout: float = 20) -> VTok:
+def start_vdev(flash: Path, *args: str, timeout: float = 60) -> VTok:
     """Start a supervisor; return once it printed its device path (its first line)."""
     flash.mkdir(parents=True, exist_ok=True)
     err = open(str(flash) + ".stderr", "wb")
@@ -62,6 +63,7 @@ def start_vdev(flash: Path, *args: str, timeout: float = 20) -> VTok:
         env=env,
     )
     err.close()
+    timeout = bound(timeout)  # a busy machine starts Python slowly
     deadline = time.monotonic() + timeout
     line = b""
     while not line.endswith(b"\n"):
@@ -79,15 +81,15 @@ def start_vdev(flash: Path, *args: str, timeout: float = 20) -> VTok:
     return VTok(flash, line.decode().strip(), proc)
 
 
-def mpremote(port: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def mpremote(port: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """The stock mpremote CLI against ``port``."""
     return subprocess.run(
-        [MPREMOTE, "connect", port, *args], capture_output=True, text=True, timeout=timeout
+        [MPREMOTE, "connect", port, *args], capture_output=True, text=True, timeout=bound(timeout)
     )
 
 
 def paytoken(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The paytoken CLI as a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "paytoken", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "paytoken", *args], capture_output=True, text=True, timeout=bound(timeout)
     )

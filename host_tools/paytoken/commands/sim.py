@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--snapshot", type=argtypes.out_file, default=None, metavar="FILE.png",
                    help="write the screen as a PNG and exit")
     p.add_argument("--frames", type=argtypes.integer(0, 10**6, "a number of frames"), default=0,
-                   help="live mode: stop after N refreshes (0: run until q)")
+                   help="live mode: stop after N refreshes once the firmware has lit the panel (0: run until q)")
     p.set_defaults(func=do_sim)
 
 
@@ -62,6 +62,9 @@ def _config(args: argparse.Namespace, at: int) -> dict:
     except ValueError as e:
         raise CommandError(f"--prefix: {e}") from None
     return simrun.token_config(secret, args.token_id, key, args.prefix, at)
+
+
+DARK_LIMIT = 120  # seconds --frames waits for the firmware to light the panel
 
 
 def do_sim(args: argparse.Namespace) -> int:
@@ -104,6 +107,8 @@ def _live(flash: Path, hw: Path, args: argparse.Namespace) -> int:
         old = termios.tcgetattr(sys.stdin)
         ttymod.setcbreak(sys.stdin.fileno())
     shown = 0
+    lit = False  # --frames counts from the first lit frame: a busy machine boots slowly
+    started = time.monotonic()
     try:
         print("\x1b[2J", end="")
         while proc.poll() is None:
@@ -115,9 +120,12 @@ def _live(flash: Path, hw: Path, args: argparse.Namespace) -> int:
             text = panel.panel_text(data, w, h, inverted=inv, display_on=on)
             print("\x1b[H" + text)
             print("any key: press the button   q: quit   (display sleeps 20 s after the last press)")
-            shown += 1
+            lit = lit or bool(on)
+            shown += lit
             if args.frames and shown >= args.frames:
                 break
+            if args.frames and not lit and time.monotonic() - started > DARK_LIMIT:
+                raise CommandError(f"the firmware left the panel dark for {DARK_LIMIT} s")
             r, _, _ = select.select([sys.stdin], [], [], 0.25) if tty else ([], [], time.sleep(0.25))
             if r:
                 ch = os.read(sys.stdin.fileno(), 1)

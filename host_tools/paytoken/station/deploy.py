@@ -175,8 +175,13 @@ def _cache_dir() -> Path:
         d.mkdir(parents=True, exist_ok=True)
         return d
     except OSError:
-        d = Path(tempfile.gettempdir()) / "paytoken-mpy"
-        d.mkdir(parents=True, exist_ok=True)
+        # a folder of this user's own: a shared /tmp/paytoken-mpy would let another user
+        # plant the .mpy files that get deployed, or make this one fail on their folder
+        d = Path(tempfile.gettempdir()) / f"paytoken-mpy-{os.getuid()}"
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = d.lstat()
+        if not d.is_dir() or d.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise DeployError(f"compile cache {d} is not a private folder of this user") from None
         return d
 
 

@@ -96,6 +96,7 @@ def sync_clock(dev: Device, api: DeskIssuer | Backend) -> SyncResult:
         utc, mac = api.clock_sync(st.token_id, nonce)
     except BackendError as e:
         raise DeskError(str(e)) from None
+    host_at_utc = time.time()  # the issuer's answer: its utc is (about) this moment
     try:
         dev.line(f"SETTIME {utc} {mac}", check=True)
     except DeviceError as e:
@@ -103,7 +104,8 @@ def sync_clock(dev: Device, api: DeskIssuer | Backend) -> SyncResult:
     offset = None
     if before is not None:
         # the token's reading against the issuer's clock, carried to the INFO moment
-        offset = round(before - (utc - (time.time() - host_at_info)))
+        # (not through the SETTIME round trip, which a busy link makes seconds long)
+        offset = round(before - (utc - (host_at_utc - host_at_info)))
         try:
             api.clock_offset(st.token_id, offset)
         except BackendError as e:

@@ -56,6 +56,8 @@ STEPS = ("connect", "check", "secret", "allocate", "config", "clock", "drift", "
          "lock", "activate")
 SECRET_BYTES = 20  # 160 bits (RFC 4226 R6 recommends 160)
 
+_AUDIT_LOCK = threading.Lock()  # audit.jsonl lines from every Station of this process
+
 # (port, step, detail) -> None; detail is a short text, never a secret
 Progress = Callable[[str, str, str], None]
 
@@ -73,6 +75,7 @@ class TokenReport:
     fw: str | None = None
     clock_set_utc: int | None = None
     offset_ms: float | None = None  # token minus UTC right after the set
+    offset_uncertainty_ms: float | None = None  # its bound: the truth is offset_ms ± this
     drift_offset_ms: float | None = None  # the same after the burn-in
     burn_in_s: float = 0.0
     ppm: float | None = None  # stored on the token (0.0 when not measured)
@@ -119,7 +122,7 @@ class Station:
             raise ops.OpsError(
                 "setup", f"no scheme key for prefix {prefix} in the database: run `paytoken scheme add`"
             )
-        self._audit_lock = threading.Lock()
+        self._audit_lock = _AUDIT_LOCK  # one per process: Stations may share a report folder
 
     # ---- many ports ----------------------------------------------------------------
 
@@ -192,6 +195,7 @@ class Station:
                 cs = ops.set_clock_utc(dev)
                 rep.clock_set_utc = cs.utc
                 rep.offset_ms = round(cs.first.offset * 1000, 2)
+                rep.offset_uncertainty_ms = round(cs.first.uncertainty * 1000, 2)
 
                 step("drift", f"burn-in {self.burn_in:g} s" if self.burn_in else "")
                 ppm = 0.0

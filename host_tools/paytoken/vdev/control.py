@@ -131,8 +131,10 @@ def port(flash: Path | str) -> str:
     return str(read_state(flash)["port"])
 
 
-def hard_reset(flash: Path | str, wait: float = 5.0) -> None:
-    """Kill the interpreter and boot it again (the board's reset button)."""
+def hard_reset(flash: Path | str, wait: float = 30.0) -> None:
+    """Kill the interpreter and boot it again (the board's reset button). Returns once
+    the supervisor has started the new one; ``wait`` only bounds a dead supervisor (a
+    busy machine may take seconds to schedule it)."""
     state = read_state(flash)
     before = _boots(flash)
     os.kill(int(state["pid"]), signal.SIGUSR1)
