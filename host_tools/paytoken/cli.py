@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from paytoken.errors import CommandError
@@ -32,16 +33,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every clean-up (a token locked again) runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # a command that installs its own (vdev start, serve) replaces this one meanwhile
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rc = args.func(args)
     except CommandError as exc:
         print(f"paytoken: {exc}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        print("paytoken: interrupted" + (" (SIGTERM)" if isinstance(exc, Terminated) else ""),
+              file=sys.stderr)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
     except BrokenPipeError:
         # Output piped into e.g. `head`: stop quietly, like other Unix tools.
         import os
