@@ -42,11 +42,11 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # a command that installs its own (vdev start, serve) replaces this one meanwhile
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    # first: a command that installs its own (vdev start, serve) replaces it meanwhile
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         rc = args.func(args)
     except CommandError as exc:
         print(f"paytoken: {exc}", file=sys.stderr)
@@ -62,4 +62,12 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    finally:
+        if argv is None:
+            # the process is done: a signal now has nothing left to stop, and must not
+            # turn the exit (threads joined, modules torn down) into a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        else:  # called in-process (tests): the caller's handler again
+            signal.signal(signal.SIGTERM, old_term)
     sys.exit(rc or 0)

@@ -114,7 +114,16 @@ class SyncResult:
 
 
 def sync_clock(dev: Device, api: IssuerAPI) -> SyncResult:
-    """CHALLENGE -> the issuer's signed UTC -> ``SETTIME``; record the offset seen."""
+    """CHALLENGE -> the issuer's signed UTC -> ``SETTIME``; record the offset seen. A
+    token found open (a desk session cut short) is reset first: it boots locked."""
+    try:
+        ops.info(dev, timeout=3.0)
+    except ops.OpsError:
+        if ops.relock(dev):
+            try:
+                ops.wait_booted(dev)
+            except ops.OpsError:
+                pass  # _locked_state says what it is
     st = _locked_state(dev)
     assert st.token_id is not None
     before = st.time or None
