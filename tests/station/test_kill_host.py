@@ -98,6 +98,7 @@ class Campaign:
         self.open_at_kill: Counter[str] = Counter()
         self.outcome: Counter[str] = Counter()
         self.lease_waits = 0
+        self.closed_by: Counter[str] = Counter()
         self.finished_first = 0
         self.errors: list[str] = []
         self.texts: list[str] = []
@@ -174,6 +175,9 @@ class Campaign:
             if rc not in (0, want) or "Traceback" in err:
                 self.fail(f"{key}: exit {rc}, stderr {err[-500:]!r}")
         state = self.check_safe(tok, key)
+        if how != "KILL" and was_open:
+            with self.lock:  # who closed the session: the tool itself, or the lease later
+                self.closed_by["tool" if state in ("locked", "clean") else "lease"] += 1
         if how == "KILL" and state == "open" and SOAK and rng.random() < LEASE_WAIT_P:
             self.wait_lease(tok, key)  # (CI: tests/station/test_unlock.py waits one out)
         # the same command again: it completes; its timing guides the next kill points
@@ -316,7 +320,7 @@ def test_host_kill_campaign(tokens, issuer, server, tmp_path: Path) -> None:
     counts = {
         "seed": seed, "kill_points": sum(c.kills.values()), "by_command": dict(sorted(c.kills.items())),
         "open_session_at_kill": dict(sorted((k, v) for k, v in c.open_at_kill.items() if v)),
-        "lease_waited_out": c.lease_waits, "finished_before_the_signal": c.finished_first,
+        "interrupted_open_sessions_closed_by": dict(c.closed_by), "lease_waited_out": c.lease_waits, "finished_before_the_signal": c.finished_first,
         "reruns_completed": sum(c.outcome.values()), "errors": len(c.errors),
         "seconds": round(time.monotonic() - t_start, 1),
     }

@@ -238,6 +238,13 @@ class Device:
         except Exception:
             pass
         self._t = None  # type: ignore[assignment]
+        node = os.path.realpath(self.port)
+        if not node.startswith("/dev/pts/"):
+            # a USB board drops off the bus: wait for its node to go (else the old one
+            # would be opened again), then for the new one
+            gone = time.monotonic() + 2.0
+            while os.path.exists(node) and time.monotonic() < gone:
+                time.sleep(0.05)
         time.sleep(0.1)
         while True:
             try:
