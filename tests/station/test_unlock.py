@@ -153,7 +153,9 @@ def test_an_interrupted_cross_verify_locks_the_token_again(provisioned, issuer, 
     # locked by the desk itself (a hard reset), not by the lease running out
     assert not wdt.exists()
     _locked(tok, wait=5)
-    assert token_config(tok.flash) == cfg
+    now = token_config(tok.flash)  # as it was, but the wakes' last_step
+    assert {k: v for k, v in now.items() if k != "last_step"} == {
+        k: v for k, v in cfg.items() if k != "last_step"}
     assert_no_secret([cfg["secret"], cfg["sync_key"]], out, err)
     r = paytoken("cross-verify", "--port", tok.port, "--steps", "5", env=issuer.env())
     assert r.returncode == 0, r.stderr

@@ -142,7 +142,10 @@ def do_provision(args: argparse.Namespace) -> int:
         try:
             reports = station.run(ports, progress=live)
         except Interrupted as e:  # every port stopped cleanly at its next step
+            from paytoken.cli import Terminated
+
             reports, interrupted = e.reports, True
+            term = isinstance(e.cause, Terminated)
     data = [asdict(r) for r in reports]
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -158,10 +161,10 @@ def do_provision(args: argparse.Namespace) -> int:
                       f"(offset {r.offset_ms:+.1f} ms, {_ppm_text(r)})")
     if interrupted:
         stopped = sum(r.status == "failed" for r in reports)
-        print(f"paytoken: provision interrupted: {stopped} of {len(reports)} ports stopped "
-              "(none left unlocked); re-run to finish", file=sys.stderr)
+        print(f"paytoken: provision interrupted{' (SIGTERM)' if term else ''}: {stopped} of "
+              f"{len(reports)} ports stopped (none left unlocked); re-run to finish", file=sys.stderr)
         if stopped:
-            return 130
+            return 143 if term else 130
     return 0 if all(r.status != "failed" for r in reports) else 2
 
 

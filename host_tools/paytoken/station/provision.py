@@ -59,9 +59,10 @@ Progress = Callable[[str, str, str], None]
 class Interrupted(KeyboardInterrupt):
     """``Station.run`` was interrupted; ``reports`` says where each port stopped."""
 
-    def __init__(self, reports: list[TokenReport]) -> None:
+    def __init__(self, reports: list[TokenReport], cause: BaseException | None = None) -> None:
         super().__init__("interrupted")
         self.reports = reports
+        self.cause = cause  # the KeyboardInterrupt (the CLI's for SIGTERM a subclass)
 
 
 @dataclass
@@ -148,11 +149,11 @@ class Station:
             futures = [pool.submit(self.provision, p, progress) for p in ports]
             try:
                 return [f.result() for f in futures]
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as e:
                 self.stop()
                 with ops.signals_held():  # the ports clean up; a second Ctrl-C waits
                     reports = [f.result() for f in futures]
-                raise Interrupted(reports) from None
+                raise Interrupted(reports, e) from None
 
     # ---- one port ------------------------------------------------------------------
 
