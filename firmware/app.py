@@ -327,8 +327,9 @@ def _idle(ms):
 
 def boot(bd=None, cfg_path=_PATH, frames=0):
     # main.py's body; kbd_intr(-1) ran before this. A locked (or unreadable) config
-    # keeps Ctrl-C off and never returns, unless UNLOCK succeeds; a factory token
-    # gets Ctrl-C back and runs until interrupted.
+    # keeps Ctrl-C off and never returns, unless UNLOCK succeeds (in RAM only: until
+    # the next reset, or the lease runs out); a factory token gets Ctrl-C back and
+    # runs until interrupted.
     if bd is None:
         import board as bd
     import config
@@ -354,8 +355,14 @@ def boot(bd=None, cfg_path=_PATH, frames=0):
             p = proto.Proto(tok)
             run(tok, frames, p.serve, _AWAKE_S, wake_no)
             if p.unlocked:
+                # the REPL, for the service desk, under the lease: its watchdog resets
+                # the token (which boots locked: the flag on flash is still set)
+                # unless the desk feeds it, and the desk ends with machine.reset()
+                import lease
+
+                lease.hold()
                 _kbd(3)
-                return  # the REPL, for a firmware update at the service desk
+                return
             if frames:
                 return
         except Exception as e:  # never the REPL: report the type only, retry

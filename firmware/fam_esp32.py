@@ -4,7 +4,9 @@
 import board as _b
 from gpiobutton import Button
 
-__all__ = ("i2c", "button", "sleep", "nap", "usb", "cold_boot", "mcu_rtc")
+__all__ = ("i2c", "button", "sleep", "nap", "usb", "cold_boot", "mcu_rtc", "wdt", "LEASE_MS")
+
+LEASE_MS = 8000  # the unlock lease (lease.py)
 
 _button = None
 
@@ -81,3 +83,10 @@ def mcu_rtc():
     import machine
 
     return machine.RTC()
+
+
+def wdt(ms):
+    # The unlock lease's watchdog (lease.py): it resets the chip unless fed in time.
+    from machine import WDT
+
+    return WDT(timeout=ms)

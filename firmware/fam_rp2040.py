@@ -10,7 +10,9 @@ except ImportError:
 
 from gpiobutton import Button
 
-__all__ = ("i2c", "button", "sleep", "nap", "usb", "cold_boot", "mcu_rtc")
+__all__ = ("i2c", "button", "sleep", "nap", "usb", "cold_boot", "mcu_rtc", "wdt", "LEASE_MS")
+
+LEASE_MS = 8000  # the unlock lease (lease.py); the RP2040 watchdog counts to 8.3 s at most
 
 _USB_SOF_RD = const(0x50110048)  # RP2040 datasheet: USBCTRL_REGS_BASE 0x50110000 + SOF_RD 0x48
 
@@ -104,3 +106,10 @@ def mcu_rtc():
     import machine
 
     return machine.RTC()
+
+
+def wdt(ms):
+    # The unlock lease's watchdog (lease.py): it resets the chip unless fed in time.
+    from machine import WDT
+
+    return WDT(timeout=min(ms, 8388))

@@ -10,6 +10,26 @@ try:
 except (ImportError, AttributeError):
     pass
 
-import app
+try:
+    import app
 
-app.boot()
+    app.boot()
+except Exception as e:
+    # A firmware that cannot start (say, an update cut between two files) must not
+    # drop to the REPL of a token whose flash holds a config (and so maybe secrets):
+    # it waits for a reset instead, Ctrl-C still off. A factory token goes on to it.
+    import os
+
+    try:
+        os.stat("/paytoken.cfg")
+        held = True
+    except OSError:
+        held = False
+    if not held:
+        raise e
+    import sys
+    import time
+
+    sys.stdout.write("ERR firmware broken\n")
+    while True:
+        time.sleep(1)

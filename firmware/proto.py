@@ -127,10 +127,12 @@ class Proto:
         return "OK time set %d" % utc
 
     def _unlock(self, mac):
+        # The unlock is this RAM flag only: the config on flash stays locked, so the
+        # next reset or power-up boots locked, and app.boot holds the REPL open under
+        # the lease's watchdog (lease.py). Nothing is written.
         cfg, err = self._auth_unlock(mac)
         if err:
             return err
-        self.ctx.config.update(self.ctx.cfg_path, locked=False)
         self.unlocked = True
         return "OK unlocked"
 

@@ -10,6 +10,7 @@
 #   power.json  {"on": bool}: the board's supply (the host cuts it)
 #   usb.json    {"attached": bool}: a USB host on the serial (absent: attached)
 #   cpu.json    {"hz", "naps", "nap_ms"}: the clock a battery boot chose, naps taken
+#   wdt.json    {"timeout_ms", "fed"}: the watchdog (sim/wdt.py), rewritten on each feed
 from . import store
 
 # The sim family: boards/sim*.py star-import these names, then add their NAME, FAMILY,
@@ -18,7 +19,8 @@ from . import store
 # boards load this package anyway, and one more module costs the heap test ~300 bytes.
 __all__ = ("DISPLAY_ADDR", "DISPLAY_RESET", "I2C_ID", "SDA", "SCL", "FREQ", "BUTTON_PIN",
            "BUTTON_WAKE", "SLEEP", "CPU_HZ_BATTERY", "rtc_chip",
-           "i2c", "button", "sleep", "nap", "usb", "ticks_ms", "cold_boot", "mcu_rtc")
+           "LEASE_MS", "i2c", "button", "sleep", "nap", "usb", "ticks_ms", "cold_boot", "mcu_rtc",
+           "wdt")
 DISPLAY_ADDR = 0x3C
 DISPLAY_RESET = None
 I2C_ID = 0
@@ -29,6 +31,9 @@ BUTTON_PIN = None
 BUTTON_WAKE = True
 SLEEP = "light"
 CPU_HZ_BATTERY = 125000000  # recorded in cpu.json (the unix port keeps its speed)
+# The unlock lease (lease.py). Longer than a chip's 8 s: the emulated board shares a
+# busy host, where one exec of the desk can stall for seconds.
+LEASE_MS = 15000
 
 _hw = None
 overhead = 0  # heap bytes the models took at creation (their code included)
@@ -209,3 +214,10 @@ def cold_boot():
 
 def mcu_rtc():
     return _open().mcu_rtc()
+
+
+def wdt(ms):
+    # machine.WDT(timeout=ms) of the emulated board (the watchdog runs in the supervisor)
+    from .wdt import WDT
+
+    return WDT(_open().folder, ms)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Iterator
 
@@ -90,16 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every clean-up (a token locked again) runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # first: a command that installs its own (vdev start, serve) replaces it meanwhile
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         rc = args.func(args)
     except CommandError as exc:
         print(f"paytoken: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        print("paytoken: interrupted" + (" (SIGTERM)" if isinstance(exc, Terminated) else ""),
+              file=sys.stderr)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
     except BrokenPipeError:
         # Output piped into e.g. `head`: stop quietly, like other Unix tools.
         import os
@@ -107,4 +120,12 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    finally:
+        if argv is None:
+            # the process is done: a signal now has nothing left to stop, and must not
+            # turn the exit (threads joined, modules torn down) into a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        else:  # called in-process (tests): the caller's handler again
+            signal.signal(signal.SIGTERM, old_term)
     sys.exit(rc or 0)

@@ -24,8 +24,9 @@ PORT_OF_ARCH = {"armv6m": "rp2", "xtensawin": "esp32"}
 ARCH_CODE = {"x86": 1, "x64": 2, "armv6": 3, "armv6m": 4, "armv7m": 5, "armv7em": 6,
              "armv7emsp": 7, "armv7emdp": 8, "xtensa": 9, "xtensawin": 10, "rv32imc": 11}
 REQUIRED = ("NAME", "FAMILY", "ARCH", "WIDTH", "HEIGHT", "DISPLAY_ADDR", "DISPLAY_RESET", "RTC",
-            "I2C_ID", "SDA", "SCL", "FREQ", "BUTTON_PIN", "BUTTON_WAKE", "SLEEP", "CPU_HZ_BATTERY")
-FUNCTIONS = ("i2c", "button", "sleep", "nap", "usb", "cold_boot", "mcu_rtc")
+            "I2C_ID", "SDA", "SCL", "FREQ", "BUTTON_PIN", "BUTTON_WAKE", "SLEEP", "CPU_HZ_BATTERY",
+            "LEASE_MS")
+FUNCTIONS = ("i2c", "button", "sleep", "nap", "usb", "cold_boot", "mcu_rtc", "wdt")
 
 
 def _module_file(mod: str) -> Path:

@@ -132,14 +132,18 @@ def test_bad_macs_and_bad_lines_are_refused_without_secrets(cfg_path):
     assert ">>>" not in everything and "raw REPL" not in everything
 
 
-def test_unlock_clears_only_the_lock_flag(cfg_path):
+def test_unlock_is_in_ram_only_the_config_stays_locked(cfg_path):
+    # An UNLOCK opens this session only: nothing is written, so the next boot (a reset,
+    # the lease's watchdog, a power cut) is a locked one.
+    before = open(cfg_path, "rb").read()
     tok = Token(cfg_path)
     nonce = tok.ask("CHALLENGE")[3:]
     assert tok.ask(f"UNLOCK {_mac('UNLOCK', nonce, TOKEN_ID + 1)}") == "ERR bad mac"
     nonce = tok.ask("CHALLENGE")[3:]
     assert tok.ask(f"UNLOCK {_mac('UNLOCK', nonce, TOKEN_ID)}") == "OK unlocked"
     assert "#end unlocked=1" in tok.close()
-    assert fwconfig.load(cfg_path) == token_config(locked=False, last_step=59100000)
+    assert open(cfg_path, "rb").read() == before
+    assert fwconfig.load(cfg_path) == token_config(locked=True, last_step=59100000)
 
 
 def test_settime_needs_a_provisioned_token(tmp_path):

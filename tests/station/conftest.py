@@ -3,17 +3,22 @@ virtual tokens with the firmware deployed, registered in a per-test registry."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vdev"))
 
+from paytoken.station.provision import Station  # noqa: E402
 from stationkit import Issuer, deploy_to, new_issuer  # noqa: E402
 from vdevkit import VTok, start_vdev  # noqa: E402
 
@@ -64,3 +69,39 @@ def pg_issuer(pg_url: str, tmp_path: Path):
     with admin.connect() as c:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def server(issuer, tmp_path: Path):
+    """``paytoken serve`` (uvicorn) on a free port; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "paytoken", "serve", "--port", str(port), "--log-level", "warning"],
+        env=issuer.env(), stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+@pytest.fixture
+def provisioned(tokens, issuer):
+    (tok,) = tokens(1)
+    rep = Station(issuer.backend, board="sim").provision(tok.port)
+    assert rep.status == "provisioned", rep.error
+    return tok

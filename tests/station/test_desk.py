@@ -4,59 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import paycode
-import pytest
 from paytoken import vhw
 from paytoken.backend.models import AuditLog
 from paytoken.station import ops
-from paytoken.station.provision import Station
 from paytoken.station.transport import Device
 from sqlalchemy import select
 from stationkit import assert_no_secret, fwconfig, paytoken, token_config
 from waits import STEP, bound
-
-
-@pytest.fixture
-def server(issuer, tmp_path: Path):
-    """``paytoken serve`` (uvicorn) on a free port; yields its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "paytoken", "serve", "--port", str(port), "--log-level", "warning"],
-        env=issuer.env(), stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + bound(60)
-    while True:
-        try:
-            if httpx.get(url + "/v1/health", timeout=bound(10)).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
-
-
-@pytest.fixture
-def provisioned(tokens, issuer):
-    (tok,) = tokens(1)
-    rep = Station(issuer.backend, board="sim").provision(tok.port)
-    assert rep.status == "provisioned", rep.error
-    return tok
 
 
 def _audit(issuer, action: str) -> list[dict]:

@@ -186,7 +186,7 @@ class _Live:
 def do_provision(args: argparse.Namespace) -> int:
     from paytoken.station import ops
     from paytoken.station.ports import find_ports
-    from paytoken.station.provision import Station
+    from paytoken.station.provision import Interrupted, Station
 
     if args.all and args.port:
         raise CommandError("give --port or --all, not both")
@@ -207,8 +207,15 @@ def do_provision(args: argparse.Namespace) -> int:
                           report_dir=args.report_dir, timeout=args.timeout)
     except (ops.OpsError, OSError, ValueError) as e:
         raise CommandError(f"provision: {e}") from None
+    interrupted = False
     with _Live(ports, enabled=not args.quiet) as live:
-        reports = station.run(ports, progress=live)
+        try:
+            reports = station.run(ports, progress=live)
+        except Interrupted as e:  # every port stopped cleanly at its next step
+            from paytoken.cli import Terminated
+
+            reports, interrupted = e.reports, True
+            term = isinstance(e.cause, Terminated)
     data = [asdict(r) for r in reports]
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -221,8 +228,24 @@ def do_provision(args: argparse.Namespace) -> int:
                 print(f"{r.port}: skipped, {r.recovered}")
             else:
                 print(f"{r.port}: token {tid} provisioned in {r.seconds:.1f} s "
-                      f"(offset {r.offset_ms:+.1f} ms, {r.ppm:+.2f} ppm)")
+                      f"(offset {r.offset_ms:+.1f} ms, {_ppm_text(r)})")
+    if interrupted:
+        stopped = sum(r.status == "failed" for r in reports)
+        print(f"paytoken: provision interrupted{' (SIGTERM)' if term else ''}: {stopped} of "
+              f"{len(reports)} ports stopped (none left unlocked); re-run to finish", file=sys.stderr)
+        if stopped:
+            return 143 if term else 130
     return 0 if all(r.status != "failed" for r in reports) else 2
+
+
+def _ppm_text(r) -> str:
+    # the crystal error stored, and why 0 when it is 0
+    if r.ppm_measured is None:
+        return "crystal error not measured (no --burn-in): 0 ppm stored"
+    if r.ppm == 0 and r.ppm_measured != 0:
+        return (f"{r.ppm_measured:+.2f} ± {r.ppm_resolution:.2f} ppm measured, too coarse to "
+                "store: 0 ppm stored (a longer --burn-in resolves it)")
+    return f"{r.ppm:+.2f} ppm stored (± {r.ppm_resolution:.2f})"
 
 
 # ---- the service desk ----------------------------------------------------------------------

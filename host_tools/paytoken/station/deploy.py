@@ -37,6 +37,10 @@ from paytoken.station.transport import Device, DeviceError
 
 MANIFEST = "/.deploy.json"
 SOURCE_KEPT = ("main.py", "boot.py")  # a board runs these as source
+# A firmware tree without these is refused before anything reaches a token: a deploy
+# of an empty or wrong folder would remove the token's firmware.
+REQUIRED = ("main.py", "app.py", "config.py", "proto.py", "lease.py", "fwversion.py",
+            "paycode/__init__.py")
 
 UNIX_PLATFORMS = ("linux", "darwin", "freebsd")  # sys.platform of the unix port
 
@@ -185,8 +189,22 @@ def _cache_dir() -> Path:
         return d
 
 
+def check_tree(firmware_dir: Path | None = None) -> Path:
+    """Refuse a firmware tree that is not one (missing folder, missing modules)."""
+    fw = firmware_dir or upy.FIRMWARE_DIR
+    if not fw.is_dir():
+        raise DeployError(f"firmware tree {fw}: not a folder")
+    missing = [n for n in REQUIRED if not (fw / n).is_file()]
+    if missing:
+        raise DeployError(f"firmware tree {fw}: missing {', '.join(missing)}")
+    return fw
+
+
 def build(board: Board, firmware_dir: Path | None = None) -> dict[str, bytes]:
-    """Device path -> bytes to deploy; compiled ``.mpy`` are cached by source hash."""
+    """Device path -> bytes to deploy; compiled ``.mpy`` are cached by source hash.
+    The tree is checked first (``check_tree``) and every file compiles, or nothing
+    is returned: call it before the token is touched."""
+    check_tree(firmware_dir)
     srcs = sources(board, firmware_dir)
     version = _mpy_cross_version()
     cache = _cache_dir()
@@ -300,12 +318,19 @@ def deploy(
     *,
     firmware_dir: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    built: dict[str, bytes] | None = None,
 ) -> DeployResult:
-    """Deploy the firmware for ``board`` to ``dev``; copy only what changed."""
+    """Deploy the firmware for ``board`` to ``dev``; copy only what changed.
+
+    ``built``: the output of ``build`` made beforehand (the service desk builds before
+    it unlocks). Changed files are staged as ``path.tmp`` (each hash-checked), then
+    renamed in one call, with the stale files removed after: a cut copy leaves the old
+    firmware whole."""
     t0 = time.perf_counter()
     if isinstance(board, str):
         board = load_board(board)
-    built = build(board, firmware_dir)
+    if built is None:
+        built = build(board, firmware_dir)
     dev.enter_raw()
     check_device(dev, board, built)
     result = DeployResult(port=dev.port, board=board.name)
@@ -326,33 +351,40 @@ def deploy(
             stale.add(p[:-3] + ".mpy")
     stale.add(MANIFEST + ".tmp")
     stale -= set(want)
+    temps = sorted(p for p in stale if p.endswith(".tmp"))
+    olds = sorted(p for p in stale if not p.endswith(".tmp"))
     dirs = sorted({str(Path(p).parent) for p in want} - {"/"}, key=len)
+    ex = "import os\ndef _ex(p):\n try:\n  return os.stat(p)[0]\n except OSError:\n  return 0\n"
+    # first: the folders, the temps of a cut copy go, and which stale files exist
     out = dev.exec(
-        "import os\n"
-        "def _ex(p):\n"
-        " try:\n  return os.stat(p)[0]\n except OSError:\n  return 0\n"
-        f"for _d in {dirs!r}:\n"
-        " if not _ex(_d) & 0x4000:\n  os.mkdir(_d)\n"
-        "_r=[]\n"
-        f"for _p in {sorted(stale)!r}:\n"
-        " if _ex(_p) & 0x8000:\n  os.remove(_p)\n  _r.append(_p)\n"
-        "print(repr(_r))\n"
-        "del _ex,_r\n"
+        ex + f"for _d in {dirs!r}:\n if not _ex(_d) & 0x4000:\n  os.mkdir(_d)\n"
+        f"for _p in {temps!r}:\n if _ex(_p) & 0x8000:\n  os.remove(_p)\n"
+        f"print(repr([_p for _p in {olds!r} if _ex(_p) & 0x8000]))\ndel _ex\n"
     )
-    result.removed = ast.literal_eval(out.strip() or "[]")
+    old_files = ast.literal_eval(out.strip() or "[]")
     for i, p in enumerate(changed):
         if progress:
             progress(p, i, len(changed))
-        dev.put(built[p], p)
-        result.copied.append(p)
-    if changed or result.removed or manifest != want:
+        dev.put(built[p], p, stage=True)
+    if changed or old_files or manifest != want:
         doc = {"board": board.name, "arch": board.arch, "files": want}
-        dev.put(json.dumps(doc, sort_keys=True).encode(), MANIFEST)
+        dev.put(json.dumps(doc, sort_keys=True).encode(), MANIFEST, stage=True)
+        staged = changed + [MANIFEST]
+        # one call: every staged file takes its place, then the stale ones go (a cut
+        # before it leaves the old firmware whole; FAT renames onto no existing file)
+        dev.exec(
+            "import os\n"
+            f"for _p in {staged!r}:\n try:\n  os.rename(_p + '.tmp', _p)\n"
+            " except OSError:\n  os.remove(_p)\n  os.rename(_p + '.tmp', _p)\n"
+            f"for _p in {old_files!r}:\n os.remove(_p)\n"
+        )
+        result.removed = list(old_files)
+        result.copied = list(changed)
     if progress:
         progress("", len(changed), len(changed))
     result.seconds = time.perf_counter() - t0
     return result
 
 
-__all__ = ["Board", "DeployError", "DeployResult", "DeviceError", "build", "deploy", "families",
-           "family_of", "load_board"]
+__all__ = ["Board", "DeployError", "DeployResult", "DeviceError", "build", "check_tree", "deploy",
+           "families", "family_of", "load_board"]

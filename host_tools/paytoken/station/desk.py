@@ -5,7 +5,7 @@ Usage::
     api = HttpIssuer("https://issuer.example", admin_key)   # or DbIssuer(backend)
     with Device(port) as dev:
         sync_clock(dev, api)          # CHALLENGE -> signed UTC from the issuer -> SETTIME
-        update(dev, api, "pico")      # authenticated UNLOCK, deploy (config kept), lock
+        update(dev, api, "pico")      # build, authenticated UNLOCK, deploy (config kept), lock
         cross_verify(dev, api, steps=20)
 
 Every call to the issuer goes through a ``station.issuer.DeskIssuer``: ``HttpIssuer``
@@ -14,10 +14,15 @@ Every call to the issuer goes through a ``station.issuer.DeskIssuer``: ``HttpIss
 The desk never sets a clock or unlocks a token by itself: each change is a ``sync_mac``
 the issuer signs over a nonce the token just issued (``/v1/tokens/{id}/clock-sync``,
 ``/unlock-auth``), so a nonce is used once and a replay is refused by the token.
+An UNLOCK opens the token in RAM only, under its lease (``firmware/lease.py``): the
+desk feeds the lease between steps and ends with a hard reset, and any error,
+Ctrl-C or SIGTERM on the way resets it too (``ops.relock``); the lock flag never
+leaves the flash.
 """
 
 from __future__ import annotations
 
+import ast
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,8 +87,17 @@ class SyncResult:
 
 
 def sync_clock(dev: Device, api: DeskIssuer | Backend) -> SyncResult:
-    """CHALLENGE -> the issuer's signed UTC -> ``SETTIME``; record the offset seen."""
+    """CHALLENGE -> the issuer's signed UTC -> ``SETTIME``; record the offset seen. A
+    token found open (a desk session cut short) is reset first: it boots locked."""
     api = _issuer(api, "desk:" + dev.port)
+    try:
+        ops.info(dev, timeout=3.0)
+    except ops.OpsError:
+        if ops.relock(dev):
+            try:
+                ops.wait_booted(dev)
+            except ops.OpsError:
+                pass  # _locked_state says what it is
     st = _locked_state(dev)
     assert st.token_id is not None
     before = st.time or None
@@ -126,37 +140,120 @@ class UpdateResult:
     was_locked: bool = True
 
 
+class _Open:
+    """An open session on a token: from just before UNLOCK (or a REPL found open) until
+    the token is locked again. ``close()`` ends it cleanly; leaving the ``with`` block
+    any other way (an error, Ctrl-C, SIGTERM) hard-resets the token, whose flag on flash
+    is set, so it boots locked. Should even that fail, the lease runs out on the token."""
+
+    def __init__(self, dev: Device) -> None:
+        self.dev = dev
+        self.active = False
+
+    def __enter__(self) -> _Open:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            self.active = False
+            ops.relock(self.dev)
+
+
+def _open_token(dev: Device, session: _Open, mac_for, *, need_firmware: bool = True
+                ) -> tuple[ops.TokenState, bool]:
+    # -> (the token's REPL state under a held lease, whether it was locked). A locked
+    # token is unlocked with mac_for(token_id, nonce); one found in its REPL (a session
+    # cut short, an old firmware) is hard-reset first, so that no lease of an earlier
+    # run can end this one: it then boots locked (the flag is on flash), or stays open.
+    try:
+        st: ops.TokenState | None = ops.info(dev, timeout=3.0)
+    except ops.OpsError:
+        st = None
+    if st is None:
+        session.active = True
+        try:
+            dev.hard_reset()
+        except DeviceError:
+            pass  # no REPL either: the probe below says what it is
+        st = ops.wait_booted(dev, need_firmware=need_firmware)
+    was_locked = st.mode == "locked"
+    if was_locked:
+        if st.token_id is None:
+            raise DeskError(f"{dev.port}: the token is not provisioned")
+        nonce = ops.challenge(dev, "unlock")
+        mac = mac_for(st.token_id, nonce)
+        session.active = True  # from the UNLOCK on, every way out locks again
+        ops.unlock(dev, mac)
+        st = ops.probe(dev)
+    session.active = True
+    return st, was_locked
+
+
+def _hold(dev: Device) -> None:
+    # the lease; a token without firmware (found so, being mended) has none to hold
+    try:
+        ops.hold_lease(dev)
+    except ops.OpsError:
+        pass
+
+
 def update(dev: Device, api: DeskIssuer | Backend, board: str, *,
            firmware_dir: Path | None = None) -> UpdateResult:
-    """Authenticated UNLOCK (mac from the issuer), deploy with the config kept, lock.
+    """Build and check the firmware tree, then authenticated UNLOCK (mac from the issuer),
+    deploy with the config kept, and lock (a hard reset; the lock flag never left flash).
 
-    A token found unlocked (an update cut short) is deployed and locked again, if its
-    config still names a token.
+    A token found open (an update cut short, or a token left without firmware) is
+    hard-reset first, then unlocked, or deployed and locked if it stays open. Any error
+    or interrupt after the unlock resets the token, so it boots locked.
     """
     api = _issuer(api, "desk:" + dev.port)
     try:
-        st = ops.info(dev, timeout=3.0)
-    except ops.OpsError:
-        st = None
+        bd = deploy_mod.load_board(board)
+        built = deploy_mod.build(bd, firmware_dir)  # before the token is touched
+    except (deploy_mod.DeployError, OSError, ValueError) as e:
+        raise DeskError(f"update: {e}") from None
     try:
-        if st is not None:
-            if st.token_id is None:
-                raise DeskError(f"{dev.port}: the token is not provisioned")
-            nonce = ops.challenge(dev, "unlock")
-            ops.unlock(dev, api.unlock_auth(st.token_id, nonce))
-        before = ops.probe(dev)
-        if before.token_id is None or not before.has_secret:
-            raise DeskError(f"{dev.port}: the token has no provisioned config: provision it")
-        token_id = before.token_id
-        res = deploy_mod.deploy(dev, board, firmware_dir=firmware_dir)
-        dev.reboot()  # the new firmware's modules, not the ones this REPL imported
-        after = ops.probe(dev)
-        if after.token_id != token_id or not after.has_secret:
-            raise DeskError(f"{dev.port}: the config did not survive the deploy")
-        ops.lock(dev, token_id)
+        with _Open(dev) as session:
+            st, was_locked = _open_token(dev, session, api.unlock_auth, need_firmware=False)
+            _hold(dev)
+            if st.fw is None:
+                # no config the probe could read: a missing firmware reads the file
+                st = _config_state(dev, st)
+            if st.token_id is None or st.has_secret is False:
+                raise DeskError(f"{dev.port}: the token has no provisioned config: provision it")
+            token_id = st.token_id
+            res = deploy_mod.deploy(dev, bd, built=built, progress=lambda *_: _hold(dev))
+            dev.soft_reset()  # the new firmware's modules, still in the raw REPL
+            _hold(dev)
+            after = ops.probe(dev)
+            if after.token_id != token_id or not after.has_secret:
+                raise DeskError(f"{dev.port}: the config did not survive the deploy")
+            ops.lock(dev, token_id, flag_set=after.locked)
+            session.active = False
     except (ops.OpsError, DeviceError, deploy_mod.DeployError, BackendError) as e:
         raise DeskError(f"update: {e}") from None
-    return UpdateResult(dev.port, token_id, before.fw, after.fw, res.copied, st is not None)
+    return UpdateResult(dev.port, token_id, st.fw, after.fw, res.copied, was_locked)
+
+
+def _config_state(dev: Device, st: ops.TokenState) -> ops.TokenState:
+    # The token id and whether a secret is there, from the config file itself (JSON
+    # after one header line), for a token whose firmware is gone. Nothing leaves it.
+    out = ops._exec(
+        dev, "check",
+        "import json\n"
+        "try:\n"
+        " _f = open('/paytoken.cfg')\n _f.readline()\n _c = json.loads(_f.read())\n _f.close()\n"
+        " print(repr((int(_c.get('token_id', 0)), bool(_c.get('locked')), len(_c.get('secret', '')) > 0)))\n"
+        "except (OSError, ValueError):\n print('None')\n"
+        "_c = None\n",
+    ).strip()
+    try:
+        v = ast.literal_eval(out)
+    except (ValueError, SyntaxError):
+        return st
+    if not isinstance(v, tuple) or len(v) != 3:
+        return st
+    return ops.TokenState("repl", st.fw, st.board, int(v[0]) or None, bool(v[1]), has_secret=bool(v[2]))
 
 
 @dataclass
@@ -178,8 +275,9 @@ def cross_verify(dev: Device, issuer: DeskIssuer | Backend, *, steps: int = 20,
                  actor: str = "desk") -> VerifyResult:
     """Codes the token computes for ``steps`` times from ``start`` to ``end`` (default:
     now to 10 years on) vs the issuer's for its stored secret (which stays sealed in
-    the issuer: it answers only which times differ). A locked token is unlocked with the
-    issuer's mac and locked again. ``actor``: the audit name (embedded only)."""
+    the issuer: it answers only which times differ). The token is unlocked with the
+    issuer's mac (a token found open is reset first) and locked again, on every way out.
+    ``actor``: the audit name (embedded only)."""
     api = _issuer(issuer, actor)
     if not 1 <= steps <= 5000:
         raise DeskError("--steps must be 1 to 5000")
@@ -189,22 +287,16 @@ def cross_verify(dev: Device, issuer: DeskIssuer | Backend, *, steps: int = 20,
     if end < start:
         raise DeskError("the end of the range is before its start")
     times = ops.spread_times(start, end, steps)
+
     try:
-        try:
-            st = ops.info(dev, timeout=3.0)
-        except ops.OpsError:
-            st = None
-        if st is not None:
-            if st.token_id is None:
-                raise DeskError(f"{dev.port}: the token is not provisioned")
-            nonce = ops.challenge(dev, "unlock")
-            ops.unlock(dev, api.unlock_auth(st.token_id, nonce))
-        cur = ops.probe(dev)
-        if cur.token_id is None or not cur.has_secret:
-            raise DeskError(f"{dev.port}: the token has no provisioned config")
-        got = ops.device_codes(dev, times)
-        if st is not None:
-            ops.lock(dev, cur.token_id)
+        with _Open(dev) as session:
+            cur, _ = _open_token(dev, session, api.unlock_auth)
+            ops.hold_lease(dev)
+            if cur.token_id is None or not cur.has_secret:
+                raise DeskError(f"{dev.port}: the token has no provisioned config")
+            got = ops.device_codes(dev, times, between=lambda: ops.hold_lease(dev))
+            ops.lock(dev, cur.token_id, flag_set=cur.locked)
+            session.active = False
         bad = api.cross_check(cur.token_id, times, got)
     except (ops.OpsError, DeviceError, BackendError) as e:
         raise DeskError(f"cross-verify: {e}") from None

@@ -6,7 +6,13 @@ Usage::
         st = probe(dev)                      # TokenState: fw, board, id, locked, mode
         clk = set_clock_utc(dev)             # RTC set to UTC through the firmware's driver
         codes = device_codes(dev, [t1, t2])  # computed on the token from its own config
-        lock(dev, token_id)                  # lock flag, reboot, INFO locked, REPL refused
+        lock(dev, token_id)                  # lock flag, hard reset, INFO locked, REPL refused
+
+A token open to the station (a factory token, or one an UNLOCK opened) is held under
+its lease (``firmware/lease.py``, the board's watchdog): ``hold_lease`` starts or feeds
+it before each step, and a session ends with a hard reset (``lock``; on an error or an
+interrupt ``relock``). If the host dies, the lease runs out and the token resets into
+its locked config by itself.
 
 Every operation runs firmware functions on the token through the raw REPL (the
 config module, the board's RTC driver, ``app.code_at``) or speaks the locked line
@@ -18,9 +24,12 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import hmac
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,8 +168,11 @@ _PROBE = (
 )
 
 
-def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT) -> TokenState:
-    """The token's firmware, board and config state, by raw REPL or else by ``INFO``."""
+def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT,
+          need_firmware: bool = True) -> TokenState:
+    """The token's firmware, board and config state, by raw REPL or else by ``INFO``.
+    ``need_firmware=False``: a REPL without the paytoken firmware is a state (``fw``
+    None), not an error."""
     try:
         dev.enter_raw(timeout=repl_timeout)
     except DeviceError:
@@ -180,6 +192,8 @@ def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT) -> TokenStat
         out = dev.exec(_PROBE).strip()
     except DeviceError as e:
         if "fwversion" in str(e) or "board" in str(e) or "config" in str(e):
+            if not need_firmware:
+                return TokenState("repl", None, None, None, False)
             raise OpsError(
                 "check", f"{dev.port}: no paytoken firmware on the token ({str(e).split(': ')[-1]}): "
                 "run `paytoken deploy --port PORT --board BOARD`"
@@ -374,21 +388,49 @@ def update_config(dev: Device, step: str, **changes: object) -> None:
     _exec(dev, step, f"import config\nconfig.update(config.PATH, {args})\n")
 
 
-def device_codes(dev: Device, times: Iterable[int]) -> list[str]:
-    """Codes the token computes with ``app.code_at`` from its stored config."""
-    ts = [int(t) for t in times]
-    out = _exec(
-        dev, "verify",
-        "import app, config\n_c = config.load()\n"
-        f"print(repr([app.code_at(_c, t) for t in {ts!r}]))\n_c = None\n",
-        timeout=max(10.0, len(ts) * 0.5),
-    ).strip()
+CODES_PER_CALL = 50  # codes per exec: the lease is fed between calls
+
+
+def wipe_config(dev: Device) -> bool:
+    """Remove the token's config (a cut run's, before its pending record goes); True
+    when the token confirmed it is gone."""
     try:
-        codes = ast.literal_eval(out)
-    except (ValueError, SyntaxError):
-        raise OpsError("verify", f"{dev.port}: unexpected answer to the code request") from None
-    if not isinstance(codes, list) or len(codes) != len(ts):
-        raise OpsError("verify", f"{dev.port}: the token returned {len(codes)} codes for {len(ts)} times")
+        out = dev.exec(
+            "import os\n"
+            "for _p in ('/paytoken.cfg', '/paytoken.cfg.tmp'):\n"
+            " try:\n  os.remove(_p)\n except OSError:\n  pass\n"
+            "try:\n os.stat('/paytoken.cfg')\n print('kept')\nexcept OSError:\n print('gone')\n",
+            timeout=5.0,
+        )
+    except DeviceError:
+        return False
+    return out.strip() == "gone"
+
+
+def device_codes(dev: Device, times: Iterable[int], *, between: Callable[[], None] | None = None
+                 ) -> list[str]:
+    """Codes the token computes with ``app.code_at`` from its stored config, in calls of
+    ``CODES_PER_CALL``; ``between()`` runs before each call (``hold_lease``)."""
+    ts = [int(t) for t in times]
+    codes: list[object] = []
+    for i in range(0, len(ts), CODES_PER_CALL):
+        part = ts[i:i + CODES_PER_CALL]
+        if between is not None:
+            between()
+        out = _exec(
+            dev, "verify",
+            "import app, config\n_c = config.load()\n"
+            f"print(repr([app.code_at(_c, t) for t in {part!r}]))\n_c = None\n",
+            timeout=max(10.0, len(part) * 0.5),
+        ).strip()
+        try:
+            got = ast.literal_eval(out)
+        except (ValueError, SyntaxError):
+            raise OpsError("verify", f"{dev.port}: unexpected answer to the code request") from None
+        if not isinstance(got, list) or len(got) != len(part):
+            n = len(got) if isinstance(got, list) else 0
+            raise OpsError("verify", f"{dev.port}: the token returned {n} codes for {len(part)} times")
+        codes += got
     return [str(c) for c in codes]
 
 
@@ -417,12 +459,24 @@ def spread_times(start: int, end: int, n: int) -> list[int]:
 # ---- lock and unlock ------------------------------------------------------------------
 
 
-def lock(dev: Device, token_id: int) -> TokenState:
-    """Set the lock flag, reboot into the firmware, and confirm: ``INFO`` answers
-    locked with ``token_id``, and the raw REPL is refused."""
-    update_config(dev, "lock", locked=True)
+def hold_lease(dev: Device) -> float:
+    """Start or feed the token's unlock lease (``lease.hold()`` on the token, raw REPL);
+    returns its length in seconds. Until the session ends, call it before each step."""
+    out = _exec(dev, "lease", "import lease\nprint(lease.hold())\n", timeout=5.0).strip()
     try:
-        dev.reboot()
+        return int(out) / 1000
+    except ValueError:
+        raise OpsError("lease", f"{dev.port}: unexpected answer to the lease") from None
+
+
+def lock(dev: Device, token_id: int, *, flag_set: bool = False) -> TokenState:
+    """Set the lock flag (unless ``flag_set``: it is already), hard-reset the token into
+    its firmware (which ends the lease) and confirm: ``INFO`` answers locked with
+    ``token_id``, and the raw REPL is refused."""
+    if not flag_set:
+        update_config(dev, "lock", locked=True)
+    try:
+        dev.hard_reset()
     except DeviceError as e:
         raise OpsError("lock", str(e)) from None
     st = None
@@ -432,7 +486,7 @@ def lock(dev: Device, token_id: int) -> TokenState:
             st = info(dev, timeout=2.0)
         except OpsError:
             if time.monotonic() > deadline:
-                raise OpsError("lock", f"{dev.port}: no INFO answer after the reboot") from None
+                raise OpsError("lock", f"{dev.port}: no INFO answer after the reset") from None
     if not st.locked or st.token_id != token_id:
         raise OpsError(
             "lock", f"{dev.port}: after the reboot INFO says id={st.token_id} locked={int(st.locked)}"
@@ -440,6 +494,49 @@ def lock(dev: Device, token_id: int) -> TokenState:
     if repl_open(dev):
         raise OpsError("lock", f"{dev.port}: the locked token still gives a REPL")
     return st
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (in the main thread) until the block is done: a second
+    Ctrl-C must not cut a clean-up short. They are delivered after it."""
+    main = threading.current_thread() is threading.main_thread()
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs) if main else None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def relock(dev: Device) -> bool:
+    """Best effort on an error or interrupt path: end an open session with a hard reset
+    (the flag on flash is set, so the token boots locked). True if the token took it;
+    False if it gave no raw REPL (locked already, or gone: its lease ends the session)."""
+    with signals_held():
+        try:
+            dev.hard_reset(timeout=3.0)
+            return True
+        except DeviceError:
+            return False
+
+
+def wait_booted(dev: Device, timeout: float = BOOT_TIMEOUT, *, need_firmware: bool = True
+                ) -> TokenState:
+    """The state of a token that is (re)booting: ``INFO`` if it comes up locked, else the
+    raw REPL probe."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return info(dev, timeout=2.0)
+        except OpsError:
+            pass
+        try:
+            return probe(dev, repl_timeout=1.5, need_firmware=need_firmware)
+        except OpsError:
+            if time.monotonic() > deadline:
+                raise OpsError("check", f"{dev.port}: no answer after the reset") from None
 
 
 def repl_open(dev: Device, timeout: float = REFUSE_TIMEOUT) -> bool:

@@ -62,6 +62,15 @@ _AUDIT_LOCK = threading.Lock()  # audit.jsonl lines from every Station of this p
 Progress = Callable[[str, str, str], None]
 
 
+class Interrupted(KeyboardInterrupt):
+    """``Station.run`` was interrupted; ``reports`` says where each port stopped."""
+
+    def __init__(self, reports: list[TokenReport], cause: BaseException | None = None) -> None:
+        super().__init__("interrupted")
+        self.reports = reports
+        self.cause = cause  # the KeyboardInterrupt (the CLI's for SIGTERM a subclass)
+
+
 @dataclass
 class TokenReport:
     """The outcome for one port; written as JSON, so it never holds a secret."""
@@ -123,17 +132,35 @@ class Station:
                 "setup", f"no scheme key for prefix {prefix} in the database: run `paytoken scheme add`"
             )
         self._audit_lock = _AUDIT_LOCK  # one per process: Stations may share a report folder
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask every running provisioning to stop at its next step (Ctrl-C): a token
+        not yet locked is wiped and reset (its pending record discarded), one already
+        locked is activated."""
+        self._stop.set()
 
     # ---- many ports ----------------------------------------------------------------
 
     def run(self, ports: list[str], progress: Progress | None = None) -> list[TokenReport]:
-        """Provision every port in parallel; one report per port, in the given order."""
+        """Provision every port in parallel; one report per port, in the given order.
+
+        Ctrl-C (or SIGTERM, as ``KeyboardInterrupt``) stops every port at its next step
+        and raises ``Interrupted`` with the reports once all have stopped."""
         if not ports:
             return []
         if len(set(ports)) != len(ports):
             raise ValueError("a port is given twice")
+        self._stop.clear()
         with ThreadPoolExecutor(max_workers=len(ports), thread_name_prefix="provision") as pool:
-            return list(pool.map(lambda p: self.provision(p, progress), ports))
+            futures = [pool.submit(self.provision, p, progress) for p in ports]
+            try:
+                return [f.result() for f in futures]
+            except KeyboardInterrupt as e:
+                self.stop()
+                with ops.signals_held():  # the ports clean up; a second Ctrl-C waits
+                    reports = [f.result() for f in futures]
+                raise Interrupted(reports, e) from None
 
     # ---- one port ------------------------------------------------------------------
 
@@ -146,8 +173,13 @@ class Station:
         sync_key = b""
         pending: int | None = None
         locking = False
+        wrote = False  # the token's flash holds this run's config (and its secrets)
+        wiped = False  # ... and it was removed again after a failure
 
         def step(name: str, detail: str = "") -> None:
+            # a stop (Ctrl-C) ends the run at the next step; once locked, it finishes
+            if self._stop.is_set() and name not in ("activate", "done"):
+                raise ops.OpsError(name, "interrupted: stopped before this step; re-run to provision")
             rep.step = name
             if progress:
                 progress(port, name, detail)
@@ -155,105 +187,145 @@ class Station:
         try:
             step("connect")
             with Device(port, timeout=self.timeout) as dev:
-                step("check")
-                st = ops.probe(dev)
-                rep.fw = st.fw
-                if st.mode == "locked":
-                    done = self._locked(dev, st, rep)
-                    if done:
+                opened = False  # the token's REPL is ours: any way out resets it
+                try:
+                    step("check")
+                    st = ops.probe(dev)
+                    rep.fw = st.fw
+                    if st.mode == "repl" and st.has_secret:
+                        # a REPL open over a secret: a run or a desk session cut short, its
+                        # lease maybe still running. Reset it, so no earlier lease ends this
+                        # run: it boots locked (the flag is on flash), or stays open
+                        opened = True
+                        dev.hard_reset()
+                        st = ops.wait_booted(dev)
+                    if st.mode == "locked":
+                        opened = True
+                        done = self._locked(dev, st, rep)
+                        if done:
+                            opened = False
+                            return rep
+                        st = ops.probe(dev)  # unlocked now, in the raw REPL
+                    if st.locked and st.token_id is not None and self._status(st.token_id) == ACTIVE:
+                        # a provisioned token stopped at boot (an old firmware): back into
+                        # its firmware, confirmed locked
+                        ops.lock(dev, st.token_id, flag_set=True)
+                        opened = False
+                        rep.token_id = st.token_id
+                        rep.status = "skipped"
+                        rep.recovered = (f"already provisioned: token {st.token_id:08d} was in its "
+                                         "REPL with the lock flag set; reset, locked")
                         return rep
-                    st = ops.probe(dev)  # unlocked now, in the raw REPL
-                if st.locked and st.token_id is not None and self._status(st.token_id) == ACTIVE:
-                    # a provisioned token stopped at boot (Ctrl-C before main.py turned
-                    # it off): back into its firmware, confirmed locked
-                    ops.lock(dev, st.token_id)
-                    rep.token_id = st.token_id
-                    rep.status = "skipped"
-                    rep.recovered = (f"already provisioned: token {st.token_id:08d} was in its "
-                                     "REPL with the lock flag set; rebooted, locked")
-                    return rep
-                ops.check_firmware(st, self.board, self.host_fw, port)
-                if st.token_id is not None:
-                    self._leftover(st.token_id, rep)
+                    ops.check_firmware(st, self.board, self.host_fw, port)
+                    opened = True
+                    lease = ops.hold_lease(dev)  # from here on the token resets by itself
+                    if st.token_id is not None:
+                        self._leftover(dev, st.token_id, rep)
 
-                step("secret")
-                secret = secrets.token_bytes(SECRET_BYTES)
+                    step("secret")
+                    secret = secrets.token_bytes(SECRET_BYTES)
 
-                step("allocate")
-                pending, sync_key = self.issuer.allocate(self.actor + ":" + port)
-                rep.token_id = pending
+                    step("allocate")
+                    pending, sync_key = self.issuer.allocate(self.actor + ":" + port)
+                    rep.token_id = pending
 
-                step("config", f"token {pending:08d}")
-                assert self.scheme_key is not None
-                ops.write_config(dev, {
-                    "token_id": pending, "secret": secret, "scheme_key": self.scheme_key,
-                    "prefix": self.prefix, "sync_key": sync_key, "ppm": 0.0, "ref_time": 0,
-                    "locked": False, "last_step": 0, "last_sync": 0,
-                })
+                    step("config", f"token {pending:08d}")
+                    assert self.scheme_key is not None
+                    ops.hold_lease(dev)
+                    # locked on flash from the first write: whatever happens next, the
+                    # token's next boot is a locked one
+                    wrote = True
+                    ops.write_config(dev, {
+                        "token_id": pending, "secret": secret, "scheme_key": self.scheme_key,
+                        "prefix": self.prefix, "sync_key": sync_key, "ppm": 0.0, "ref_time": 0,
+                        "locked": True, "last_step": 0, "last_sync": 0,
+                    })
 
-                step("clock")
-                cs = ops.set_clock_utc(dev)
-                rep.clock_set_utc = cs.utc
-                rep.offset_ms = round(cs.first.offset * 1000, 2)
-                rep.offset_uncertainty_ms = round(cs.first.uncertainty * 1000, 2)
+                    step("clock")
+                    ops.hold_lease(dev)
+                    cs = ops.set_clock_utc(dev)
+                    rep.clock_set_utc = cs.utc
+                    rep.offset_ms = round(cs.first.offset * 1000, 2)
+                    rep.offset_uncertainty_ms = round(cs.first.uncertainty * 1000, 2)
 
-                step("drift", f"burn-in {self.burn_in:g} s" if self.burn_in else "")
-                ppm = 0.0
-                if self.burn_in > 0:
-                    start = ops.best_edge(dev, 3, cs.first)
-                    end = time.monotonic() + self.burn_in
-                    while (left := end - time.monotonic()) > 0:
-                        time.sleep(min(left, 1.0))
-                        if progress:
-                            progress(port, "drift", f"burn-in {max(0.0, end - time.monotonic()):.0f} s left")
-                    later = ops.best_edge(dev, 3)
-                    measured, res = ops.ppm_between(start, later)
-                    rep.drift_offset_ms = round(later.offset * 1000, 2)
-                    rep.ppm_measured = round(measured, 3)
-                    rep.ppm_resolution = round(res, 3)
-                    # faulty only when even the most favourable reading of the
-                    # interval is out of bounds: a busy link widens it, never fails it
-                    if abs(measured) - res > ops.MAX_PPM:
+                    step("drift", f"burn-in {self.burn_in:g} s" if self.burn_in else "")
+                    ops.hold_lease(dev)
+                    ppm = 0.0
+                    if self.burn_in > 0:
+                        start = ops.best_edge(dev, 3, cs.first)
+                        end = time.monotonic() + self.burn_in
+                        fed = time.monotonic()
+                        while (left := end - time.monotonic()) > 0:
+                            if self._stop.is_set():
+                                raise ops.OpsError("drift", "interrupted during the burn-in; "
+                                                   "re-run to provision")
+                            time.sleep(min(left, 1.0))
+                            if time.monotonic() - fed > lease / 3:
+                                ops.hold_lease(dev)
+                                fed = time.monotonic()
+                            if progress:
+                                progress(port, "drift", f"burn-in {max(0.0, end - time.monotonic()):.0f} s left")
+                        ops.hold_lease(dev)
+                        later = ops.best_edge(dev, 3)
+                        measured, res = ops.ppm_between(start, later)
+                        rep.drift_offset_ms = round(later.offset * 1000, 2)
+                        rep.ppm_measured = round(measured, 3)
+                        rep.ppm_resolution = round(res, 3)
+                        # faulty only when even the most favourable reading of the
+                        # interval is out of bounds: a busy link widens it, never fails it
+                        if abs(measured) - res > ops.MAX_PPM:
+                            raise ops.OpsError(
+                                "drift", f"crystal error {measured:+.0f} ± {res:.0f} ppm is beyond "
+                                f"+-{ops.MAX_PPM:g}: a faulty crystal (or a clock that does not keep time)"
+                            )
+                        ppm = max(-ops.MAX_PPM, min(ops.MAX_PPM, ops.ppm_to_store(measured, res)))
+                    rep.ppm = round(ppm, 3)
+                    ops.update_config(dev, "drift", ppm=rep.ppm, ref_time=cs.utc, last_sync=cs.utc,
+                                      last_step=cs.utc // 30)
+
+                    step("verify")
+                    ops.hold_lease(dev)
+                    times = list(ops.FIXED_TIMES) + [cs.utc, cs.utc + 30]
+                    got = ops.device_codes(dev, times)
+                    want = self.issuer.expected_codes(pending, secret, self.prefix, times)
+                    bad = ops.mismatches(times, got, want)
+                    if bad:
                         raise ops.OpsError(
-                            "drift", f"crystal error {measured:+.0f} ± {res:.0f} ppm is beyond "
-                            f"+-{ops.MAX_PPM:g}: a faulty crystal (or a clock that does not keep time)"
+                            "verify", f"the token's codes differ from the station's at {len(bad)} of "
+                            f"{len(times)} times (first: t={bad[0]})"
                         )
-                    ppm = max(-ops.MAX_PPM, min(ops.MAX_PPM, ops.ppm_to_store(measured, res)))
-                rep.ppm = round(ppm, 3)
-                ops.update_config(dev, "drift", ppm=rep.ppm, ref_time=cs.utc, last_sync=cs.utc,
-                                  last_step=cs.utc // 30)
+                    rep.verified_times = times
 
-                step("verify")
-                times = list(ops.FIXED_TIMES) + [cs.utc, cs.utc + 30]
-                got = ops.device_codes(dev, times)
-                want = self.issuer.expected_codes(pending, secret, self.prefix, times)
-                bad = ops.mismatches(times, got, want)
-                if bad:
-                    raise ops.OpsError(
-                        "verify", f"the token's codes differ from the station's at {len(bad)} of "
-                        f"{len(times)} times (first: t={bad[0]})"
-                    )
-                rep.verified_times = times
+                    step("lock")
+                    ops.hold_lease(dev)
+                    locking = True
+                    ops.lock(dev, pending, flag_set=True)  # a hard reset: the lease ends
+                    opened = False
+                except BaseException:
+                    if opened:
+                        with ops.signals_held():
+                            if wrote and not locking:
+                                wiped = ops.wipe_config(dev)  # then the pending record can go
+                            ops.relock(dev)
+                    raise
 
-                step("lock")
-                locking = True
-                ops.lock(dev, pending)
-
-                step("activate")
-                # The token corrects its own crystal error; when the burn-in pinned it
-                # to a few ppm, tell the issuer the residual rate is known to be ~0
-                # (else it starts from an unknown rate and learns it from payments).
-                known = rep.ppm_resolution is not None and rep.ppm_resolution <= ops.STORE_PPM_BOUND
-                self.issuer.activate(pending, secret, sync_key, self.prefix,
-                                     actor=self.actor + ":" + port,
-                                     drift_ppm=0.0 if known else None)
-                pending = None
-                rep.status = "provisioned"
-                step("done", f"token {rep.token_id:08d}")
+            step("activate")
+            # The token corrects its own crystal error; when the burn-in pinned it
+            # to a few ppm, tell the issuer the residual rate is known to be ~0
+            # (else it starts from an unknown rate and learns it from payments).
+            known = rep.ppm_resolution is not None and rep.ppm_resolution <= ops.STORE_PPM_BOUND
+            self.issuer.activate(pending, secret, sync_key, self.prefix,
+                                 actor=self.actor + ":" + port,
+                                 drift_ppm=0.0 if known else None)
+            pending = None
+            rep.status = "provisioned"
+            step("done", f"token {rep.token_id:08d}")
         except (ops.OpsError, DeviceError, BackendError, OSError, ValueError) as e:
             rep.status = "failed"
             rep.error = ops.scrub(str(e), secret, sync_key)
-            if pending is not None and not locking:
+            # the pending record holds the sync key that unlocks a token left holding
+            # its config: it goes only when the token cannot hold it
+            if pending is not None and not locking and (not wrote or wiped):
                 try:
                     self.issuer.discard(pending, self.actor + ":" + port)
                 except (BackendError, ops.OpsError, OSError):
@@ -295,10 +367,13 @@ class Station:
         rep.recovered = f"token {st.token_id:08d} was locked but pending: unlocked, redone"
         return False
 
-    def _leftover(self, token_id: int, rep: TokenReport) -> None:
-        # The token holds the id of an earlier, unfinished run.
+    def _leftover(self, dev: Device, token_id: int, rep: TokenReport) -> None:
+        # The token holds the id of an earlier, unfinished run. Its config goes first:
+        # a token left holding it (locked on flash) would need that record's sync key.
         status = self._status(token_id)
         if status == PENDING:
+            if not ops.wipe_config(dev):
+                raise ops.OpsError("check", f"{rep.port}: cannot remove the config of the cut run")
             self.issuer.discard(token_id, self.actor + ":" + rep.port)
             rep.recovered = (rep.recovered or "") + (
                 f"{'; ' if rep.recovered else ''}pending record {token_id:08d} of a cut run removed")
@@ -317,14 +392,18 @@ class Station:
         name = f"{rep.token_id:08d}" if rep.token_id else _safe(rep.port)
         path = d / f"token-{name}-{int(rep.started_at)}.json"
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        # private (0600) like everything of the station's: ids, ports and times only,
+        # but nobody else's business
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(json.dumps(data, indent=2, sort_keys=True))
         os.replace(tmp, path)
         line = json.dumps({
             "ts": int(time.time()), "actor": self.actor, "port": rep.port,
             "token_id": rep.token_id, "status": rep.status, "step": rep.step,
             "error": rep.error, "report": path.name,
         }, sort_keys=True)
-        with self._audit_lock, open(d / "audit.jsonl", "a") as f:
+        fd = os.open(d / "audit.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with self._audit_lock, os.fdopen(fd, "a") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())

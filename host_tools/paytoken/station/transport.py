@@ -89,17 +89,25 @@ class Device:
         """Open ``port``; ``timeout`` bounds each later call (seconds)."""
         self.port = port
         self.timeout = timeout
+        self.baudrate = baudrate
         self._raw = False
+        self._t = None
+        self._open()
+
+    def _open(self) -> None:
         # mpremote reads a /dev/pts device byte by byte without sleeping: resolve a
         # virtual token's symlink to it (our deadline bounds the reads)
+        port = self.port
         dev = os.path.realpath(port) if os.path.islink(port) else port
         try:
-            self._t = SerialTransport(dev, baudrate=baudrate, exclusive=True, timeout=_POLL)
+            t = SerialTransport(dev, baudrate=self.baudrate, exclusive=True, timeout=_POLL)
         except (TransportError, serial.SerialException, OSError) as e:
             raise DeviceError(f"{port}: cannot open: {_why(e)}") from None
-        self._t.serial.write_timeout = timeout
-        self._ser = _Bounded(self._t.serial)
-        self._t.serial = self._ser
+        t.serial.write_timeout = self.timeout
+        self._ser = _Bounded(t.serial)
+        t.serial = self._ser
+        self._t = t
+        self._raw = False
 
     # ---- plumbing ----------------------------------------------------------------
 
@@ -204,6 +212,49 @@ class Device:
         self._raw = False
         self._call("reboot", timeout, go)
 
+    def soft_reset(self, *, timeout: float | None = None) -> None:
+        """A soft reset into the raw REPL (fresh modules; ``main.py`` does not run, and a
+        running watchdog keeps counting)."""
+        self._raw = False
+        self.enter_raw(soft_reset=True, timeout=timeout)
+
+    def hard_reset(self, *, timeout: float | None = None) -> None:
+        """``machine.reset()`` from the raw REPL: the board restarts as at power-up
+        (``main.py`` runs; a watchdog stops). A USB board leaves the bus and comes back,
+        so the port is closed and opened again. Works on a token whose last call was
+        cut (the raw REPL is entered afresh, without a soft reset)."""
+        limit = self.timeout if timeout is None else timeout
+        self._raw = False  # whatever a cut call left: Ctrl-C, then the raw REPL again
+        self.enter_raw(soft_reset=False, timeout=limit)
+
+        def go() -> None:
+            self._t.exec_raw_no_follow(b"import machine\nmachine.reset()\n")
+
+        self._call("reset", limit, go)
+        self._raw = False
+        deadline = time.monotonic() + max(limit, 5.0)
+        try:
+            self._ser.close()
+        except Exception:
+            pass
+        self._t = None  # type: ignore[assignment]
+        node = os.path.realpath(self.port)
+        if not node.startswith("/dev/pts/"):
+            # a USB board drops off the bus: wait for its node to go (else the old one
+            # would be opened again), then for the new one
+            gone = time.monotonic() + 2.0
+            while os.path.exists(node) and time.monotonic() < gone:
+                time.sleep(0.05)
+        time.sleep(0.1)
+        while True:
+            try:
+                self._open()
+                return
+            except DeviceError:
+                if time.monotonic() >= deadline:
+                    raise DeviceError(f"{self.port}: reset: the port did not come back") from None
+                time.sleep(0.2)
+
     # ---- files -------------------------------------------------------------------
 
     def sha256(self, paths: list[str], *, timeout: float | None = None) -> dict[str, str | None]:
@@ -227,11 +278,14 @@ class Device:
         except (ValueError, SyntaxError):
             raise DeviceError(f"{self.port}: hash: unexpected answer") from None
 
-    def put(self, data: bytes, path: str, *, timeout: float | None = None) -> None:
+    def put(self, data: bytes, path: str, *, timeout: float | None = None,
+            stage: bool = False) -> None:
         """Write ``data`` to ``path`` atomically: ``path.tmp``, hash check, rename.
 
         The device hashes the temp file and renames it only if the SHA-256 matches,
         so a cut copy leaves at most ``path.tmp``, never a half file under ``path``.
+        ``stage``: stop after the hash check (the caller renames ``path.tmp`` later,
+        with others at once).
         """
         tmp = path + ".tmp"
         limit = self.timeout if timeout is None else timeout
@@ -252,8 +306,8 @@ class Device:
                     "_f.close()\n"
                     f"if binascii.hexlify(_h.digest()).decode()!={want!r}:\n"
                     " raise OSError('hash mismatch after the copy')\n"
-                    f"os.rename({tmp!r},{path!r})\n"
-                    "del _h,_b,_n\n"
+                    + ("" if stage else f"os.rename({tmp!r},{path!r})\n")
+                    + "del _h,_b,_n\n"
                 )
             code += "del _f\n"
             try:

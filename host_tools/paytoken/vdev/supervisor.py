@@ -16,12 +16,21 @@ the two the supervisor relays bytes and makes the unix port look like a board:
 - a bare LF gets a CR only in the friendly REPL, never in raw mode or once
   ``mpremote mount`` speaks its binary protocol;
 - power (``paytoken.vhw``) is polled: power off kills the interpreter and keeps it dead;
+- the board's watchdog (``firmware/sim/wdt.py``: ``wdt.json``, rewritten on each feed) is
+  modelled here: not fed for its timeout, it resets the board (a full boot). As on a
+  chip it outlives a soft reset and stops on a hard reset or a power cut;
+- one supervisor per flash folder: ``vdev.lock`` in the hardware folder is held with
+  ``flock`` while it runs (the kernel drops it with the process), a second is refused;
+- the interpreter runs with umask 077: what the firmware writes (the config and its
+  secrets) is private to the user (0600);
 - SIGUSR1 is a hard reset (kill and boot again), SIGTERM/SIGINT a clean stop.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import json
 import os
 import pty
 import re
@@ -45,6 +54,8 @@ MOUNT_MARK = b"__mount()"
 BOOT_MARK = b"\x00paytoken-booted\x00"  # the shim's: "/" is the flash folder now
 SHIM = Path(__file__).with_name("shim.py")
 RESET_EXIT = 66  # exit status of a hard reset (a sim board's reset()): boot main.py
+WDT_FILE = "wdt.json"  # the watchdog's feeds (firmware/sim/wdt.py)
+LOCK_FILE = "vdev.lock"  # held (flock) by the running supervisor
 
 _MAX_BUF = 1 << 16  # bytes held for a slow side before the other side is paused
 _POLL = 0.05  # seconds between looks at power, client presence and child state
@@ -116,6 +127,10 @@ class Supervisor:
         self.booted = False
         self.boot_buf = b""
         self.held = b""  # client input while the shim boots
+        self.wdt_seen: tuple[int, int] | None = None  # (inode, mtime) of the last feed
+        self.wdt_deadline: float | None = None  # monotonic; None: the watchdog is off
+        self.wdt_resets = 0
+        self._lock_fd = -1
 
     # ---- interpreter -------------------------------------------------------------
 
@@ -145,6 +160,7 @@ class Supervisor:
                 env=env,
                 close_fds=True,
                 start_new_session=True,  # a terminal's Ctrl-C must not reach it
+                umask=0o077,  # the flash is the token's: its files are the user's only
             )
         finally:
             os.close(s)
@@ -187,6 +203,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 pass  # a child holding the pty open: killed below
         self._kill()
+        if code == RESET_EXIT or not self._powered():
+            self._wdt_stop()  # a hard reset or a power cut stops the watchdog
         if self.stopping or not self._powered():
             return
         self._send_host(SOFT_REBOOT)
@@ -344,6 +362,49 @@ class Supervisor:
             pass  # unreadable for a moment: keep the last known state
         return self._power
 
+    # ---- the watchdog ----------------------------------------------------------
+
+    def _wdt_stop(self) -> None:
+        self.wdt_seen = self.wdt_deadline = None
+        try:
+            os.unlink(self.hw / WDT_FILE)
+        except FileNotFoundError:
+            pass
+
+    def _wdt_poll(self, now: float) -> bool:
+        # -> True when the watchdog fired (not fed for its timeout): a reset is due
+        try:
+            st = os.stat(self.hw / WDT_FILE)
+        except FileNotFoundError:
+            self.wdt_seen = self.wdt_deadline = None
+            return False
+        seen = (st.st_ino, st.st_mtime_ns)
+        if seen != self.wdt_seen:  # fed (or started): the count starts again
+            try:
+                ms = float(json.loads((self.hw / WDT_FILE).read_text())["timeout_ms"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return False  # being replaced: read it on the next poll
+            self.wdt_seen = seen
+            self.wdt_deadline = now + max(ms, 1.0) / 1000
+            return False
+        return self.wdt_deadline is not None and now >= self.wdt_deadline
+
+    def _take_lock(self) -> None:
+        # flock, not a pid file: the kernel releases it when this process dies
+        self.hw.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.hw / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            try:
+                pid = int(json.loads((self.hw / control.STATE).read_text())["pid"])
+                who = f" (supervisor pid {pid})"
+            except (OSError, ValueError, KeyError, TypeError):
+                who = ""
+            raise VdevError(f"a virtual token already runs on {self.flash}{who}") from None
+        self._lock_fd = fd
+
     def _write_state(self) -> None:
         control.write_state(
             self.flash,
@@ -361,12 +422,22 @@ class Supervisor:
         if not upy.micropython():
             raise VdevError("micropython not found")
         self.flash.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            self._run()
+        finally:
+            os.close(self._lock_fd)  # after the clean-up: a successor finds it done
+            self._lock_fd = -1
+        return 0
+
+    def _run(self) -> None:
         try:
             control.ensure_hw(self.flash, self.board)
             vhw.power_on(self.hw)  # plugging the board in
         except (control.ControlError, vhw.VirtualHardwareError, OSError) as e:
             raise VdevError(f"hardware folder {self.hw}: {e}") from None
         check_flash(self.flash)
+        self._wdt_stop()  # plugged in: the watchdog starts off
         name = self._name = self._open_client()
         tmp = self.link.with_name(self.link.name + ".new")
         if tmp.is_symlink() or tmp.exists():
@@ -396,7 +467,6 @@ class Supervisor:
             control.clear_state(self.flash, os.getpid())
             if self.link.is_symlink() and os.readlink(self.link) == name:
                 self.link.unlink()
-        return 0
 
     def _loop(self, sigfd: int) -> None:
         next_poll = 0.0
@@ -408,6 +478,13 @@ class Supervisor:
                 if not on and self.proc is not None:
                     self._kill()  # a power cut: no goodbye
                     self.held = b""  # nor does a dead board keep input
+                    self._wdt_stop()
+                elif on and self._wdt_poll(now):
+                    self._wdt_stop()  # the watchdog's reset: a hard reset
+                    self.wdt_resets += 1
+                    self._kill()
+                    self._send_host(SOFT_REBOOT)
+                    self._start("locked" if self.locked else "full")
                 elif on and self.proc is None:
                     self._start("locked" if self.locked else "full")
                 if not self.client:
@@ -418,6 +495,7 @@ class Supervisor:
             if self.reset_wanted:
                 self.reset_wanted = False
                 self._kill()
+                self._wdt_stop()
                 if self._powered():
                     self._start("locked" if self.locked else "full")
             rl = [sigfd]
