@@ -186,11 +186,6 @@ def _fmt_token(t: dict) -> str:
             f"last used {t['last_used_at'] or 'never'}  failures {t['failures']}")
 
 
-def do_token_list(args) -> None:
-    tokens = _run(_backend(args).list_tokens)
-    _out(args, tokens, "\n".join(_fmt_token(t) for t in tokens) or "no tokens")
-
-
 def do_token_show(args) -> None:
     t = _run(_backend(args).token_info, args.id)
     _out(args, t, "\n".join(f"{k}: {v}" for k, v in t.items()))
@@ -210,11 +205,6 @@ def do_merchant_add(args) -> None:
     mid, key = _run(_backend(args).add_merchant, args.name)
     _out(args, {"merchant_id": mid, "api_key": key},
          f"merchant {args.name} (id {mid}); API key, shown once: {key}")
-
-
-def do_account_credit(args) -> None:
-    bal = _run(_backend(args).credit, args.token_id, args.amount)
-    _out(args, {"token_id": args.token_id, "balance": bal}, f"token {args.token_id} balance {bal}")
 
 
 # ---- serve, pay -------------------------------------------------------------------------------
@@ -317,9 +307,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit-per-day", type=_int, default=None, metavar="MINOR")
     _common(p, key=True)
     p.set_defaults(func=do_token_add)
-    p = tks.add_parser("list")
-    _common(p)
-    p.set_defaults(func=do_token_list)
     for name, fn, hlp in (("show", do_token_show, "status, drift, last use"),
                           ("revoke", do_token_revoke, "revoke a token for good"),
                           ("unlock", do_token_unlock, "unlock a token locked by failures")):
@@ -339,11 +326,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ac = sub.add_parser("account", help="token accounts")
     acs = ac.add_subparsers(dest="account_command", metavar="ACTION", required=True)
-    p = acs.add_parser("credit", help="add funds (minor units)")
-    p.add_argument("--token-id", type=_int, required=True)
-    p.add_argument("--amount", type=_int, required=True, metavar="MINOR")
-    _common(p)
-    p.set_defaults(func=do_account_credit)
+
+    # merchant/scheme/token/account list and lifecycle, admin, payment, refund: commands/operators.py
+    from paytoken.commands import operators
+
+    operators.register(sub, {"merchant": mcs, "scheme": scs, "token": tks, "account": acs})
 
     p = sub.add_parser("serve", help="run the payments HTTP API (uvicorn)")
     p.add_argument("--host", default="127.0.0.1")
