@@ -320,3 +320,42 @@ def test_a_server_killed_mid_load_loses_and_doubles_nothing(farm):
     for tid in TOKENS:
         assert b.token_info(tid)["balance"] == 100_000 - 100
     assert b.verify_audit().ok
+
+
+def test_pgbouncer_transaction_mode_needs_no_prepared_statements(pg_url):
+    # Why the URL says ?prepare_threshold=none behind PgBouncer in transaction mode:
+    # psycopg prepares a statement on its 5th run, on whichever server connection the
+    # pooler lent; the next run may land on another one, which never saw it.
+    import psycopg
+
+    bouncer = PgBouncer(pg_url, pool_size=2)
+    db = make_url(pg_url).database
+    try:
+        def run(threshold) -> list[str]:
+            errors: list[str] = []
+
+            def go():
+                try:
+                    with psycopg.connect(host="127.0.0.1", port=bouncer.port, user="postgres", dbname=db,
+                                         autocommit=True, prepare_threshold=threshold) as c:
+                        for i in range(50):
+                            assert c.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
+                except psycopg.Error as exc:
+                    errors.append(str(exc))
+
+            threads = [threading.Thread(target=go) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            return errors
+
+        assert any("prepared statement" in e for e in run(5)), "psycopg's default did not trip PgBouncer"
+        assert run(None) == []
+        engine = make_engine(bouncer.url(db) + "?prepare_threshold=none")  # the URL form docs/DEPLOY.md gives
+        with engine.connect() as c:
+            for _ in range(20):
+                assert c.execute(text("SELECT 1")).scalar() == 1
+        engine.dispose()
+    finally:
+        bouncer.stop()
