@@ -241,8 +241,10 @@ def test_refunds_and_limits_hold_across_servers(farm):
     ok = [a for a in answers.values() if a["status"] == "succeeded"]
     assert len(ok) == 1, answers  # 2 x 600 would pass the 1000 limit
     assert b.token_info(tid)["balance"] == 100_000 - 600
-    assert {a["reason"] for a in answers.values() if a["status"] != "succeeded"} <= {"LIMIT_EXCEEDED",
-                                                                                      "CODE_REPLAYED"}
+    # the others: over the limit, or (once a later step paid and moved the token's clock
+    # model) replayed or out of the window
+    assert {a["reason"] for a in answers.values() if a["status"] != "succeeded"} <= {
+        "LIMIT_EXCEEDED", "CODE_REPLAYED", "CODE_EXPIRED"}, answers
 
 
 def test_a_server_killed_mid_load_loses_and_doubles_nothing(farm):

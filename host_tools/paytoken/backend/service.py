@@ -117,8 +117,15 @@ _ACCEPT = (
     "failures = 0, pending_drift = NULL, pending_step = NULL, last_used_at = :now "
     "WHERE id = :id AND last_step < :step AND status = 'active'")
 _STATUS = "SELECT status FROM tokens WHERE id = :id"
+# The daily limit is checked again here, after the accepting UPDATE took the token's row
+# lock: the spending read before it may be stale on PostgreSQL, where another server's
+# payment of the same token (a neighbouring step) can commit in between.
 _DEBIT = ("UPDATE accounts SET balance = balance - :amount "
-          "WHERE token_id = :id AND currency = :cur AND balance >= :amount")
+          "WHERE token_id = :id AND currency = :cur AND balance >= :amount AND (CAST(:lim AS BIGINT) IS NULL "
+          "OR (SELECT COALESCE(SUM(p.amount), 0) FROM payments p WHERE p.token_id = :id AND p.day = :day "
+          "AND p.status = 'succeeded') + :amount <= :lim)")
+_SPENT = ("SELECT COALESCE(SUM(amount), 0) FROM payments "
+          "WHERE token_id = :id AND day = :day AND status = 'succeeded'")
 _INSERT_PAYMENT = (
     "INSERT INTO payments (id, merchant_id, merchant_order_id, request_hash, token_id, amount, currency, "
     "status, reason, step, refunded, day, created_at) VALUES (:id, :m, :o, :req, :token_id, :amount, "
@@ -938,8 +945,12 @@ class Backend:
             elif r.limit_per_day is not None and r.spent + amount > r.limit_per_day:
                 reason = LIMIT_EXCEEDED
             elif (r.balance is None or r.currency != currency or r.balance < amount
-                  or tx.run(_DEBIT, {"id": v.token_id, "cur": currency, "amount": amount}) != 1):
+                  or tx.run(_DEBIT, {"id": v.token_id, "cur": currency, "amount": amount,
+                                     "lim": r.limit_per_day, "day": day}) != 1):
                 reason = INSUFFICIENT_FUNDS
+                if (r.limit_per_day is not None and r.balance is not None and r.balance >= amount
+                        and tx.one(_SPENT, {"id": v.token_id, "day": day})[0] + amount > r.limit_per_day):
+                    reason = LIMIT_EXCEEDED  # another payment of the day committed meanwhile
         pid = "pay_" + secrets.token_hex(12)
         status = "succeeded" if reason is None else "refused"
         out = {"id": pid, "m": merchant_id, "o": order_id, "req": req, "token_id": v.token_id,

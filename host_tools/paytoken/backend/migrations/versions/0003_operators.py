@@ -34,9 +34,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_adjustments_token_created", "adjustments", ["token_id", "created_at"])
-    op.create_index("ix_payments_created", "payments", ["created_at"])
-    op.create_index("ix_payments_merchant_created", "payments", ["merchant_id", "created_at"])
-    op.create_index("ix_refunds_created", "refunds", ["created_at"])
+    # IF NOT EXISTS: on a large live database, build these first with CREATE INDEX
+    # CONCURRENTLY under the same names (docs/DEPLOY.md) and this step skips them.
+    op.create_index("ix_payments_created", "payments", ["created_at"], if_not_exists=True)
+    op.create_index("ix_payments_merchant_created", "payments", ["merchant_id", "created_at"], if_not_exists=True)
+    op.create_index("ix_refunds_created", "refunds", ["created_at"], if_not_exists=True)
 
 
 def downgrade() -> None:
