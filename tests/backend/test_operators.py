@@ -310,3 +310,25 @@ def test_admin_api_same_semantics(admin_live):
     assert "admin:ops" in actors and w.backend.verify_audit().ok
     log = server.log()
     assert new["api_key"] not in log and w.api_key not in log
+
+
+def test_operator_doc_curl_examples_run(admin_live):
+    import os
+    import re
+    import subprocess
+    from pathlib import Path
+
+    w, c, server = admin_live
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "OPERATOR.md").read_text()
+    curls = [ln for b in re.findall(r"```sh\n(.*?)```", doc, re.S) for ln in b.splitlines() if ln.startswith("curl ")]
+    assert len(curls) >= 3
+    env = dict(os.environ, URL=server.url, ADMIN_KEY=c.headers["Authorization"].split()[1], TOKEN_ID="42")
+    for line in curls:
+        r = subprocess.run(["bash", "-c", line + ' -w "\\n%{http_code}"'], env=env, capture_output=True,
+                           text=True, timeout=30)
+        body, status = r.stdout.rsplit("\n", 1)
+        assert status == "200", (line, status, body)
+        if "export" in line:
+            assert body.splitlines()[0] == ",".join(EXPORT_COLUMNS)
+        else:
+            assert json.loads(body)
