@@ -194,6 +194,7 @@ def test_payments_refunds_and_the_daily_export(world, capsys, ring):
                             "--db", w.url, rc=1).err
     assert "only a succeeded" in run(capsys, "payment", "refund", ids[1], "--idempotency-key", "rf-3",
                                      "--db", w.url, rc=1).err
+    assert "OPERATOR_REFUND" in actions(b) and b.verify_audit().ok
     shown = cli_json(capsys, w, "payment", "show", ids[0])
     assert shown["refunded"] == 200 and [x["refund_id"] for x in shown["refunds"]] == [r["refund_id"]]
     assert "no payment" in run(capsys, "payment", "show", "pay_" + "0" * 24, "--db", w.url, rc=1).err

@@ -513,12 +513,17 @@ def list_refunds(backend: Backend, merchant: str | int | None = None, token_id: 
 def refund(backend: Backend, payment_id: str, amount: int | None, idempotency_key: str | None,
            actor: str) -> dict:
     """An operator's refund of any merchant's payment, through ``Backend.refund`` (the
-    merchant's own path, so the same rules hold), with the idempotency key passed on."""
+    merchant's own path, so the same rules hold), with the idempotency key passed on.
+    The refund path audits it as the merchant's; a second row names the operator who
+    asked (each time: a retry with the same key is one refund, asked for twice)."""
     with backend.engine.connect() as conn:
-        mid = conn.execute(select(_p.c.merchant_id).where(_p.c.id == payment_id)).scalar()
-    if mid is None:
+        row = conn.execute(select(_p.c.merchant_id, _p.c.token_id).where(_p.c.id == payment_id)).first()
+    if row is None:
         raise BackendError(f"no payment {payment_id}", 404)
-    out = backend.refund(mid, payment_id, amount, idempotency_key=idempotency_key)
+    out = backend.refund(row.merchant_id, payment_id, amount, idempotency_key=idempotency_key)
+    with backend.engine.begin() as conn:
+        audit.append(conn, backend.now(), actor, "OPERATOR_REFUND", row.token_id,
+                     {"payment_id": payment_id, "refund_id": out["refund_id"], "amount": out["amount"]})
     return dict(out, actor=actor)
 
 
