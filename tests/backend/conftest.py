@@ -146,7 +146,7 @@ class Server:
 
     def _wait_up(self) -> bool:
         # a busy machine imports uvicorn and FastAPI slowly: a minute before it is "not up"
-        deadline = time.monotonic() + bound(60)
+        deadline = time.monotonic() + bound(120)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False

@@ -92,3 +92,44 @@ def test_threads_share_one_backend(world):
     again = [w.backend.pay(w.merchant_id, jobs[0][0], 10, "CNY", "t0") for _ in range(3)]
     assert len({r["payment_id"] for r in again}) == 1 and again[0]["status"] == "succeeded"
     assert w.backend.verify_audit().ok
+
+
+def test_daily_limit_holds_when_neighbouring_steps_race(world, ring):
+    # Three codes of one token (steps s-1, s, s+1, all in the window) paid at once through
+    # three Backends (three servers): a daily limit of 1000 lets one payment of 600
+    # through. On PostgreSQL the day's spending read before the token's row lock can be
+    # stale (before the fix, 21 of 40 tokens went over); the debit re-checks it.
+    import threading
+
+    from paytoken.backend.db import make_engine
+
+    w = world
+    t = T0 + 15  # mid-step
+    w.clock.t = t
+    tokens = range(300, 320)
+    for tid in tokens:
+        w.backend.add_token(tid, SECRET, limit_per_day=1000)
+        w.backend.credit(tid, 10_000)
+    backends = [Backend(make_engine(w.url, pool_size=2), ring, clock=lambda: t) for _ in range(3)]
+    over = []
+    for tid in tokens:
+        codes = [paycode.payment_code(SECRET, tid, t + d, w.scheme_key) for d in (-30, 0, 30)]
+        barrier, res = threading.Barrier(3), [None] * 3
+
+        def go(i, codes=codes, barrier=barrier, res=res, tid=tid):
+            barrier.wait(30)
+            res[i] = backends[i].pay(w.merchant_id, codes[i], 600, "CNY", f"lim-{tid}-{i}")
+
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        ok = [r for r in res if r["status"] == "succeeded"]
+        assert {r["reason"] for r in res if r["status"] != "succeeded"} <= {"LIMIT_EXCEEDED", "CODE_REPLAYED",
+                                                                              "CODE_EXPIRED"}, res
+        if len(ok) != 1 or w.backend.token_info(tid)["balance"] != 10_000 - 600:
+            over.append((tid, res))
+    for b in backends:
+        b.close()
+    assert over == []

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from paytoken.backend import BackendError, factory_api
+from paytoken.backend import BackendError, factory_api, operators_api
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import DEFAULT_URL
 from paytoken.backend.service import MAX_AMOUNT, MAX_TOKEN_ID, Backend
@@ -233,6 +233,7 @@ def create_app(backend: Backend) -> FastAPI:
         return backend.unlock_auth(token_id, body.nonce, actor)
 
     app.include_router(factory_api.router(backend, admin))  # the online factory and desk
+    app.include_router(operators_api.router(backend))  # /v1/admin: the operators' calls
     app.add_middleware(_BodyLimit)
     return app
 

@@ -66,9 +66,23 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql":
         # A server that does not answer is an error after 10 s, not a hang.
-        return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size,
-                             connect_args={"connect_timeout": 10})
+        connect_args: dict = {"connect_timeout": 10}
+        threshold = parsed.query.get("prepare_threshold")
+        if threshold is not None:  # a psycopg setting, not a libpq one: take it out of the URL
+            parsed = parsed.difference_update_query(["prepare_threshold"])
+            connect_args["prepare_threshold"] = _prepare_threshold(threshold)
+        return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args)
     raise BackendError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+
+
+def _prepare_threshold(text: str) -> int | None:
+    """``?prepare_threshold=none`` turns psycopg's server-side prepared statements off, as
+    PgBouncer in transaction mode needs (docs/DEPLOY.md); a number sets the threshold."""
+    if text.lower() in ("none", "off", ""):
+        return None
+    if text.isascii() and text.isdigit():
+        return int(text)
+    raise BackendError("prepare_threshold in the database URL must be none or a number")
 
 
 def _alembic_config(connection) -> Config:

@@ -34,6 +34,7 @@ class Scheme(Base):
     prefix: Mapped[str] = mapped_column(String(2), primary_key=True)
     key_enc: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    retired_at: Mapped[int | None] = mapped_column(BigInteger)  # no new tokens once set (0003)
 
 
 class Token(Base):
@@ -78,6 +79,7 @@ class Merchant(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)  # its key no longer works (0003)
 
 
 class Admin(Base):
@@ -93,6 +95,8 @@ class Payment(Base):
     __table_args__ = (
         UniqueConstraint("merchant_id", "merchant_order_id", name="uq_payments_order"),
         Index("ix_payments_token_day", "token_id", "day"),
+        Index("ix_payments_created", "created_at"),  # operators' listings and the export (0003)
+        Index("ix_payments_merchant_created", "merchant_id", "created_at"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     merchant_id: Mapped[int] = mapped_column(Integer, ForeignKey("merchants.id"))
@@ -111,9 +115,25 @@ class Payment(Base):
 
 class Refund(Base):
     __tablename__ = "refunds"
+    __table_args__ = (Index("ix_refunds_created", "created_at"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     payment_id: Mapped[str] = mapped_column(String(40), ForeignKey("payments.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Adjustment(Base):
+    """An operator's credit (amount > 0) or debit (< 0) of an account, with its reason (0003)."""
+
+    __tablename__ = "adjustments"
+    __table_args__ = (Index("ix_adjustments_token_created", "token_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tokens.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # signed minor units
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(120))
+    balance: Mapped[int] = mapped_column(BigInteger)  # the balance after it
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -34,7 +34,7 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from paytoken.backend import BackendError, audit, codes
+from paytoken.backend import BackendError, audit, codes, operators
 from paytoken.backend.crypto import Keyring, hash_api_key, new_api_key
 from paytoken.backend.db import make_engine, require_schema
 from paytoken.backend.models import (
@@ -118,8 +118,15 @@ _ACCEPT = (
     "failures = 0, pending_drift = NULL, pending_step = NULL, last_used_at = :now "
     "WHERE id = :id AND last_step < :step AND status = 'active'")
 _STATUS = "SELECT status FROM tokens WHERE id = :id"
+# The daily limit is checked again here, after the accepting UPDATE took the token's row
+# lock: the spending read before it may be stale on PostgreSQL, where another server's
+# payment of the same token (a neighbouring step) can commit in between.
 _DEBIT = ("UPDATE accounts SET balance = balance - :amount "
-          "WHERE token_id = :id AND currency = :cur AND balance >= :amount")
+          "WHERE token_id = :id AND currency = :cur AND balance >= :amount AND (CAST(:lim AS BIGINT) IS NULL "
+          "OR (SELECT COALESCE(SUM(p.amount), 0) FROM payments p WHERE p.token_id = :id AND p.day = :day "
+          "AND p.status = 'succeeded') + :amount <= :lim)")
+_SPENT = ("SELECT COALESCE(SUM(amount), 0) FROM payments "
+          "WHERE token_id = :id AND day = :day AND status = 'succeeded'")
 _INSERT_PAYMENT = (
     "INSERT INTO payments (id, merchant_id, merchant_order_id, request_hash, token_id, amount, currency, "
     "status, reason, step, refunded, day, created_at) VALUES (:id, :m, :o, :req, :token_id, :amount, "
@@ -376,7 +383,7 @@ class Backend:
 
     # ---- schemes ---------------------------------------------------------------------
 
-    def add_scheme(self, prefix: str, key: bytes | None = None) -> bytes:
+    def add_scheme(self, prefix: str, key: bytes | None = None, actor: str = "cli") -> bytes:
         """Store the scheme key of ``prefix`` (generated when None); returns it."""
         try:
             paycode.check_prefix(prefix)
@@ -390,7 +397,7 @@ class Backend:
         try:
             with self.engine.begin() as conn:
                 conn.execute(_s.insert().values(prefix=prefix, key_enc=enc, created_at=self.now()))
-                audit.append(conn, self.now(), "cli", "SCHEME_ADD", None, {"prefix": prefix})
+                audit.append(conn, self.now(), actor, "SCHEME_ADD", None, {"prefix": prefix})
         except IntegrityError:
             raise BackendError(f"scheme prefix {prefix} already exists", 409) from None
         return key
@@ -510,6 +517,7 @@ class Backend:
         _check_limit(limit_per_day, "limit_per_day")
         if self._scheme_key(conn, prefix) is None:
             raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 422)
+        operators.require_open_scheme(conn, prefix)
         ring = self._ring()
         d = Drift.fresh(self.now(), 0.0, drift_ppm, self.policy.rate_sigma_ppm)
         res = conn.execute(
@@ -648,19 +656,14 @@ class Backend:
 
     # ---- accounts, merchants, admins -----------------------------------------------------
 
-    def credit(self, token_id: int, amount: int, actor: str = "cli") -> int:
-        """Add ``amount`` minor units to the token's account; returns the new balance."""
+    def credit(self, token_id: int, amount: int, actor: str = "cli", reason: str = "credit") -> int:
+        """Add ``amount`` minor units to the token's account; returns the new balance.
+        Recorded with its reason in the account's history (``operators.adjust``)."""
         _check_token_id(token_id)
         _check_amount(amount)
-        with self.engine.begin() as conn:
-            bal = conn.execute(update(_a).where(_a.c.token_id == token_id)
-                               .values(balance=_a.c.balance + amount).returning(_a.c.balance)).scalar()
-            if bal is None:
-                raise BackendError(f"token {token_id} has no account (not activated?)", 404)
-            audit.append(conn, self.now(), actor, "CREDIT", token_id, {"amount": amount})
-        return bal
+        return operators.adjust(self, token_id, amount, reason, actor)["balance"]
 
-    def add_merchant(self, name: str) -> tuple[int, str]:
+    def add_merchant(self, name: str, actor: str = "cli") -> tuple[int, str]:
         """Create a merchant; returns (id, api key). Only the key's hash is stored."""
         if not isinstance(name, str) or not _NAME.match(name):
             raise BackendError("merchant name must be 1 to 100 printable characters", 422)
@@ -669,12 +672,12 @@ class Backend:
             with self.engine.begin() as conn:
                 mid = conn.execute(_m.insert().values(name=name, api_key_hash=hash_api_key(key),
                                                       created_at=self.now()).returning(_m.c.id)).scalar()
-                audit.append(conn, self.now(), "cli", "MERCHANT_ADD", None, {"merchant_id": mid})
+                audit.append(conn, self.now(), actor, "MERCHANT_ADD", None, {"merchant_id": mid})
         except IntegrityError:
             raise BackendError(f"merchant {name!r} already exists", 409) from None
         return mid, key
 
-    def add_admin(self, name: str) -> str:
+    def add_admin(self, name: str, actor: str = "cli") -> str:
         """Create an admin credential; returns the bearer key (shown once)."""
         if not isinstance(name, str) or not _NAME.match(name):
             raise BackendError("admin name must be 1 to 100 printable characters", 422)
@@ -682,7 +685,7 @@ class Backend:
         try:
             with self.engine.begin() as conn:
                 conn.execute(_ad.insert().values(name=name, key_hash=hash_api_key(key), created_at=self.now()))
-                audit.append(conn, self.now(), "cli", "ADMIN_ADD", None, {"name": name})
+                audit.append(conn, self.now(), actor, "ADMIN_ADD", None, {"name": name})
         except IntegrityError:
             raise BackendError(f"admin {name!r} already exists", 409) from None
         return key
@@ -702,12 +705,16 @@ class Backend:
         if hit is not None and hit[1] > mono:
             return hit[0]
         with self.engine.connect() as conn:
-            mid = conn.execute(select(_m.c.id).where(_m.c.api_key_hash == h)).scalar()
+            mid = conn.execute(select(_m.c.id).where(_m.c.api_key_hash == h, _m.c.revoked_at.is_(None))).scalar()
         if mid is not None:
             if len(self._merchants) >= 4096:
                 self._merchants.clear()
             self._merchants[h] = (mid, mono + MERCHANT_CACHE_S)
         return mid
+
+    def forget_merchant_keys(self) -> None:
+        """Drop this process's merchant-key cache (after a revocation or key rotation)."""
+        self._merchants.clear()
 
     def auth_admin(self, key: str) -> str | None:
         with self.engine.begin() as conn:
@@ -939,8 +946,12 @@ class Backend:
             elif r.limit_per_day is not None and r.spent + amount > r.limit_per_day:
                 reason = LIMIT_EXCEEDED
             elif (r.balance is None or r.currency != currency or r.balance < amount
-                  or tx.run(_DEBIT, {"id": v.token_id, "cur": currency, "amount": amount}) != 1):
+                  or tx.run(_DEBIT, {"id": v.token_id, "cur": currency, "amount": amount,
+                                     "lim": r.limit_per_day, "day": day}) != 1):
                 reason = INSUFFICIENT_FUNDS
+                if (r.limit_per_day is not None and r.balance is not None and r.balance >= amount
+                        and tx.one(_SPENT, {"id": v.token_id, "day": day})[0] + amount > r.limit_per_day):
+                    reason = LIMIT_EXCEEDED  # another payment of the day committed meanwhile
         pid = "pay_" + secrets.token_hex(12)
         status = "succeeded" if reason is None else "refused"
         out = {"id": pid, "m": merchant_id, "o": order_id, "req": req, "token_id": v.token_id,
@@ -960,8 +971,11 @@ class Backend:
         out.update(merchant_order_id=row.merchant_order_id, refunded=row.refunded, created_at=row.created_at)
         return out
 
-    def refund(self, merchant_id: int, payment_id: str, amount: int | None = None) -> dict:
+    def refund(self, merchant_id: int, payment_id: str, amount: int | None = None,
+               idempotency_key: str | None = None) -> dict:
         """Refund all (default) or part of a succeeded payment back to the token's account."""
+        # PLACEHOLDER for h2-issuer's merge: ``idempotency_key`` is accepted and ignored
+        # here; h2's refund path makes a retry with the same key return the first refund.
         if amount is not None:
             _check_amount(amount)
         with self.engine.begin() as conn:

@@ -256,11 +256,6 @@ def _fmt_token(t: dict) -> str:
             f"last used {t['last_used_at'] or 'never'}  failures {t['failures']}")
 
 
-def do_token_list(args) -> None:
-    tokens = _run(_backend(args).list_tokens)
-    _out(args, tokens, "\n".join(_fmt_token(t) for t in tokens) or "no tokens")
-
-
 def do_token_show(args) -> None:
     t = _run(_backend(args).token_info, args.id)
     _out(args, t, "\n".join(f"{k}: {v}" for k, v in t.items()))
@@ -280,11 +275,6 @@ def do_merchant_add(args) -> None:
     mid, key = _run(_backend(args).add_merchant, args.name)
     _out(args, {"merchant_id": mid, "api_key": key},
          f"merchant {args.name} (id {mid}); API key, shown once: {key}")
-
-
-def do_account_credit(args) -> None:
-    bal = _run(_backend(args).credit, args.token_id, args.amount)
-    _out(args, {"token_id": args.token_id, "balance": bal}, f"token {args.token_id} balance {bal}")
 
 
 # ---- serve, pay -------------------------------------------------------------------------------
@@ -413,15 +403,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="most paid in a UTC day, minor units (default: no limit)")
     _common(p, key=True)
     p.set_defaults(func=do_token_add)
-    p = tks.add_parser("list", help="every token with its status, drift and balance")
-    _common(p)
-    p.set_defaults(func=do_token_list)
-    for cmd, fn, hlp in (("show", do_token_show, "status, drift, last use"),
-                         ("revoke", do_token_revoke, "revoke a token for good"),
-                         ("unlock", do_token_unlock, "unlock a token locked by failures")):
-        p = tks.add_parser(cmd, help=hlp)
+    for name, fn, hlp in (("show", do_token_show, "status, drift, last use"),
+                          ("revoke", do_token_revoke, "revoke a token for good"),
+                          ("unlock", do_token_unlock, "unlock a token locked by failures")):
+        p = tks.add_parser(name, help=hlp)
         p.add_argument("id", type=argtypes.token_id, help="the token id")
-        if cmd == "revoke":
+        if name == "revoke":
             p.add_argument("--lost", action="store_true", help="mark it lost instead of revoked")
         _common(p)
         p.set_defaults(func=fn)
@@ -438,12 +425,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ac = sub.add_parser("account", help="token accounts")
     acs = ac.add_subparsers(dest="account_command", metavar="ACTION", required=True)
-    p = acs.add_parser("credit", help="add funds (minor units)")
-    p.add_argument("--token-id", type=argtypes.token_id, required=True, help="the token id")
-    p.add_argument("--amount", type=argtypes.amount, required=True, metavar="MINOR",
-                   help="minor units to add (1250 = 12.50)")
-    _common(p)
-    p.set_defaults(func=do_account_credit)
+
+    # merchant/scheme/token/account list and lifecycle, admin, payment, refund: commands/operators.py
+    from paytoken.commands import operators
+
+    operators.register(sub, {"merchant": mcs, "scheme": scs, "token": tks, "account": acs})
 
     p = sub.add_parser("serve", help="run the payments HTTP API (uvicorn)")
     p.add_argument("--host", type=argtypes.host, default="127.0.0.1", help="address to listen on")

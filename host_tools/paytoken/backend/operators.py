@@ -1,0 +1,588 @@
+"""Operators' queries and actions: merchants, admins, schemes, token listings, account
+adjustments and history, payments and refunds, and the daily reconciliation export.
+
+Every function takes the ``Backend`` (its engine and clock) first. The CLI
+(``commands/operators.py``) and the admin API (``backend/operators_api.py``) both call
+these, so they share one meaning. Each write is one transaction with its audit row;
+``actor`` names who asked (``cli``, ``admin:<name>``). Keys are returned only by the calls
+that create them. Lists are pages: at most ``limit`` items and the cursor of the next
+page (``None`` when nothing more remains). Times are UTC seconds.
+
+Usage::
+
+    page = list_payments(backend, merchant="corner shop", since=t0, limit=100)
+    for line in export_day(backend, "2026-12-01", "csv"):
+        out.write(line)
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import heapq
+import io
+import itertools
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from paytoken.backend import BackendError, audit
+from paytoken.backend.crypto import hash_api_key, new_api_key
+from paytoken.backend.models import (
+    STATUSES,
+    Account,
+    Adjustment,
+    Admin,
+    Merchant,
+    Payment,
+    Refund,
+    Scheme,
+    Token,
+)
+
+if TYPE_CHECKING:  # the Backend is passed in; this module never builds one
+    from paytoken.backend.service import Backend
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+MAX_TOKEN_ID = 99_999_999
+MAX_AMOUNT = 10**12
+PAYMENT_STATUSES = ("succeeded", "refused", "refunded")  # refunded: succeeded, refunded > 0
+EXPORT_FORMATS = ("csv", "jsonl")
+EXPORT_COLUMNS = ("kind", "id", "payment_id", "merchant_id", "merchant", "merchant_order_id", "token_id",
+                  "amount", "currency", "status", "reason", "created_at", "created_at_iso")
+
+_t = Token.__table__
+_a = Account.__table__
+_p = Payment.__table__
+_r = Refund.__table__
+_s = Scheme.__table__
+_m = Merchant.__table__
+_ad = Admin.__table__
+_j = Adjustment.__table__
+
+_REASON = re.compile(r"\A[^\x00-\x1f\x7f]{1,200}\Z")
+_CURSOR = re.compile(r"\A(\d{1,19}):([A-Za-z0-9_]{1,40})\Z")
+_DAY = re.compile(r"\A(\d{4})-(\d{2})-(\d{2})\Z")
+_ISO_OFFSET = re.compile(r"([zZ]|[+-]\d{2}:?\d{2})\Z")
+
+
+@dataclass
+class Page:
+    """One page of a listing: ``next`` is the cursor to pass as ``after``, or None."""
+
+    items: list[dict]
+    next: str | int | None = None
+
+
+# ---- times, cursors, limits ---------------------------------------------------------------
+
+
+def utc_seconds(text: str | int, what: str = "time") -> int:
+    """UTC seconds from Unix seconds or ISO-8601 with ``Z`` or an offset (never local time)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise BackendError(f"{what}: time before 1970 is not supported", 422)
+        return text
+    s = str(text).strip()
+    if re.fullmatch(r"\d{1,12}", s):
+        return int(s)
+    if not _ISO_OFFSET.search(s):
+        raise BackendError(f"{what} {s!r}: give Unix seconds or ISO-8601 with Z or +hh:mm "
+                           "(local time is never assumed)", 422)
+    try:
+        when = dt.datetime.fromisoformat(s[:-1] + "+00:00" if s[-1] in "zZ" else s)
+    except ValueError:
+        raise BackendError(f"{what} {s!r}: not Unix seconds or an ISO-8601 time", 422) from None
+    if when.tzinfo is None:
+        raise BackendError(f"{what} {s!r}: an ISO-8601 time needs a UTC offset (Z or +hh:mm)", 422)
+    t = int(when.timestamp())
+    if t < 0:
+        raise BackendError(f"{what}: time before 1970 is not supported", 422)
+    return t
+
+
+def iso(t: int | None) -> str | None:
+    """UTC seconds as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def day_range(day: str) -> tuple[int, int]:
+    """``YYYY-MM-DD`` (a UTC day) as [start, end) in UTC seconds."""
+    m = _DAY.match(day or "")
+    if not m:
+        raise BackendError(f"day {day!r}: give a UTC date as YYYY-MM-DD", 422)
+    try:
+        d = dt.date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        raise BackendError(f"day {day!r} is not a calendar date", 422) from None
+    if d.year < 1970:
+        raise BackendError(f"day {day!r}: before 1970 is not supported", 422)
+    start = int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc).timestamp())
+    return start, start + 86400
+
+
+def _limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_PAGE
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise BackendError(f"limit must be 1 to {MAX_PAGE}", 422)
+    return limit
+
+
+def _cursor(after: str | None) -> tuple[int, str] | None:
+    if after is None:
+        return None
+    m = _CURSOR.match(after)
+    if not m:
+        raise BackendError("after must be a cursor from a previous page (seconds:id)", 422)
+    return int(m[1]), m[2]
+
+
+def _after(created, ident, cur: tuple[int, str] | None):
+    if cur is None:
+        return None
+    return or_(created > cur[0], and_(created == cur[0], ident > cur[1]))
+
+
+def _token_id(token_id: object) -> int:
+    if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id <= MAX_TOKEN_ID:
+        raise BackendError(f"token id must be an integer 0 to {MAX_TOKEN_ID}", 422)
+    return token_id
+
+
+def _amount(amount: object) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:
+        raise BackendError(f"amount must be an integer 1 to {MAX_AMOUNT} minor units", 422)
+    return amount
+
+
+def _range(since: int | None, until: int | None) -> None:
+    if since is not None and until is not None and until <= since:
+        raise BackendError("until must be after since", 422)
+
+
+# ---- merchants --------------------------------------------------------------------------------
+
+
+def _merchant_row(conn: Connection, merchant: str | int):
+    """A merchant by name, or by id when given an int or ``#<id>``."""
+    if isinstance(merchant, int) and not isinstance(merchant, bool):
+        cond = _m.c.id == merchant
+    elif isinstance(merchant, str) and re.fullmatch(r"#\d{1,9}", merchant):
+        cond = _m.c.id == int(merchant[1:])
+    else:
+        cond = _m.c.name == merchant
+    row = conn.execute(select(_m.c.id, _m.c.name, _m.c.created_at, _m.c.revoked_at).where(cond)).first()
+    if row is None:
+        raise BackendError(f"no merchant {merchant!r}", 404)
+    return row
+
+
+def _merchant_out(row) -> dict:
+    return {"merchant_id": row.id, "name": row.name, "created_at": row.created_at,
+            "revoked_at": row.revoked_at, "status": "revoked" if row.revoked_at is not None else "active"}
+
+
+def add_merchant(backend: Backend, name: str, actor: str) -> dict:
+    """Create a merchant: its id, name and API key (the only time the key is shown)."""
+    mid, key = backend.add_merchant(name, actor=actor)
+    return {"merchant_id": mid, "name": name, "api_key": key}
+
+
+def list_merchants(backend: Backend, include_revoked: bool = True) -> list[dict]:
+    q = select(_m.c.id, _m.c.name, _m.c.created_at, _m.c.revoked_at).order_by(_m.c.id)
+    if not include_revoked:
+        q = q.where(_m.c.revoked_at.is_(None))
+    with backend.engine.connect() as conn:
+        return [_merchant_out(r) for r in conn.execute(q)]
+
+
+def revoke_merchant(backend: Backend, merchant: str | int, actor: str) -> dict:
+    """Its key stops working (final). Its payments stay, and can still be refunded here."""
+    now = backend.now()
+    with backend.engine.begin() as conn:
+        row = _merchant_row(conn, merchant)
+        res = conn.execute(update(_m).where(_m.c.id == row.id, _m.c.revoked_at.is_(None)).values(revoked_at=now))
+        if res.rowcount != 1:
+            raise BackendError(f"merchant {row.name!r} is already revoked", 409)
+        audit.append(conn, now, actor, "MERCHANT_REVOKE", None, {"merchant_id": row.id})
+        row = _merchant_row(conn, row.id)
+    backend.forget_merchant_keys()
+    return _merchant_out(row)
+
+
+def rotate_merchant_key(backend: Backend, merchant: str | int, actor: str) -> dict:
+    """A new API key for the merchant (shown once); the old one stops working."""
+    key = new_api_key("live")
+    now = backend.now()
+    with backend.engine.begin() as conn:
+        row = _merchant_row(conn, merchant)
+        res = conn.execute(update(_m).where(_m.c.id == row.id, _m.c.revoked_at.is_(None))
+                           .values(api_key_hash=hash_api_key(key)))
+        if res.rowcount != 1:
+            raise BackendError(f"merchant {row.name!r} is revoked; its key cannot be rotated", 409)
+        audit.append(conn, now, actor, "MERCHANT_KEY_ROTATE", None, {"merchant_id": row.id})
+    backend.forget_merchant_keys()
+    return {"merchant_id": row.id, "name": row.name, "api_key": key}
+
+
+# ---- admins -------------------------------------------------------------------------------------
+
+
+def add_admin(backend: Backend, name: str, actor: str) -> dict:
+    key = backend.add_admin(name, actor=actor)
+    return {"name": name, "admin_key": key}
+
+
+def list_admins(backend: Backend) -> list[dict]:
+    with backend.engine.connect() as conn:
+        rows = conn.execute(select(_ad.c.id, _ad.c.name, _ad.c.created_at).order_by(_ad.c.id)).all()
+    return [{"admin_id": r.id, "name": r.name, "created_at": r.created_at} for r in rows]
+
+
+def remove_admin(backend: Backend, name: str, actor: str) -> dict:
+    """Remove an admin credential; never the last one (the rows are locked while counting,
+    so two removals at once cannot leave none)."""
+    now = backend.now()
+    with backend.engine.begin() as conn:
+        rows = conn.execute(select(_ad.c.id, _ad.c.name).order_by(_ad.c.id).with_for_update()).all()
+        target = [r for r in rows if r.name == name]
+        if not target:
+            raise BackendError(f"no admin {name!r}", 404)
+        if len(rows) <= 1:
+            raise BackendError(f"{name!r} is the last admin; add another before removing it", 409)
+        conn.execute(_ad.delete().where(_ad.c.id == target[0].id))
+        audit.append(conn, now, actor, "ADMIN_REMOVE", None, {"name": name})
+    return {"name": name, "removed": True, "admins_left": len(rows) - 1}
+
+
+# ---- schemes ------------------------------------------------------------------------------------
+
+
+def add_scheme(backend: Backend, prefix: str, key: bytes | None, actor: str) -> bytes:
+    """Store a scheme key (generated when None); returns it for the caller to show or not."""
+    return backend.add_scheme(prefix, key, actor=actor)
+
+
+def list_schemes(backend: Backend) -> list[dict]:
+    """Prefixes with their state and token counts by status; never a key."""
+    with backend.engine.connect() as conn:
+        rows = conn.execute(select(_s.c.prefix, _s.c.created_at, _s.c.retired_at).order_by(_s.c.prefix)).all()
+        counts: dict[str, dict[str, int]] = {}
+        for prefix, status, n in conn.execute(
+                select(_t.c.prefix, _t.c.status, func.count()).where(_t.c.prefix.is_not(None))
+                .group_by(_t.c.prefix, _t.c.status)):
+            counts.setdefault(prefix, {})[status] = n
+    return [{"prefix": r.prefix, "created_at": r.created_at, "retired_at": r.retired_at,
+             "status": "retired" if r.retired_at is not None else "active",
+             "tokens": {s: counts.get(r.prefix, {}).get(s, 0) for s in STATUSES}} for r in rows]
+
+
+def retire_scheme(backend: Backend, prefix: str, actor: str) -> dict:
+    """No new token is activated under a retired prefix; its tokens keep paying until
+    they are replaced (revoke them to stop them)."""
+    now = backend.now()
+    with backend.engine.begin() as conn:
+        row = conn.execute(select(_s.c.prefix, _s.c.retired_at).where(_s.c.prefix == prefix)).first()
+        if row is None:
+            raise BackendError(f"no scheme {prefix!r}", 404)
+        if row.retired_at is not None:
+            raise BackendError(f"scheme {prefix} is already retired", 409)
+        conn.execute(update(_s).where(_s.c.prefix == prefix).values(retired_at=now))
+        audit.append(conn, now, actor, "SCHEME_RETIRE", None, {"prefix": prefix})
+    return next(s for s in list_schemes(backend) if s["prefix"] == prefix)
+
+
+def require_open_scheme(conn: Connection, prefix: str) -> None:
+    """BackendError(409) when ``prefix`` is retired (the activation path calls it)."""
+    retired = conn.execute(select(_s.c.retired_at).where(_s.c.prefix == prefix)).scalar()
+    if retired is not None:
+        raise BackendError(f"scheme {prefix} is retired: activate new tokens under a newer prefix", 409)
+
+
+# ---- tokens -------------------------------------------------------------------------------------
+
+
+def list_tokens(backend: Backend, status: str | None = None, prefix: str | None = None,
+                currency: str | None = None, after: int | None = None, limit: int | None = None) -> Page:
+    """Tokens by id, filtered; ``next`` is the last id when more remain."""
+    n = _limit(limit)
+    if status is not None and status not in STATUSES:
+        raise BackendError(f"status must be one of {', '.join(STATUSES)}", 422)
+    if prefix is not None and not re.fullmatch(r"\d{2}", prefix):
+        raise BackendError("prefix must be two digits", 422)
+    q = select(_t, _a.c.balance, _a.c.currency).outerjoin(_a, _a.c.token_id == _t.c.id)
+    if status is not None:
+        q = q.where(_t.c.status == status)
+    if prefix is not None:
+        q = q.where(_t.c.prefix == prefix)
+    if currency is not None:
+        q = q.where(_a.c.currency == currency)
+    if after is not None:
+        q = q.where(_t.c.id > _token_id(after))
+    with backend.engine.connect() as conn:
+        rows = conn.execute(q.order_by(_t.c.id).limit(n + 1)).all()
+    items = [backend._info(r) for r in rows[:n]]
+    return Page(items, items[-1]["token_id"] if len(rows) > n else None)
+
+
+# ---- accounts -----------------------------------------------------------------------------------
+
+
+def show_account(backend: Backend, token_id: int) -> dict:
+    _token_id(token_id)
+    with backend.engine.connect() as conn:
+        row = conn.execute(select(_a.c.token_id, _a.c.currency, _a.c.balance, _t.c.status)
+                           .join(_t, _t.c.id == _a.c.token_id).where(_a.c.token_id == token_id)).first()
+    if row is None:
+        raise BackendError(f"token {token_id} has no account (not activated?)", 404)
+    return {"token_id": row.token_id, "currency": row.currency, "balance": row.balance,
+            "status": row.status}
+
+
+def adjust(backend: Backend, token_id: int, amount: int, reason: str, actor: str) -> dict:
+    """Credit (amount > 0) or debit (amount < 0) the account, with a reason, audited.
+    A debit never takes the balance below 0 (409 instead)."""
+    _token_id(token_id)
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+        raise BackendError("amount must be a non-zero integer number of minor units", 422)
+    _amount(abs(amount))
+    if not isinstance(reason, str) or not _REASON.match(reason):
+        raise BackendError("reason must be 1 to 200 printable characters", 422)
+    now = backend.now()
+    kind = "credit" if amount > 0 else "debit"
+    with backend.engine.begin() as conn:
+        row = conn.execute(update(_a).where(_a.c.token_id == token_id, _a.c.balance + amount >= 0)
+                           .values(balance=_a.c.balance + amount)
+                           .returning(_a.c.balance, _a.c.currency)).first()
+        if row is None:
+            bal = conn.execute(select(_a.c.balance).where(_a.c.token_id == token_id)).scalar()
+            if bal is None:
+                raise BackendError(f"token {token_id} has no account (not activated?)", 404)
+            raise BackendError(f"debit of {-amount} exceeds the balance {bal}", 409)
+        aid = "adj_" + secrets.token_hex(12)
+        conn.execute(_j.insert().values(id=aid, token_id=token_id, amount=amount, currency=row.currency,
+                                        reason=reason, actor=actor, balance=row.balance, created_at=now))
+        audit.append(conn, now, actor, kind.upper(), token_id,
+                     {"amount": abs(amount), "adjustment_id": aid, "reason": reason})
+    return {"adjustment_id": aid, "token_id": token_id, "kind": kind, "amount": amount,
+            "currency": row.currency, "balance": row.balance, "reason": reason, "created_at": now}
+
+
+def history(backend: Backend, token_id: int, since: int | None = None, until: int | None = None,
+            after: str | None = None, limit: int | None = None) -> Page:
+    """The account's movements oldest first: credits and debits (with reason and actor),
+    payments (negative) and refunds (positive). ``next`` is a cursor when more remain."""
+    _token_id(token_id)
+    n, cur = _limit(limit), _cursor(after)
+    _range(since, until)
+
+    def bounded(q, created, ident):
+        for cond in (_after(created, ident, cur), None if since is None else created >= since,
+                     None if until is None else created < until):
+            if cond is not None:
+                q = q.where(cond)
+        return q.order_by(created, ident).limit(n + 1)
+
+    with backend.engine.connect() as conn:
+        if conn.execute(select(_a.c.token_id).where(_a.c.token_id == token_id)).first() is None:
+            raise BackendError(f"token {token_id} has no account (not activated?)", 404)
+        adj = conn.execute(bounded(select(_j).where(_j.c.token_id == token_id), _j.c.created_at, _j.c.id)).all()
+        pays = conn.execute(bounded(
+            select(_p, _m.c.name.label("merchant")).join(_m, _m.c.id == _p.c.merchant_id)
+            .where(_p.c.token_id == token_id, _p.c.status == "succeeded"), _p.c.created_at, _p.c.id)).all()
+        refs = conn.execute(bounded(
+            select(_r, _p.c.currency, _m.c.name.label("merchant")).join(_p, _p.c.id == _r.c.payment_id)
+            .join(_m, _m.c.id == _p.c.merchant_id).where(_p.c.token_id == token_id),
+            _r.c.created_at, _r.c.id)).all()
+    entries = heapq.merge(
+        ({"kind": "credit" if r.amount > 0 else "debit", "id": r.id, "amount": r.amount, "currency": r.currency,
+          "created_at": r.created_at, "reason": r.reason, "actor": r.actor, "balance": r.balance} for r in adj),
+        ({"kind": "payment", "id": r.id, "amount": -r.amount, "currency": r.currency, "created_at": r.created_at,
+          "merchant": r.merchant, "merchant_order_id": r.merchant_order_id} for r in pays),
+        ({"kind": "refund", "id": r.id, "amount": r.amount, "currency": r.currency, "created_at": r.created_at,
+          "merchant": r.merchant, "payment_id": r.payment_id} for r in refs),
+        key=lambda e: (e["created_at"], e["id"]))
+    items = list(itertools.islice(entries, n + 1))
+    nxt = f"{items[n - 1]['created_at']}:{items[n - 1]['id']}" if len(items) > n else None
+    return Page(items[:n], nxt)
+
+
+# ---- payments and refunds -------------------------------------------------------------------------
+
+
+def _payment_out(r) -> dict:
+    return {"payment_id": r.id, "merchant_id": r.merchant_id, "merchant": r.merchant,
+            "merchant_order_id": r.merchant_order_id, "token_id": r.token_id, "amount": r.amount,
+            "currency": r.currency, "status": r.status, "reason": r.reason, "refunded": r.refunded,
+            "created_at": r.created_at}
+
+
+def list_payments(backend: Backend, merchant: str | int | None = None, token_id: int | None = None,
+                  since: int | None = None, until: int | None = None, status: str | None = None,
+                  after: str | None = None, limit: int | None = None) -> Page:
+    """Payments oldest first, in [since, until), filtered; ``status`` is succeeded,
+    refused or refunded (succeeded and refunded at least in part)."""
+    n, cur = _limit(limit), _cursor(after)
+    _range(since, until)
+    if status is not None and status not in PAYMENT_STATUSES:
+        raise BackendError(f"status must be one of {', '.join(PAYMENT_STATUSES)}", 422)
+    q = select(_p, _m.c.name.label("merchant")).join(_m, _m.c.id == _p.c.merchant_id)
+    with backend.engine.connect() as conn:
+        if merchant is not None:
+            q = q.where(_p.c.merchant_id == _merchant_row(conn, merchant).id)
+        if token_id is not None:
+            q = q.where(_p.c.token_id == _token_id(token_id))
+        if since is not None:
+            q = q.where(_p.c.created_at >= since)
+        if until is not None:
+            q = q.where(_p.c.created_at < until)
+        if status == "refunded":
+            q = q.where(_p.c.status == "succeeded", _p.c.refunded > 0)
+        elif status is not None:
+            q = q.where(_p.c.status == status)
+        cond = _after(_p.c.created_at, _p.c.id, cur)
+        if cond is not None:
+            q = q.where(cond)
+        rows = conn.execute(q.order_by(_p.c.created_at, _p.c.id).limit(n + 1)).all()
+    items = [_payment_out(r) for r in rows[:n]]
+    nxt = f"{items[-1]['created_at']}:{items[-1]['payment_id']}" if len(rows) > n else None
+    return Page(items, nxt)
+
+
+def _refund_out(r) -> dict:
+    return {"refund_id": r.id, "payment_id": r.payment_id, "merchant_id": r.merchant_id, "merchant": r.merchant,
+            "token_id": r.token_id, "amount": r.amount, "currency": r.currency, "created_at": r.created_at}
+
+
+def _refunds_query():
+    return (select(_r, _p.c.merchant_id, _p.c.token_id, _p.c.currency, _m.c.name.label("merchant"))
+            .join(_p, _p.c.id == _r.c.payment_id).join(_m, _m.c.id == _p.c.merchant_id))
+
+
+def show_payment(backend: Backend, payment_id: str) -> dict:
+    """One payment (any merchant's) with its refunds."""
+    if not isinstance(payment_id, str) or not re.fullmatch(r"pay_[0-9a-f]{24}", payment_id):
+        raise BackendError("a payment id is pay_ and 24 hex digits", 422)
+    with backend.engine.connect() as conn:
+        row = conn.execute(select(_p, _m.c.name.label("merchant")).join(_m, _m.c.id == _p.c.merchant_id)
+                           .where(_p.c.id == payment_id)).first()
+        if row is None:
+            raise BackendError(f"no payment {payment_id}", 404)
+        refs = conn.execute(_refunds_query().where(_r.c.payment_id == payment_id)
+                            .order_by(_r.c.created_at, _r.c.id)).all()
+    out = _payment_out(row)
+    out["refunds"] = [_refund_out(r) for r in refs]
+    return out
+
+
+def list_refunds(backend: Backend, merchant: str | int | None = None, token_id: int | None = None,
+                 payment_id: str | None = None, since: int | None = None, until: int | None = None,
+                 after: str | None = None, limit: int | None = None) -> Page:
+    n, cur = _limit(limit), _cursor(after)
+    _range(since, until)
+    q = _refunds_query()
+    with backend.engine.connect() as conn:
+        if merchant is not None:
+            q = q.where(_p.c.merchant_id == _merchant_row(conn, merchant).id)
+        if token_id is not None:
+            q = q.where(_p.c.token_id == _token_id(token_id))
+        if payment_id is not None:
+            q = q.where(_r.c.payment_id == payment_id)
+        if since is not None:
+            q = q.where(_r.c.created_at >= since)
+        if until is not None:
+            q = q.where(_r.c.created_at < until)
+        cond = _after(_r.c.created_at, _r.c.id, cur)
+        if cond is not None:
+            q = q.where(cond)
+        rows = conn.execute(q.order_by(_r.c.created_at, _r.c.id).limit(n + 1)).all()
+    items = [_refund_out(r) for r in rows[:n]]
+    nxt = f"{items[-1]['created_at']}:{items[-1]['refund_id']}" if len(rows) > n else None
+    return Page(items, nxt)
+
+
+def refund(backend: Backend, payment_id: str, amount: int | None, idempotency_key: str | None,
+           actor: str) -> dict:
+    """An operator's refund of any merchant's payment, through ``Backend.refund`` (the
+    merchant's own path, so the same rules hold), with the idempotency key passed on.
+    The refund path audits it as the merchant's; a second row names the operator who
+    asked (each time: a retry with the same key is one refund, asked for twice)."""
+    with backend.engine.connect() as conn:
+        row = conn.execute(select(_p.c.merchant_id, _p.c.token_id).where(_p.c.id == payment_id)).first()
+    if row is None:
+        raise BackendError(f"no payment {payment_id}", 404)
+    out = backend.refund(row.merchant_id, payment_id, amount, idempotency_key=idempotency_key)
+    with backend.engine.begin() as conn:
+        audit.append(conn, backend.now(), actor, "OPERATOR_REFUND", row.token_id,
+                     {"payment_id": payment_id, "refund_id": out["refund_id"], "amount": out["amount"]})
+    return dict(out, actor=actor)
+
+
+# ---- the daily export ------------------------------------------------------------------------------
+
+
+def _export_rows(conn: Connection, start: int, end: int, merchant_id: int | None) -> Iterator[dict[str, Any]]:
+    pq = (select(_p, _m.c.name.label("merchant")).join(_m, _m.c.id == _p.c.merchant_id)
+          .where(_p.c.created_at >= start, _p.c.created_at < end).order_by(_p.c.created_at, _p.c.id))
+    rq = (_refunds_query().add_columns(_p.c.merchant_order_id)
+          .where(_r.c.created_at >= start, _r.c.created_at < end).order_by(_r.c.created_at, _r.c.id))
+    if merchant_id is not None:
+        pq, rq = pq.where(_p.c.merchant_id == merchant_id), rq.where(_p.c.merchant_id == merchant_id)
+    pays = ({"kind": "payment", "id": r.id, "payment_id": r.id, "merchant_id": r.merchant_id,
+             "merchant": r.merchant, "merchant_order_id": r.merchant_order_id, "token_id": r.token_id,
+             "amount": r.amount, "currency": r.currency, "status": r.status, "reason": r.reason,
+             "created_at": r.created_at, "created_at_iso": iso(r.created_at)}
+            for r in conn.execution_options(yield_per=500).execute(pq))
+    refs = ({"kind": "refund", "id": r.id, "payment_id": r.payment_id, "merchant_id": r.merchant_id,
+             "merchant": r.merchant, "merchant_order_id": r.merchant_order_id, "token_id": r.token_id,
+             "amount": r.amount, "currency": r.currency, "status": "succeeded", "reason": None,
+             "created_at": r.created_at, "created_at_iso": iso(r.created_at)}
+            for r in conn.execution_options(yield_per=500).execute(rq))
+    return heapq.merge(pays, refs, key=lambda e: (e["created_at"], e["kind"], e["id"]))
+
+
+def export_day(backend: Backend, day: str, fmt: str, merchant: str | int | None = None) -> Iterator[str]:
+    """Lines of one UTC day's payments (every status) and refunds, oldest first, from one
+    consistent snapshot: CSV with a header row, or JSON lines. A refund is its own row on
+    the day it was made (positive amount), whatever day its payment was."""
+    if fmt not in EXPORT_FORMATS:
+        raise BackendError(f"format must be one of {', '.join(EXPORT_FORMATS)}", 422)
+    start, end = day_range(day)
+    engine = backend.engine
+    # Validate before the first line goes out, so an error is never half an export.
+    with engine.connect() as conn:
+        mid = None if merchant is None else _merchant_row(conn, merchant).id
+
+    def lines() -> Iterator[str]:
+        opts = {} if engine.dialect.name == "sqlite" else {"isolation_level": "REPEATABLE READ"}
+        with engine.connect().execution_options(**opts) as conn, conn.begin():
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, EXPORT_COLUMNS, lineterminator="\n")
+            if fmt == "csv":
+                writer.writeheader()
+                yield _drain(buf)
+            for row in _export_rows(conn, start, end, mid):
+                if fmt == "csv":
+                    writer.writerow(row)
+                    yield _drain(buf)
+                else:
+                    yield json.dumps(row, sort_keys=True, separators=(",", ":")) + "\n"
+
+    return lines()
+
+
+def _drain(buf: io.StringIO) -> str:
+    text = buf.getvalue()
+    buf.seek(0)
+    buf.truncate()
+    return text
+
