@@ -259,6 +259,8 @@ class Rp2Supervisor:
         os.set_blocking(self.proc.stdin.fileno(), False)
         self.to_dev.clear()
         self.ev_buf = b""
+        self.boots += 1
+        self._write_state()
 
     def _kill(self) -> None:
         if self.proc is not None:
@@ -312,8 +314,9 @@ class Rp2Supervisor:
             if self.trace and int(f[1]) == self.spec.display_addr:
                 self._trace({"ev": "W", "t_ns": int(f[3]), "hex": f[2]})
         elif f[0] == "B":
-            self.boots += 1
-            self._write_state()
+            if f[2] != "power-on":  # a watchdog reboot inside the runner
+                self.boots += 1
+                self._write_state()
             self._trace({"ev": "boot", "n": int(f[1]), "reason": f[2]})
         elif f[0] == "S":
             self.stats = json.loads(" ".join(f[1:]))
@@ -415,10 +418,10 @@ class Rp2Supervisor:
         os.set_blocking(wfd, False)
         old_wakeup = signal.set_wakeup_fd(wfd)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
-        print(self.link, file=self.out, flush=True)
         try:
             if self._powered():
                 self._start()
+            print(self.link, file=self.out, flush=True)
             self._loop(rfd)
         finally:
             self.stopping = True
