@@ -426,7 +426,8 @@ def lock(dev: Device, token_id: int) -> TokenState:
     except DeviceError as e:
         raise OpsError("lock", str(e)) from None
     st = None
-    deadline = time.monotonic() + BOOT_TIMEOUT
+    # a slow board (an emulated one) gets its per-call timeout, if that is longer
+    deadline = time.monotonic() + max(BOOT_TIMEOUT, dev.timeout)
     while st is None:
         try:
             st = info(dev, timeout=2.0)

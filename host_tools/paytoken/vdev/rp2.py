@@ -42,6 +42,7 @@ RUNNER = Path(__file__).with_name("rp2emu.mjs")
 FLASH_IMAGE = "flash.img"
 STOCK_UF2 = "RPI_PICO-v1.28.0.uf2"
 BOOTROM = "rp2040-bootrom-b1.bin"
+STATS = "emu.json"  # the emulator's counters, written on SIGUSR2 (stats())
 PRESS_MS = 120  # a press holds the button pin low this long (emulated milliseconds)
 _POLL = 0.05
 _MAX_BUF = 1 << 16
@@ -312,17 +313,18 @@ class Rp2Supervisor:
             data = b"" if f[2] == "-" else bytes.fromhex(f[2])
             m.write(int(f[1]), data)
             if self.trace and int(f[1]) == self.spec.display_addr:
-                self._trace({"ev": "W", "t_ns": int(f[3]), "hex": f[2]})
+                self._trace({"ev": "W", "hex": f[2], **_stamp(f[3:6])})
         elif f[0] == "B":
             if f[2] != "power-on":  # a watchdog reboot inside the runner
                 self.boots += 1
                 self._write_state()
-            self._trace({"ev": "boot", "n": int(f[1]), "reason": f[2]})
+            self._trace({"ev": "boot", "n": int(f[1]), "reason": f[2], **_stamp(f[3:6])})
         elif f[0] == "S":
             self.stats = json.loads(" ".join(f[1:]))
             self._trace({"ev": "stats", **self.stats})
+            vhw._store().save(str(self.hw), STATS, self.stats)
         elif f[0] == "P":
-            self._trace({"ev": "press", "t_ns": int(f[1])})
+            self._trace({"ev": "press", **_stamp(f[1:4])})
 
     def _trace(self, rec: dict[str, Any]) -> None:
         if self.trace:
@@ -393,6 +395,8 @@ class Rp2Supervisor:
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum == signal.SIGUSR1:
             self.reset_wanted = True
+        elif signum == signal.SIGUSR2:
+            self._control("stats")
         else:
             self.stopping = True
 
@@ -417,7 +421,7 @@ class Rp2Supervisor:
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
         old_wakeup = signal.set_wakeup_fd(wfd)
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)}
         try:
             if self._powered():
                 self._start()
@@ -520,6 +524,25 @@ class Rp2Supervisor:
                 except OSError:
                     self.client = False
                     self.to_host.clear()
+
+
+def _stamp(f: list[str]) -> dict[str, int]:
+    return {"t_ns": int(f[0]), "wire_ns": int(f[1]), "idle_ns": int(f[2])}
+
+
+def stats(flash: Path, timeout: float = 30.0) -> dict[str, Any]:
+    """The running emulator's counters (SIGUSR2 to the supervisor; it writes ``emu.json``):
+    ``emu_ns`` since power-on, ``cycles``, ``idle_ns``, ``i2c_wire_ns``, ``boots``, ``clk_sys``."""
+    st = control.read_state(flash)
+    p = control.hw_folder(flash) / STATS
+    before = p.stat().st_mtime_ns if p.exists() else 0
+    os.kill(int(st["pid"]), signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.exists() and p.stat().st_mtime_ns != before:
+            return dict(json.loads(p.read_text()))
+        time.sleep(0.02)
+    raise control.ControlError(f"no emulator statistics from {flash} within {timeout:g} s")
 
 
 def _size(p: Path) -> int:

@@ -13,11 +13,12 @@
 //   3      control, lines from Python: "pin N 0|1|-" (drive an input from outside or let
 //          it go), "press N ms" (hold pin N low for ms emulated milliseconds), "stats"
 //   4      events and I2C requests to Python, lines:
-//            "W addr hex t"  a finished write transaction (hex data) at emulated time t
+//            "W addr hex T"  a finished write transaction (hex data); T is "t wire idle":
+//                            emulated ns since power-on, of them on the I2C wire, idle
 //            "R addr first"  read one byte (first: 1 on a transaction's first byte);
 //                            Python answers on fd 5 with one line, the byte in decimal
-//            "B n reason"    the chip booted (n-th boot of this process)
-//            "P t"           a press began at emulated time t
+//            "B n reason T"  the chip booted (n-th boot of this process)
+//            "P T"           a press began
 //            "S {json}"      statistics (answer to "stats"; also at exit)
 //   5      I2C read replies from Python (read synchronously: the chip waits for its chip)
 //
@@ -122,6 +123,7 @@ process.stdin.on('end', () => shutdown(0));
 // ---------- statistics (over all boots of this process) ----------
 let boots = 0, cycles = 0, idleNanos = 0, wireNanos = 0, nanosBefore = 0;
 const emuNanos = () => nanosBefore + (board ? board.clock.nanos : 0);
+const stamp = () => `${Math.round(emuNanos())} ${Math.round(wireNanos)} ${Math.round(idleNanos)}`;
 
 function createBoard(reason) {
   const gen = ++boots;
@@ -217,7 +219,7 @@ function createBoard(reason) {
   // I2C transactions to the chip models (in Python); writes are sent whole at the stop
   let txAddr = -1, txData = [], reading = false, firstRead = false;
   function endWrite() {
-    if (txAddr >= 0 && !reading) emit(`W ${txAddr} ${Buffer.from(txData).toString('hex') || '-'} ${Math.round(emuNanos())}`);
+    if (txAddr >= 0 && !reading) emit(`W ${txAddr} ${Buffer.from(txData).toString('hex') || '-'} ${stamp()}`);
     txAddr = -1; txData = []; reading = false;
   }
   function readByte(addr) {
@@ -313,7 +315,7 @@ function createBoard(reason) {
   }
 
   core.PC = 0x10000000; // (1)
-  emit(`B ${gen} ${reason}`);
+  emit(`B ${gen} ${reason} ${Math.round(nanosBefore)} ${Math.round(wireNanos)} ${Math.round(idleNanos)}`);
   return self;
 }
 
@@ -331,7 +333,7 @@ function createBoard(reason) {
         driven.set(n, false);
         if (board) {
           board.refreshPin(n);
-          emit(`P ${Math.round(emuNanos())}`);
+          emit(`P ${stamp()}`);
           const bd = board, al = bd.clock.createAlarm(() => { driven.delete(n); if (board === bd) bd.refreshPin(n); });
           al.schedule(Number(b) * 1e6);
         }
