@@ -7,7 +7,8 @@ PG_ENV := .pg/env
 # Two cores: run the suite on both.
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test bench lint soak pg clean
+EMU    := emu/node_modules/.installed
+.PHONY: demo test bench lint soak pg clean emu
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,23 +19,31 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade --target $(VENV)/stubs/esp32 'micropython-esp32-stubs>=1.22'
 	touch $(STAMP)
 
+# rp2040js for the emulated Pico (docs/RP2.md), pinned by emu/package-lock.json.
+$(EMU): emu/package.json emu/package-lock.json
+	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm)
+	npm ci --prefix emu --no-audit --no-fund --loglevel=error
+	touch $(EMU)
+
+emu: $(EMU)
+
 # The main job: the whole story on virtual tokens and SQLite.
 demo: $(STAMP)
 	$(VENV)/bin/paytoken demo
 
 # The tests, PostgreSQL included (.ci/pg installs and starts a local server).
-test: $(STAMP)
+test: $(STAMP) $(EMU)
 	$(VENV)/bin/ruff check firmware boards host_tools tests
 	bash .ci/pg start
 	. ./$(PG_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
 
 # Benchmarks: a report in reports/bench.md and reports/bench.json, not tests.
-bench: $(STAMP)
+bench: $(STAMP) $(EMU)
 	bash .ci/pg start
 	. ./$(PG_ENV) && $(PY) tests/bench/run.py --out reports
 
 # The full power-cut and provisioning campaigns (CI runs a sample).
-soak: $(STAMP)
+soak: $(STAMP) $(EMU)
 	bash .ci/pg start
 	. ./$(PG_ENV) && PAYTOKEN_SOAK=1 $(PY) -m pytest -m slow -p no:randomly $(PYTEST_ARGS)
 
@@ -47,4 +56,4 @@ pg:
 
 clean:
 	bash .ci/pg stop || true
-	rm -rf $(VENV) reports demo-out .pg
+	rm -rf $(VENV) reports demo-out .pg emu/node_modules
