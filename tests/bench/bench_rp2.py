@@ -55,9 +55,10 @@ def _decodes(model, png: Path) -> str | None:
         return None
 
 
-def code_times(trace: Path, png: Path) -> list[dict]:
-    """Replay the panel writes of a trace through the SSD1306 model; for each boot and
-    press, the first write after which zxing-cpp reads a code off the panel."""
+def code_times(trace: Path, png: Path, skip: int = 0) -> list[dict]:
+    """Replay the panel writes of a trace (from line ``skip`` on) through the SSD1306
+    model; for each boot and press, the first write after which zxing-cpp reads a code
+    off the panel."""
     from importlib import import_module
 
     from paytoken import vhw
@@ -66,7 +67,7 @@ def code_times(trace: Path, png: Path) -> list[dict]:
     out = []
     start = None
     model = oled.SSD1306Model(128, 64)
-    for ln in trace.read_text().splitlines():
+    for ln in trace.read_text().splitlines()[skip:]:
         ev = json.loads(ln)
         if ev["ev"] == "boot":
             model = oled.SSD1306Model(128, 64)  # a power-up: the panel starts over
@@ -149,16 +150,17 @@ def run() -> list[dict]:
             vhw.set_usb(hw, False)
             vhw.power_off(hw)
             time.sleep(1)
+            skip = len(trace.read_text().splitlines())  # the REPL's frames above are not boots
             vhw.power_on(hw)
             png = d / "p.png"
-            _wait(lambda: any(t["kind"] == "power-on" for t in code_times(trace, png)), 600)
+            _wait(lambda: any(t["kind"] == "power-on" for t in code_times(trace, png, skip)), 600)
             # the display sleeps after 20 s (emulated; --fast-idle skips the naps)
             _wait(lambda: not vhw.panel_state(hw)["lit"], 600)
             vhw.press(hw)
-            _wait(lambda: any(t["kind"] == "press" for t in code_times(trace, png)), 600)
+            _wait(lambda: any(t["kind"] == "press" for t in code_times(trace, png, skip)), 600)
         finally:
             benchkit.stop_vdev(proc)
-        for t in code_times(trace, d / "p.png"):
+        for t in code_times(trace, d / "p.png", skip):
             total = t["total_ns"] / 1e6
             i2c = t["wire_ns"] / 1e6
             idle = t["idle_ns"] / 1e6

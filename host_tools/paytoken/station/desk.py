@@ -119,6 +119,7 @@ def sync_clock(dev: Device, api: IssuerAPI) -> SyncResult:
     except ops.OpsError as e:
         raise DeskError(str(e)) from None
     utc, mac = api.clock_sync(st.token_id, nonce)
+    host_at_utc = time.time()  # before SETTIME: its round trip is no part of the offset
     try:
         dev.line(f"SETTIME {utc} {mac}", check=True)
     except DeviceError as e:
@@ -126,7 +127,7 @@ def sync_clock(dev: Device, api: IssuerAPI) -> SyncResult:
     offset = None
     if before is not None:
         # the token's reading against the issuer's clock, carried to the INFO moment
-        offset = round(before - (utc - (time.time() - host_at_info)))
+        offset = round(before - (utc - (host_at_utc - host_at_info)))
         api.clock_offset(st.token_id, offset)
     after = _locked_state(dev).time
     return SyncResult(dev.port, st.token_id, before, utc, offset, after)

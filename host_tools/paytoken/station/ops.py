@@ -165,7 +165,8 @@ def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT) -> TokenStat
         dev.enter_raw(timeout=repl_timeout)
     except DeviceError:
         try:
-            return info(dev, timeout=repl_timeout)
+            # a slow board (an emulated one, between 1 s sleeps) gets its per-call timeout
+            return info(dev, timeout=max(repl_timeout, dev.timeout))
         except OpsError:
             pass
         # a token that was booting (just powered, or reset) gets a second, longer try
