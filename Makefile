@@ -4,8 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PG_ENV := .pg/env
-# Two cores: run the suite on both.
-PYTEST_ARGS ?= -n 2
+# Two cores: run the suite on both (tests sharing one emulated Pico stay on one worker).
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 EMU    := emu/node_modules/.installed
 .PHONY: demo test bench lint soak pg clean emu

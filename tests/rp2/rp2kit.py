@@ -56,7 +56,10 @@ def _lfs(flash: Path):
     off = next((o for o in range(0, len(img), BLOCK) if img[o + 8 : o + 16] == b"littlefs"), None)
     if off is None:
         raise AssertionError("no littlefs in the flash image")
-    fs = LittleFS(block_size=BLOCK, block_count=(len(img) - off) // BLOCK, mount=False)
+    # as the rp2 port's _boot.py mounts it: VfsLfs2(bdev, progsize=256), readsize and
+    # lookahead 32 (extmod/vfs_lfs.c defaults)
+    fs = LittleFS(block_size=BLOCK, block_count=(len(img) - off) // BLOCK, read_size=32,
+                  prog_size=256, cache_size=256, lookahead_size=32, mount=False)
     fs.context.buffer = bytearray(img[off:])
     fs.mount()
     return fs, off, img

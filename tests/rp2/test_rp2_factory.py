@@ -25,6 +25,9 @@ from stationkit import assert_no_secret, new_issuer
 
 REPO = Path(__file__).resolve().parents[2]
 
+# one emulated token per module: its tests stay on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("rp2factory")
+
 
 def run(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "paytoken", *args], capture_output=True, text=True,
@@ -99,12 +102,13 @@ def test_info(world) -> None:
 def test_sync_clock(world) -> None:
     tok, iss = world["tok"], world["iss"]
     vhw.set_rtc(tok.hw, time=time.time() + 60)  # the DS3231 model runs 60 s ahead
+    t0 = time.time()
     r = run("sync-clock", "--port", tok.port, "--url", world["url"], "--admin-key", iss.admin_key,
             "--json", "--timeout", "90")
     assert r.returncode == 0, r.stdout + r.stderr
     d = json.loads(r.stdout)
     assert abs(d["offset_s"] - 60) <= 3
-    assert abs(d["time_after"] - time.time()) < 4
+    assert t0 - 1 <= d["utc_set"] <= d["time_after"] <= time.time() + 1  # set to UTC, not 60 s ahead
     assert abs(vhw.rtc_time(tok.hw) - time.time()) < 3
 
 
@@ -113,7 +117,7 @@ def test_cross_verify(world) -> None:
             env=world["iss"].env())
     assert r.returncode == 0, r.stdout + r.stderr
     d = json.loads(r.stdout)
-    assert d["mismatches"] == [] and len(d["times"]) >= 8
+    assert d["mismatches"] == [] and d["steps"] >= 8
 
 
 def _panel_code(tok, tmp: Path) -> str:

@@ -33,6 +33,9 @@ DEPLOY_CUTS = 8 if SOAK else 1
 PROVISION_CUTS = 12 if SOAK else 2
 TIMEOUT = 90  # seconds per device call: an emulated Pico on a loaded machine is slow
 
+# one emulated token per module: its tests stay on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("rp2powercut")
+
 
 def _cut(tok, rng: random.Random) -> str:
     if rng.random() < 0.5:

@@ -16,6 +16,9 @@ from paytoken import vhw
 from paytoken.vdev import control
 from rp2kit import MPREMOTE, listdir, read_file, start_pico, wait_for
 
+# one emulated token per module: its tests stay on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("rp2vdev")
+
 
 @pytest.fixture(scope="module")
 def pico(tmp_path_factory):
