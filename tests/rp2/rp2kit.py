@@ -44,9 +44,9 @@ def require() -> None:
         pytest.skip(msg)
 
 
-def start_pico(flash: Path, *args: str) -> VTok:
+def start_pico(flash: Path, *args: str, board: str = "pico") -> VTok:
     require()
-    return start_vdev(flash, "--board", "pico", *args)
+    return start_vdev(flash, "--board", board, *args)
 
 
 def _lfs(flash: Path):

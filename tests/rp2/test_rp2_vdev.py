@@ -142,3 +142,26 @@ def test_missing_materials_are_named(tmp_path: Path, monkeypatch) -> None:
     assert "rp2040-bootrom-b1.bin" in r.stderr and "PAYTOKEN_RP2_DIR" in r.stderr
     r = cli("vdev", "start", "--flash", str(tmp_path / "t"), "--board", "esp32-devkitc")
     assert r.returncode == 1 and "not an RP2040 board" in r.stderr
+
+
+def test_a_board_with_a_pcf8563_on_i2c1(tmp_path: Path) -> None:
+    # The XIAO RP2040: I2C1 on GPIO6/7, a PCF8563 (0x51) from the same RTC model.
+    tok = start_pico(tmp_path / "xiao", board="xiao-rp2040")
+    try:
+        world = 1800000000.0
+        vhw.set_world_time(tok.hw, world, frozen=True)
+        vhw.set_rtc(tok.hw, time=world)
+        code = ("import machine\n"
+                "i = machine.I2C(1, sda=machine.Pin(6), scl=machine.Pin(7))\n"
+                "print(i.scan(), list(i.readfrom_mem(0x51, 2, 7)))\n")
+        out = mp(tok, "exec", code).strip()
+        found, regs = out.split("] [")
+        assert found == "[60, 81"
+        r = [int(x) for x in regs.rstrip("]").split(",")]
+        bcd = lambda b: (b >> 4) * 10 + (b & 15)  # noqa: E731
+        g = time.gmtime(world)
+        assert (2000 + bcd(r[6]), bcd(r[5] & 0x1F), bcd(r[3] & 0x3F), bcd(r[2] & 0x3F), bcd(r[1]),
+                bcd(r[0] & 0x7F)) == tuple(g[:6])
+        assert vhw.hw_config(tok.hw)["rtc"] == "pcf8563"
+    finally:
+        tok.stop()
