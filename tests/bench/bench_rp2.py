@@ -116,7 +116,7 @@ def run() -> list[dict]:
         hw = vhw.hw_folder(flash)
         try:
             now = int(time.time())
-            with Device(port, timeout=60) as dev:
+            with Device(port, timeout=600) as dev:  # an emulated chip on a loaded machine
                 deploy_mod.deploy(dev, "pico")
                 ops.write_config(dev, fwkit.token_config(ref_time=now - 3600, last_sync=now - 3600))
                 f0, base, board_b, mods, frame, free1, own = ast.literal_eval(dev.exec(_HEAP).strip())
