@@ -429,9 +429,12 @@ def lock(dev: Device, token_id: int) -> TokenState:
     st = None
     # a slow board (an emulated one) gets its per-call timeout, if that is longer
     deadline = time.monotonic() + max(BOOT_TIMEOUT, dev.timeout)
+    # each try waits a quarter of the device's timeout (at least 2 s): a slow board's
+    # late answers to tries given up on would pile up as stale replies
+    per_try = max(2.0, dev.timeout / 4)
     while st is None:
         try:
-            st = info(dev, timeout=2.0)
+            st = info(dev, timeout=per_try)
         except OpsError:
             if time.monotonic() > deadline:
                 raise OpsError("lock", f"{dev.port}: no INFO answer after the reboot") from None
