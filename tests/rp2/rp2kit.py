@@ -66,13 +66,20 @@ def _lfs(flash: Path):
 
 
 def read_file(flash: Path, path: str) -> bytes | None:
-    """A file on the token's littlefs, or None."""
-    fs, _, _ = _lfs(flash)
-    try:
-        with fs.open(path, "rb") as f:
-            return f.read()
-    except Exception:  # littlefs-python raises LittlefsError (ENOENT) for a missing file
-        return None
+    """A file on the token's littlefs, or None. A running token may be writing the image
+    (a wake records its step): a snapshot caught mid-write is read again."""
+    for _ in range(20):
+        try:
+            fs, _, _ = _lfs(flash)
+        except Exception:  # a torn snapshot: littlefs-python cannot mount it
+            time.sleep(0.2)
+            continue
+        try:
+            with fs.open(path, "rb") as f:
+                return f.read()
+        except Exception:  # littlefs-python raises LittlefsError (ENOENT) for a missing file
+            return None
+    raise AssertionError("the flash image's littlefs does not mount")
 
 
 def listdir(flash: Path, path: str = "/") -> list[str]:

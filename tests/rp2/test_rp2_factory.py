@@ -56,8 +56,9 @@ def world(tmp_path_factory):
                 "--report-dir", str(d / "reports"), "--timeout", "90", env=iss.env())
         assert r.returncode == 0, r.stdout + r.stderr
         reps = json.loads(r.stdout)
+        cfg = token_config(tok.flash)
         wait_for(lambda: _up(url), 30, "the issuer server starts")
-        yield {"tok": tok, "iss": iss, "url": url, "deploy": dep, "report": reps[0], "dir": d,
+        yield {"tok": tok, "iss": iss, "url": url, "deploy": dep, "report": reps[0], "dir": d, "cfg": cfg,
                "provision_out": r.stdout + r.stderr}
     finally:
         srv.terminate()
@@ -157,7 +158,7 @@ def test_payment_with_the_panels_qr(world, tmp_path: Path) -> None:
     iss.backend.credit(tid, 10_000)
     _, api = iss.backend.add_merchant("rp2-shop")
     vhw.press(tok.hw)  # wake the panel (it sleeps 20 s after the last press)
-    code = _panel_code(tok, tmp_path, token_config(tok.flash))
+    code = _panel_code(tok, tmp_path, world["cfg"])
     assert len(code) == 18 and code.isdigit()
     r = run("pay", code, "--amount", "1250", "--url", world["url"], "--api-key", api, "--json")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -71,9 +71,15 @@ class IssuerAPI:
         return self._post(f"/v1/tokens/{token_id}/clock-offset", {"offset_s": offset_s})
 
 
+def _quick(dev: Device, base: float) -> float:
+    # a first INFO try: short on a real board, a quarter of the per-call timeout on a
+    # slow one (an emulated Pico given --timeout 90)
+    return max(base, dev.timeout / 4)
+
+
 def _locked_state(dev: Device) -> ops.TokenState:
     try:
-        st = ops.info(dev, timeout=3.0)
+        st = ops.info(dev, timeout=_quick(dev, 3.0))
     except ops.OpsError as e:
         raise DeskError(
             f"{dev.port}: no INFO answer ({e}): the token is not locked (a factory token is "
@@ -87,7 +93,7 @@ def _locked_state(dev: Device) -> ops.TokenState:
 def info(dev: Device) -> dict[str, Any]:
     """What the token says: ``INFO`` when locked, else the raw REPL probe."""
     try:
-        st = ops.info(dev, timeout=2.0)
+        st = ops.info(dev, timeout=_quick(dev, 2.0))
     except ops.OpsError:
         try:
             st = ops.probe(dev)
@@ -152,7 +158,7 @@ def update(dev: Device, api: IssuerAPI, board: str, *, firmware_dir: Path | None
     config still names a token.
     """
     try:
-        st = ops.info(dev, timeout=3.0)
+        st = ops.info(dev, timeout=_quick(dev, 3.0))
     except ops.OpsError:
         st = None
     try:
@@ -205,7 +211,7 @@ def cross_verify(dev: Device, backend: Backend, *, steps: int = 20, start: int |
     times = ops.spread_times(start, end, steps)
     try:
         try:
-            st = ops.info(dev, timeout=3.0)
+            st = ops.info(dev, timeout=_quick(dev, 3.0))
         except ops.OpsError:
             st = None
         if st is not None:
