@@ -4,10 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PG_ENV := .pg/env
-# Two cores: run the suite on both.
-PYTEST_ARGS ?= -n 2
+# Two cores: run the suite on both (tests sharing one emulated Pico stay on one worker).
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: demo test test-loaded bench lint soak pg clean
+EMU    := emu/node_modules/.installed
+.PHONY: demo test test-loaded bench lint soak pg clean emu
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +19,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade --target $(VENV)/stubs/esp32 'micropython-esp32-stubs>=1.22'
 	touch $(STAMP)
 
+# rp2040js for the emulated Pico (docs/RP2.md), pinned by emu/package-lock.json.
+$(EMU): emu/package.json emu/package-lock.json
+	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm)
+	npm ci --prefix emu --no-audit --no-fund --loglevel=error
+	touch $(EMU)
+
+emu: $(EMU)
+
 # The main job: the whole story on virtual tokens and SQLite.
 demo: $(STAMP)
 	$(VENV)/bin/paytoken demo
 
 # The tests, PostgreSQL included (.ci/pg installs and starts a local server).
-test: $(STAMP)
+test: $(STAMP) $(EMU)
 	$(VENV)/bin/ruff check firmware boards host_tools tests
 	bash .ci/pg start
 	. ./$(PG_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
@@ -33,7 +42,7 @@ test: $(STAMP)
 # must pass. stress-ng comes from Debian (apt-get, as root) when missing.
 LOADED_RUNS ?= 3
 LOAD ?= --cpu 2 --io 1 --vm 1 --vm-bytes 512M
-test-loaded: $(STAMP)
+test-loaded: $(STAMP) $(EMU)
 	@command -v stress-ng >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "test-loaded: stress-ng missing; run as root or apt-get install stress-ng" >&2; exit 1; }; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q stress-ng >/dev/null || \
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q stress-ng >/dev/null; }; }
@@ -50,12 +59,12 @@ test-loaded: $(STAMP)
 	done
 
 # Benchmarks: a report in reports/bench.md and reports/bench.json, not tests.
-bench: $(STAMP)
+bench: $(STAMP) $(EMU)
 	bash .ci/pg start
 	. ./$(PG_ENV) && $(PY) tests/bench/run.py --out reports
 
 # The full power-cut and provisioning campaigns (CI runs a sample).
-soak: $(STAMP)
+soak: $(STAMP) $(EMU)
 	bash .ci/pg start
 	. ./$(PG_ENV) && PAYTOKEN_SOAK=1 $(PY) -m pytest -m slow -p no:randomly $(PYTEST_ARGS)
 
@@ -68,4 +77,4 @@ pg:
 
 clean:
 	bash .ci/pg stop || true
-	rm -rf $(VENV) reports demo-out .pg
+	rm -rf $(VENV) reports demo-out .pg emu/node_modules

@@ -91,6 +91,7 @@ def create(
     rtc_set: bool = True,
     aging: int = 0,
     overwrite: bool = False,
+    size: tuple[int, int] | None = None,
 ) -> Path:
     """Create a hardware folder and return its path.
 
@@ -98,8 +99,10 @@ def create(
     ``frozen``. With ``rtc_set`` the RTC starts set to world time with its lost-time
     flag clear, as after a clock sync; otherwise it starts as a new chip (2000-01-01,
     flag set). ``aging`` is the DS3231 aging register (signed, ~0.1 ppm per LSB).
+    ``size`` (width, height) names the panel of a board that is not a sim board (an
+    emulated Pico's, from its board file).
     """
-    if board not in BOARDS:
+    if size is None and board not in BOARDS:
         raise VirtualHardwareError(f"unknown sim board {board!r} (one of {', '.join(BOARDS)})")
     if rtc_chip not in RTC_CHIPS:
         raise VirtualHardwareError(f"unknown RTC chip {rtc_chip!r} (one of {', '.join(RTC_CHIPS)})")
@@ -111,7 +114,7 @@ def create(
     f.mkdir(parents=True, exist_ok=True)
     s = str(f)
     store = _store()
-    width, height = BOARDS[board]
+    width, height = size or BOARDS[board]
     store.save(s, "hw.json", {"board": board, "width": width, "height": height, "rtc": rtc_chip})
     _write_world(s, at, frozen)
     world = store.world_time(s)

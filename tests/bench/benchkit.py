@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 
-def start_vdev(flash: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``paytoken vdev start --flash flash`` (own session and registry); return it
-    and the device path it printed. RuntimeError if it prints none within 30 s."""
+def start_vdev(flash: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``paytoken vdev start --flash flash [args]`` (own session and registry); return
+    it and the device path it printed. RuntimeError if it prints none within 30 s."""
     flash.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "paytoken", "vdev", "start", "--flash", str(flash)],
+        [sys.executable, "-m", "paytoken", "vdev", "start", "--flash", str(flash), *args],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
         env=dict(os.environ, PAYTOKEN_VDEV_REGISTRY=str(flash.parent / "registry")),
     )

@@ -35,11 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = vsub.add_parser("start", help="run a virtual token in the foreground")
     flash_arg(q)
-    q.add_argument("--board", type=argtypes.sim_board, default="sim",
-                   help="sim board (hardware folder layout): sim or sim-128x32")
-    q.add_argument("--locked", action="store_true", help="production image: no REPL fallback")
-    q.add_argument("--heapsize", type=argtypes.heapsize, default=None,
-                   help="MicroPython heap, 4K to 256M, e.g. 256K (default: the port's)")
+    q.add_argument("--board", type=argtypes.board, default="sim",
+                   help="sim, sim-128x32 (unix port) or an RP2040 board such as pico (emulated RP2040)")
+    q.add_argument("--locked", action="store_true", help="sim boards: production image, no REPL fallback")
+    q.add_argument("--heapsize", type=argtypes.heapsize, default=None, help="sim boards: MicroPython heap, 4K to 256M, e.g. 256K (default: the port's)")
+    q.add_argument("--image", type=argtypes.in_file, default=None,
+                   help="RP2040 boards: the .uf2 to flash (default: the stock MicroPython)")
+    q.add_argument("--fast-idle", action="store_true",
+                   help="RP2040 boards: idle time passes at once (breaks mpremote mount)")
+    q.add_argument("--trace", type=argtypes.out_file, default=None,
+                   help="RP2040 boards: append boots, presses and panel writes (emulated ns) as JSON lines")
     q.set_defaults(func=do_vdev_start)
 
     q = vsub.add_parser("press", help="press the button")
@@ -101,6 +106,18 @@ def _hw(args: argparse.Namespace) -> Path:
 
 
 def do_vdev_start(args: argparse.Namespace) -> int:
+    if args.board not in vhw.BOARDS:
+        from paytoken.vdev.rp2 import Rp2Error, Rp2Supervisor
+
+        if args.locked or args.heapsize:
+            raise CommandError("vdev start: --locked and --heapsize are for sim boards only")
+        try:
+            return Rp2Supervisor(args.flash, board=args.board, image=args.image,
+                                 fast_idle=args.fast_idle, trace=args.trace).run()
+        except Rp2Error as e:
+            raise CommandError(str(e)) from None
+    if args.image or args.fast_idle or args.trace:
+        raise CommandError("vdev start: --image, --fast-idle and --trace are for RP2040 boards only")
     try:
         return Supervisor(
             args.flash, board=args.board, locked=args.locked, heapsize=args.heapsize

@@ -49,9 +49,15 @@ def _issuer(issuer: DeskIssuer | Backend, actor: str) -> DeskIssuer:
     return DbIssuer(issuer, actor) if isinstance(issuer, Backend) else issuer
 
 
+def _quick(dev: Device, base: float) -> float:
+    # a first INFO try: short on a real board, a quarter of the per-call timeout on a
+    # slow one (an emulated Pico given --timeout 90)
+    return max(base, dev.timeout / 4)
+
+
 def _locked_state(dev: Device) -> ops.TokenState:
     try:
-        st = ops.info(dev, timeout=3.0)
+        st = ops.info(dev, timeout=_quick(dev, 3.0))
     except ops.OpsError as e:
         raise DeskError(
             f"{dev.port}: no INFO answer ({e}): the token is not locked (a factory token is "
@@ -65,7 +71,7 @@ def _locked_state(dev: Device) -> ops.TokenState:
 def info(dev: Device) -> dict[str, Any]:
     """What the token says: ``INFO`` when locked, else the raw REPL probe."""
     try:
-        st = ops.info(dev, timeout=2.0)
+        st = ops.info(dev, timeout=_quick(dev, 2.0))
     except ops.OpsError:
         try:
             st = ops.probe(dev)
@@ -91,7 +97,7 @@ def sync_clock(dev: Device, api: DeskIssuer | Backend) -> SyncResult:
     token found open (a desk session cut short) is reset first: it boots locked."""
     api = _issuer(api, "desk:" + dev.port)
     try:
-        ops.info(dev, timeout=3.0)
+        ops.info(dev, timeout=_quick(dev, 3.0))
     except ops.OpsError:
         if ops.relock(dev):
             try:
@@ -166,7 +172,7 @@ def _open_token(dev: Device, session: _Open, mac_for, *, need_firmware: bool = T
     # cut short, an old firmware) is hard-reset first, so that no lease of an earlier
     # run can end this one: it then boots locked (the flag is on flash), or stays open.
     try:
-        st: ops.TokenState | None = ops.info(dev, timeout=3.0)
+        st: ops.TokenState | None = ops.info(dev, timeout=_quick(dev, 3.0))
     except ops.OpsError:
         st = None
     if st is None:

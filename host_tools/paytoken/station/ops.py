@@ -177,7 +177,8 @@ def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT,
         dev.enter_raw(timeout=repl_timeout)
     except DeviceError:
         try:
-            return info(dev, timeout=repl_timeout)
+            # a slow board (an emulated one, between 1 s sleeps) gets its per-call timeout
+            return info(dev, timeout=max(repl_timeout, dev.timeout))
         except OpsError:
             pass
         # a token that was booting (just powered, or reset) gets a second, longer try
@@ -480,10 +481,14 @@ def lock(dev: Device, token_id: int, *, flag_set: bool = False) -> TokenState:
     except DeviceError as e:
         raise OpsError("lock", str(e)) from None
     st = None
-    deadline = time.monotonic() + BOOT_TIMEOUT
+    # a slow board (an emulated one) gets its per-call timeout, if that is longer
+    deadline = time.monotonic() + max(BOOT_TIMEOUT, dev.timeout)
+    # each try waits a quarter of the device's timeout (at least 2 s): a slow board's
+    # late answers to tries given up on would pile up as stale replies
+    per_try = max(2.0, dev.timeout / 4)
     while st is None:
         try:
-            st = info(dev, timeout=2.0)
+            st = info(dev, timeout=per_try)
         except OpsError:
             if time.monotonic() > deadline:
                 raise OpsError("lock", f"{dev.port}: no INFO answer after the reset") from None

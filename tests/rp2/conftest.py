@@ -1,0 +1,8 @@
+"""Fixtures for the emulated-Pico tier: tokens are stopped (SIGTERM, then SIGKILL) at teardown."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
