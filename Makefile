@@ -7,7 +7,7 @@ PG_ENV := .pg/env
 # Two cores: run the suite on both.
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test bench lint soak pg clean
+.PHONY: demo test bench lint soak pg clean firmware
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check firmware boards host_tools tests
 	bash .ci/pg start
 	. ./$(PG_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
+
+# The frozen release image for an RP2040 board (build/firmware/paytoken-<board>.uf2), from
+# the MicroPython sources in $PAYTOKEN_RP2_DIR (default ../shared/micropython-rp2); cached
+# by content hash: with nothing changed it is a no-op. Installs the ARM toolchain (Debian).
+FIRMWARE_BOARD ?= pico
+firmware: $(STAMP)
+	$(PY) -m paytoken.rp2image --board $(FIRMWARE_BOARD)
 
 # Benchmarks: a report in reports/bench.md and reports/bench.json, not tests.
 bench: $(STAMP)
