@@ -36,7 +36,7 @@ def i2c():
 def button():
     global _button
     if _button is None:
-        _button = Button(_b.BUTTON_PIN, False)
+        _button = Button(_b.BUTTON_PIN, False, getattr(_b, "BUTTON_ACTIVE_HIGH", False))
     return _button
 
 

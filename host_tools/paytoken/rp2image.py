@@ -46,6 +46,7 @@ MATERIALS_ENV = "PAYTOKEN_RP2_DIR"
 MP_TARBALL = "micropython-1.28.0-rp2-src.tar.xz"
 PICOTOOL_TARBALL = "picotool-2.2.0-src.tar.xz"
 PORT_BOARD = "RPI_PICO"  # MicroPython's board: the Pico's flash and pins
+MP_VERSION, MP_HASH = "v1.28.0", "e0e9fbb17ed6"  # the tarball's release (materials README)
 APT_PACKAGES = (
     "gcc-arm-none-eabi",
     "libnewlib-arm-none-eabi",
@@ -58,7 +59,7 @@ MANIFEST = IMAGE_DIR / "manifest.py"
 # the boot path the image freezes from image/ (manifest.py names them)
 BOOT_FILES = ("_boot.py", "boot.py")
 # Bump when the build itself changes in a way the hashed inputs do not show.
-RECIPE = "paytoken-rp2image-1"
+RECIPE = "paytoken-rp2image-2"
 
 UF2_MAGIC = (0x0A324655, 0x9E5D5157, 0x0AB16F30)
 UF2_FAMILY_RP2040 = 0xE48BFF56
@@ -372,8 +373,12 @@ def _build(board: deploy.Board, key: str, mdir: Path, cached: Path, log: Log) ->
     bdir = root / f"build-{board.name}"
     log_file = root / f"build-{board.name}.log"
     log(f"building the {board.name} image {image_id(board.name, key)} (about 2 minutes; log {log_file})")
+    # The version banner from the release, not from the git repository the sources sit
+    # in (ours), and a build date from the sources: the same inputs, the same image.
     env = dict(os.environ, PAYTOKEN_IMAGE_TREE=str(tree),
-               CMAKE_ARGS=f"-Dpicotool_DIR={root / 'picotool-install' / 'picotool'}")
+               CMAKE_ARGS=f"-Dpicotool_DIR={root / 'picotool-install' / 'picotool'}",
+               MICROPY_GIT_TAG=MP_VERSION, MICROPY_GIT_HASH=MP_HASH,
+               SOURCE_DATE_EPOCH=str(int((root / "micropython" / "py" / "mpconfig.h").stat().st_mtime)))
     _run(["make", "-C", str(root / "micropython" / "ports" / "rp2"), f"BOARD={PORT_BOARD}",
           f"BUILD={bdir}", f"FROZEN_MANIFEST={MANIFEST}", "-j", _jobs()],
          f"the {board.name} image build", log_file, env=env)
