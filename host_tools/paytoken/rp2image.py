@@ -267,7 +267,10 @@ def ensure_sources(mdir: Path, root: Path, log: Log = _out) -> Path:
             shutil.rmtree(d, ignore_errors=True)
         for tb in (MP_TARBALL, PICOTOOL_TARBALL):
             with tarfile.open(mdir / tb) as t:
-                t.extractall(root, filter="tar")
+                if hasattr(tarfile, "tar_filter"):  # no links or paths out of root
+                    t.extractall(root, filter="tar")
+                else:
+                    t.extractall(root)  # noqa: S202  (a Python without extraction filters)
         have = {"tarballs": want}
         stamp.write_text(json.dumps(have))
     log_file = root / "tools.log"
