@@ -1,11 +1,16 @@
 """By hand (not CI): boot the frozen image in rp2040js and try to reach a locked token's REPL.
 
 Usage: .venv/bin/python image/prove_emu.py RUNNER.mjs EMU_DIR [UF2]
+       .venv/bin/python image/prove_emu.py --latch RUNNER.mjs EMU_DIR build/firmware/paytoken-pico-latch.uf2
 
-RUNNER: a copy of ../shared/micropython-rp2/reference/rp2run.mjs with a DS3231 that holds
-a valid time at 0x68, GP24 (VBUS) high, and host input let through from USB configuration
-when RP2RUN_GATE_AT_USB is set (the reference holds it until the first ">>> ", which a
-locked token never prints). EMU_DIR holds node_modules/rp2040js (1.4.1).
+RUNNER: a copy of ../shared/micropython-rp2/reference/rp2run.mjs with four changes: a
+DS3231 that holds a valid time at 0x68 (the reference has a dummy there); GP24 (VBUS)
+high, or low with RP2RUN_NO_VBUS; host input let through from USB configuration when
+RP2RUN_GATE_AT_USB is set (the reference holds it until the first ">>> ", which a locked
+token never prints); with RP2RUN_LATCH, GP22 (pico-latch's HOLD_PIN) logged, and its fall
+without VBUS stops the chip (the supply going). EMU_DIR holds node_modules/rp2040js
+(1.4.1). Not CI: the product's emulated Pico (`paytoken vdev start --board pico --image`)
+runs these checks there.
 
 1. A fresh flash: the image boots, `fwimage` is frozen and first on sys.path, `deploy`
    copies nothing, INFO (raw REPL probe) says image=<id>; a locked config is written and
@@ -33,7 +38,8 @@ from paytoken.station.transport import Device  # noqa: E402
 REF = REPO.parent / "shared" / "micropython-rp2"
 
 
-def start(runner: str, emu: str, uf2: str, work: Path, flash_in: Path | None, gate: bool):
+def start(runner: str, emu: str, uf2: str, work: Path, flash_in: Path | None, gate: bool,
+          extra: list[str] | None = None):
     port = work / "port"
     env = dict(os.environ)
     if gate:
@@ -43,6 +49,7 @@ def start(runner: str, emu: str, uf2: str, work: Path, flash_in: Path | None, ga
             "--uf2", uf2, "--flash-out", str(work / "flash.bin")]
     if flash_in:
         args += ["--flash-in", str(flash_in)]
+    args += extra or []
     err = open(work / f"relay-{int(time.time() * 1000)}.err", "w")
     # the relay prints "PTY /dev/pts/N" at once (its --port-file waits for the device to
     # speak, which a token showing its screen never does)
@@ -134,5 +141,40 @@ def main() -> int:
     return 0
 
 
+
+
+def prove_latch(runner: str, emu: str, uf2: str) -> int:
+    """pico-latch: on battery the firmware holds GP22 from its first board call and lets
+    go when the display time ends (the runner's RP2RUN_LATCH model then cuts the chip)."""
+    work = Path(tempfile.mkdtemp(prefix="h6-latch-"))
+    print("work folder", work)
+    proc, port, _ = start(runner, emu, uf2, work, None, gate=False)
+    try:
+        with Device(port, timeout=60) as dev:
+            dev.enter_raw()
+            print("board:", dev.eval("(__import__('board').NAME, __import__('fwimage').ID)"))
+            ops.write_config(dev, token_config())
+    finally:
+        stop(proc)
+    os.environ.update(RP2RUN_LATCH="1", RP2RUN_NO_VBUS="1")
+    t0 = time.monotonic()
+    proc, port, errlog = start(runner, emu, uf2, work, work / "flash.bin", gate=True, extra=["--fast-idle"])
+    try:
+        proc.wait(900)
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+    log = [ln for ln in errlog.read_text().splitlines() if "invalid SIO" not in ln]
+    print("\n".join(log))
+    print(f"wall {time.monotonic() - t0:.0f} s")
+    held = [ln for ln in log if "GP22 high" in ln]
+    off = [ln for ln in log if "GP22 low" in ln and "supply is off" in ln]
+    assert held and off, "no hold/release seen"
+    print("PROVED: the latch was held and released")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--latch":
+        raise SystemExit(prove_latch(*sys.argv[2:5]))
     raise SystemExit(main())

@@ -15,8 +15,8 @@ the board's family code) plus ``fwimage.py``, the image's id (``INFO`` says
 tarballs, so a rebuild with nothing changed copies nothing and compiles nothing.
 
 Everything the build makes lives under ``build/`` (not committed): ``build/rp2/`` the
-unpacked sources, picotool and mpy-cross (built once), ``build/rp2/build-<board>`` the
-port's CMake build, ``build/firmware/`` the images (``cache/<key>/`` by content hash).
+unpacked sources, picotool and mpy-cross (built once), ``build/rp2/build-image`` the
+port's CMake build (shared by the boards), ``build/firmware/`` the images (``cache/<key>/`` by content hash).
 On Debian the ARM toolchain is installed with apt-get when it is missing (as root).
 """
 
@@ -373,7 +373,10 @@ def _build(board: deploy.Board, key: str, mdir: Path, cached: Path, log: Log) ->
     root = ensure_sources(mdir, build_root() / "rp2", log)
     tree = build_root() / "firmware" / "tree" / board.name
     names = stage_tree(board, key, tree)
-    bdir = root / f"build-{board.name}"
+    # One port build for every board: only the frozen content differs between boards, so
+    # another board (or a changed firmware) recompiles that and relinks (builds are
+    # serialised by the lock; the image id checked below catches a stale link).
+    bdir = root / "build-image"
     log_file = root / f"build-{board.name}.log"
     log(f"building the {board.name} image {image_id(board.name, key)} (about 2 minutes; log {log_file})")
     # The version banner from the release, not from the git repository the sources sit
