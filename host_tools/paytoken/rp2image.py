@@ -157,7 +157,8 @@ def image_key(board: deploy.Board, mdir: Path) -> str:
     h = hashlib.sha256()
     parts: list[tuple[str, bytes]] = [("recipe", RECIPE.encode()), ("board", board.name.encode())]
     parts += [(f"tree/{k}", v) for k, v in sorted(tree_files(board).items())]
-    parts += [(f"image/{p.name}", p.read_bytes()) for p in sorted(IMAGE_DIR.glob("*.py"))]
+    # image/: what the build reads (the manifest and the frozen boot path; prove_emu.py not)
+    parts += [(f"image/{n}", (IMAGE_DIR / n).read_bytes()) for n in ("manifest.py", *BOOT_FILES)]
     for tb in (MP_TARBALL, PICOTOOL_TARBALL):
         parts.append((f"tarball/{tb}", _sha256_file(mdir / tb).encode()))
     for name, data in parts:
