@@ -3,7 +3,8 @@
 Usage: .venv/bin/python image/prove_emu.py RUNNER.mjs EMU_DIR [UF2]
        .venv/bin/python image/prove_emu.py --latch RUNNER.mjs EMU_DIR build/firmware/paytoken-pico-latch.uf2
 
-RUNNER: a copy of ../shared/micropython-rp2/reference/rp2run.mjs with four changes: a
+RUNNER: a copy of ../shared/micropython-rp2/reference/rp2run.mjs patched with
+image/rp2run-h6.patch (cp it to build/emu/, `patch < image/rp2run-h6.patch`), four changes: a
 DS3231 that holds a valid time at 0x68 (the reference has a dummy there); GP24 (VBUS)
 high, or low with RP2RUN_NO_VBUS; host input let through from USB configuration when
 RP2RUN_GATE_AT_USB is set (the reference holds it until the first ">>> ", which a locked
