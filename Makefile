@@ -8,7 +8,7 @@ PG_ENV := .pg/env
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 EMU    := emu/node_modules/.installed
-.PHONY: demo test test-loaded bench lint soak pg clean emu
+.PHONY: demo test test-loaded bench lint soak pg clean emu firmware
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,13 @@ test-loaded: $(STAMP) $(EMU)
 	  $(PY) -m pytest $(PYTEST_ARGS) || { echo "test-loaded: run $$i FAILED after $$(( $$(date +%s) - t0 )) s" >&2; exit 1; }; \
 	  echo "test-loaded: run $$i passed in $$(( $$(date +%s) - t0 )) s"; \
 	done
+
+# The frozen release image for an RP2040 board (build/firmware/paytoken-<board>.uf2), from
+# the MicroPython sources in $PAYTOKEN_RP2_DIR (default ../shared/micropython-rp2); cached
+# by content hash: with nothing changed it is a no-op. Installs the ARM toolchain (Debian).
+FIRMWARE_BOARD ?= pico
+firmware: $(STAMP)
+	$(PY) -m paytoken.rp2image --board $(FIRMWARE_BOARD)
 
 # Benchmarks: a report in reports/bench.md and reports/bench.json, not tests.
 bench: $(STAMP) $(EMU)

@@ -310,6 +310,8 @@ def run(tok, frames=0, idle=None, awake_s=_AWAKE_S, wake_no=0, clock=None):
                 if frames and shown >= frames:
                     return
         tok.disp.poweroff()
+        if hasattr(bd, "power_off"):
+            bd.power_off()  # a power-latch board switches off here (on battery: no return)
         # Sleep until the button (a deep-sleep board resets instead of returning);
         # between 1 s slices the locked protocol still answers.
         while not bd.sleep(1000):

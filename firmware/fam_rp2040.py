@@ -18,14 +18,17 @@ _USB_SOF_RD = const(0x50110048)  # RP2040 datasheet: USBCTRL_REGS_BASE 0x5011000
 
 _button = None
 _hz = 0  # the battery clock once i2c() set it (lightsleep undoes it: sleep() redoes it)
+_OFF_MS = const(200)  # a released latch: the rail has fallen well within this
 
 
 def i2c():
     # On battery the CPU clock is set first: the I2C divider is computed from clk_sys.
+    # A power-latch board holds its supply first of all (the wake's first board call).
     global _hz
     import machine
     from machine import I2C, Pin
 
+    hold()
     if not usb():
         _hz = _b.CPU_HZ_BATTERY
         machine.freq(_hz)
@@ -35,7 +38,7 @@ def i2c():
 def button():
     global _button
     if _button is None:
-        _button = Button(_b.BUTTON_PIN, False)
+        _button = Button(_b.BUTTON_PIN, False, getattr(_b, "BUTTON_ACTIVE_HIGH", False))
     return _button
 
 
@@ -59,7 +62,38 @@ def sleep(ms):
         machine.lightsleep(min(left, 50))
     if _hz and machine.freq() != _hz:
         machine.freq(_hz)
-    return b.poll()
+    if b.poll():
+        hold()  # a latch released while USB powered the board: this wake holds again
+        return True
+    return False
+
+
+def hold():
+    # A power-latch board (HOLD_PIN, boards/pico-latch.py): drive the load switch's
+    # enable so the supply stays on after the press that switched it on. Others: nothing.
+    pin = getattr(_b, "HOLD_PIN", None)
+    if pin is not None:
+        from machine import Pin
+
+        Pin(pin, Pin.OUT, value=1)
+
+
+def power_off():
+    # The end of a wake on a power-latch board: let go of the supply. On battery the
+    # board dies within _OFF_MS and this never returns; the DS3231 keeps time on its
+    # VBAT pin and the next press powers the board up again. It returns (False) while
+    # something else feeds it (USB on VBUS, or the button still held down): the app
+    # then sleeps as on any board, and the next press holds the supply again.
+    pin = getattr(_b, "HOLD_PIN", None)
+    if pin is None:
+        return False
+    import time
+
+    from machine import Pin
+
+    Pin(pin, Pin.OUT, value=0)
+    time.sleep_ms(_OFF_MS)
+    return False
 
 
 def nap(ms):

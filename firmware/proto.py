@@ -86,9 +86,9 @@ class Proto:
         # time: the token's code time (drift-corrected UTC; 0 untrusted), for the
         # service desk's offset record; a clock is no secret.
         now = self.ctx.now() if hasattr(self.ctx, "now") else 0
-        return "OK id=%s fw=%s board=%s code=%d clock=%s sync=%d locked=%d time=%d" % (
+        return "OK id=%s fw=%s board=%s code=%d clock=%s sync=%d locked=%d time=%d image=%s" % (
             tid, fwversion.VERSION, self.ctx.board, paycode.FORMAT_VERSION,
-            self.ctx.clock_state(), sync, locked, now)
+            self.ctx.clock_state(), sync, locked, now, image())
 
     def _auth(self, verb, value, mac):
         # -> (cfg, None) when mac is sync_mac over the last nonce, else (None, error).
@@ -178,6 +178,15 @@ class Proto:
             else:
                 self._over = True
         return self.unlocked
+
+
+def image():
+    # The frozen image's id (its fwimage module), or "files": the firmware was deployed.
+    try:
+        from fwimage import ID
+    except ImportError:
+        return "files"
+    return ID
 
 
 def _sleep_ms(ms):

@@ -23,7 +23,7 @@ from typing import Any
 
 from paytoken import upy, vhw
 
-BOARDS = ("sim", "sim-128x32")
+BOARDS = ("sim", "sim-128x32", "sim-latch")
 
 
 class SimError(Exception):

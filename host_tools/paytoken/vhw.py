@@ -25,7 +25,10 @@ from typing import Any
 
 from paytoken import upy
 
-BOARDS = {"sim": (128, 64), "sim-128x32": (128, 32)}
+BOARDS = {"sim": (128, 64), "sim-128x32": (128, 32), "sim-latch": (128, 64)}
+# Boards behind a power latch (boards/sim-latch.py): off between payments; a press on
+# a board the latch switched off powers it up (firmware/sim/latch.py).
+LATCH_BOARDS = ("sim-latch",)
 RTC_CHIPS = ("ds3231", "pcf8563", "mcu")
 
 
@@ -157,10 +160,17 @@ def _panel_dark(folder: str, width: int, height: int) -> None:
 
 
 def press(folder: str | os.PathLike[str], times: int = 1) -> None:
-    """Press the button ``times`` times (the device sees one edge per batch)."""
+    """Press the button ``times`` times (the device sees one edge per batch).
+
+    On a power-latch board that its latch switched off, the press switches the supply
+    on instead (the board boots and shows the code: no press is left for the firmware).
+    """
     f = _folder(folder)
     if times < 1:
         raise VirtualHardwareError("times must be at least 1")
+    if latched_off(f):
+        power_on(f)
+        return
     with open(Path(f) / "button", "ab") as fh:
         fh.write(b"p" * times)
 
@@ -191,6 +201,14 @@ def power_on(folder: str | os.PathLike[str]) -> None:
     if (Path(f) / "rtc.json").exists():
         _rtc_update(f, lambda st, w: _rtc().power(st, True, w))
     _store().save(f, "power.json", {"on": True})
+
+
+def latched_off(folder: str | os.PathLike[str]) -> bool:
+    """True when a power-latch board switched itself off (power.json by its latch)."""
+    f = _folder(folder)
+    p = _load(f, "power.json")
+    hw = _load(f, "hw.json") or {}
+    return bool(p and not p.get("on", True) and p.get("latch") and hw.get("board") in LATCH_BOARDS)
 
 
 def is_powered(folder: str | os.PathLike[str]) -> bool:

@@ -78,7 +78,9 @@ def test_boards_shipped_and_complete():
         assert len(c["_uses"]) == 1 and c["_uses"][0] in (f"fam_{c['FAMILY']}", c["FAMILY"]), name  # type: ignore[arg-type]
         assert _module_file(c["_uses"][0]).is_file(), name  # type: ignore[index]
         assert c["ARCH"] in ARCH_CODE, f"{name}: unknown ARCH {c['ARCH']}"
-        assert c["SLEEP"] in ("deep", "light")
+        assert c["SLEEP"] in ("deep", "light", "latch")
+        if c["SLEEP"] == "latch" and c["FAMILY"] == "rp2040":
+            assert isinstance(c.get("HOLD_PIN"), int), f"{name}: a latch board needs HOLD_PIN"
         assert c["RTC"] is ... or c["RTC"] in ("ds3231", "pcf8563", "mcu")
         assert (c["WIDTH"], c["HEIGHT"]) in ((128, 64), (128, 32))
         assert set(FUNCTIONS) <= set(c["_functions"]), f"{name}.py lacks a board function"

@@ -193,6 +193,9 @@ def do_deploy(args: argparse.Namespace) -> None:
         raise CommandError(f"deploy: {e}") from None
     if args.json:
         print(json.dumps(r.__dict__, indent=2))
+    elif r.image != "files":
+        print(f"{r.port} runs the frozen image {r.image} ({r.board}): nothing to copy, "
+              f"{len(r.removed)} old files removed in {r.seconds:.2f} s")
     else:
         print(
             f"deployed {r.board} to {r.port}: {len(r.copied)} copied, {len(r.unchanged)} "

@@ -15,6 +15,10 @@ them with the manifest and with the build: only files whose hash differs are cop
 each atomically (``Device.put``: temp file, hash check, rename). Files of an older
 deploy that are no longer part of it are removed, and so are leftover temp files of
 a cut copy and any ``.py`` that would shadow a deployed ``.mpy``.
+
+A token that runs a frozen release image (``make firmware``; it has a ``fwimage``
+module) already holds the firmware: deploy copies nothing there, checks that the image
+is for this board, and removes the files of an older deploy.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ class DeployResult:
     removed: list[str] = field(default_factory=list)
     manifest_ok: bool = True
     seconds: float = 0.0
+    image: str = "files"  # the frozen image's id when the token runs one (nothing copied)
 
 
 def _board_consts(path: Path, names: tuple[str, ...]) -> dict[str, object]:
@@ -294,6 +299,55 @@ def check_device(dev: Device, board: Board, built: dict[str, bytes]) -> dict[str
     return {"platform": plat, "mpy": mpy}
 
 
+_IMAGE = (
+    "try:\n"
+    " import fwimage as _m\n"
+    " print(repr((_m.ID, _m.BOARD)))\n"
+    " del _m\n"
+    "except ImportError:\n"
+    " print('None')\n"
+)
+
+
+def frozen_image(dev: Device) -> tuple[str, str] | None:
+    """``(id, board)`` of the frozen image the device runs (its ``fwimage``), or None."""
+    out = dev.exec(_IMAGE).strip()
+    try:
+        got = ast.literal_eval(out)
+    except (ValueError, SyntaxError):
+        raise DeployError(f"{dev.port}: unexpected answer to the image probe") from None
+    if got is None:
+        return None
+    if not (isinstance(got, tuple) and len(got) == 2 and all(isinstance(x, str) for x in got)):
+        raise DeployError(f"{dev.port}: unexpected answer to the image probe")
+    return got
+
+
+def _on_frozen(dev: Device, board: Board, image: tuple[str, str],
+               result: DeployResult) -> DeployResult:
+    # The firmware is in the image (its modules come before any file): nothing is
+    # copied. The files of an older deploy would only lie about what runs: they go.
+    ident, img_board = image
+    if img_board != board.name:
+        raise DeployError(
+            f"{dev.port} runs the frozen image {ident} for board {img_board}, not {board.name}: "
+            f"flash build/firmware/paytoken-{board.name}.uf2 (make firmware "
+            f"FIRMWARE_BOARD={board.name})"
+        )
+    result.image = ident
+    old = sorted(set(_read_manifest(dev)) | {MANIFEST})
+    out = dev.exec(
+        "import os\n"
+        "_r=[]\n"
+        f"for _p in {old!r}:\n"
+        " try:\n  os.remove(_p)\n  _r.append(_p)\n except OSError:\n  pass\n"
+        "print(repr(_r))\n"
+        "del _r\n"
+    )
+    result.removed = ast.literal_eval(out.strip() or "[]")
+    return result
+
+
 def _read_manifest(dev: Device) -> dict[str, str]:
     raw = dev.exec(
         "try:\n"
@@ -334,6 +388,13 @@ def deploy(
     dev.enter_raw()
     check_device(dev, board, built)
     result = DeployResult(port=dev.port, board=board.name)
+    image = frozen_image(dev)
+    if image is not None:
+        _on_frozen(dev, board, image, result)
+        if progress:
+            progress("", 0, 0)
+        result.seconds = time.perf_counter() - t0
+        return result
     manifest = _read_manifest(dev)
     want = {p: hashlib.sha256(d).hexdigest() for p, d in built.items()}
     on_dev = dev.sha256(sorted(want))
@@ -387,4 +448,4 @@ def deploy(
 
 
 __all__ = ["Board", "DeployError", "DeployResult", "DeviceError", "build", "check_tree", "deploy",
-           "families", "family_of", "load_board"]
+           "families", "family_of", "frozen_image", "load_board"]

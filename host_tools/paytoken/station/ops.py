@@ -78,6 +78,7 @@ class TokenState:
     corrupt: bool = False
     clock: str | None = None
     time: int | None = None  # INFO's time= (locked mode only)
+    image: str | None = None  # "files" (deployed) or the frozen image's id (fwimage.ID)
 
 
 def host_fw_version(firmware_dir: Path | None = None) -> str:
@@ -153,6 +154,7 @@ def info(dev: Device, *, timeout: float | None = None) -> TokenState:
         corrupt=tid == "-" and d.get("locked") == "1",
         clock=d.get("clock"),
         time=int(d["time"]) if d.get("time", "").isdigit() else None,
+        image=d.get("image"),
     )
 
 
@@ -164,7 +166,12 @@ _PROBE = (
     "except ValueError:\n"
     " _s = 'corrupt'\n"
     "_c = None\n"
-    "print(repr((fwversion.VERSION, getattr(board, 'NAME', None), _s)))\n"
+    "try:\n"
+    " from fwimage import ID as _i\n"
+    "except ImportError:\n"
+    " _i = 'files'\n"
+    "print(repr((fwversion.VERSION, getattr(board, 'NAME', None), _s, _i)))\n"
+    "del _i\n"
 )
 
 
@@ -201,14 +208,15 @@ def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT,
             ) from None
         raise OpsError("check", str(e)) from None
     try:
-        fw, board, st = ast.literal_eval(out)
+        fw, board, st, image = ast.literal_eval(out)
     except (ValueError, SyntaxError):
         raise OpsError("check", f"{dev.port}: unexpected probe answer") from None
     if st == "corrupt":
-        return TokenState("repl", fw, board, None, False, corrupt=True)
+        return TokenState("repl", fw, board, None, False, corrupt=True, image=image)
     if st is None:
-        return TokenState("repl", fw, board, None, False)
-    return TokenState("repl", fw, board, int(st[0]) or None, bool(st[1]), has_secret=bool(st[2]))
+        return TokenState("repl", fw, board, None, False, image=image)
+    return TokenState("repl", fw, board, int(st[0]) or None, bool(st[1]), has_secret=bool(st[2]),
+                      image=image)
 
 
 def check_firmware(st: TokenState, board: str, host_fw: str, port: str) -> None:

@@ -297,3 +297,163 @@ def sources() -> str:
     seen["SSD1306 off"] = f"{OLED_SLEEP.ma:g} mA: {OLED_SLEEP.source}"
     seen["DS3231 bus active"] = f"{DS3231_ACTIVE:g} mA: DS3231 datasheet ICCA at 3.63 V, 200 µA typ"
     return "\n".join(f"- **{k}**: {v}" for k, v in seen.items())
+
+
+# ---- the power-latch fob (boards/pico-latch.py) -----------------------------------------
+# Off between payments: the button switches the cell onto the Pico's VSYS through a load
+# switch, the firmware holds it (HOLD_PIN) and lets go when the display time ends; the
+# DS3231 keeps time on its VBAT pin, wired to the cell. Every wake is a power-up.
+
+@dataclass(frozen=True)
+class Time:
+    """A time in ms and where the number comes from."""
+
+    ms: float
+    source: str
+
+
+# THE SEAM: every RP2040 time the latch rows use, in one table. The assumed ones (×30)
+# are to be replaced by times measured on the emulated Pico (rp2040js: emulated time,
+# cycles ÷ 125 MHz, no flash-cache model), frozen image; nothing else needs to change.
+RP2040_TIMES = {
+    "boot": Time(15.0, "power-up to MicroPython running the frozen main.py: the stock v1.28.0 "
+                 "image reaches its first `>>> ` at 14-15 ms emulated in rp2040js 1.4.1 "
+                 "(materials README; emulated time, no flash-cache model; the crystal's and "
+                 "the regulator's start-up not modelled)"),
+    "first_frame": Time(FIRST_FRAME_MS_UNIX_X86 * _RP2040_SLOW,
+                        "the unix port's first frame (11.1 ms) × the assumed ×30 slowdown"),
+    "wake_compute": Time(wake_compute_ms_unix() * _RP2040_SLOW,
+                         "the unix port's whole wake (22.7 ms: first frame and 19 ticks) × the "
+                         "assumed ×30 slowdown"),
+}
+
+TPS22917_OFF = Part(0.00001, "TI TPS22917 load switch, OFF state (ON held low by its smart "
+                    "pull-down): shutdown current ISD 10 nA typ (TI product page)")
+TPS22917_ON = Part(0.0005, "TI TPS22917 load switch, ON state: quiescent current IQ 0.5 µA typ "
+                   "(TI product page)")
+LATCH_OFF_EXTRAS = ("the button and its sense divider (from the cell, 320 kΩ: ~13 µA) draw only "
+                    "while pressed; the Schottky diodes on the switch's ON pin see no voltage "
+                    "while it is off; the Pico, its VSYS divider, the panel and the I2C pull-ups "
+                    "sit behind the switch (assumption: nothing else on the cell side)")
+LATCH_BATTERIES = {
+    "cr2032": BATTERIES["cr2032"],
+    "lipo150": Battery("LiPo 150 mAh", 150.0, 0.95,
+                       "rated down to the cell's cut-off (2.75-3.0 V); the Pico's RT6150 "
+                       "buck-boost runs from VSYS down to 1.8 V (Pico datasheet, powering Pico), "
+                       "so the fob uses the cell to 3.0 V: 95 % taken (assumption)"),
+}
+LATCH_TARGET_UA = 5.0  # issue 10: the chosen design draws at most this between payments
+LATCH_TARGET_DAYS = 365.25 / 2  # issue 10: six months on the 150 mAh LiPo at 10 payments a day
+
+
+@dataclass(frozen=True)
+class LatchEstimate:
+    battery: str
+    payments_per_day: float
+    on_s: float  # per wake: power-up to the supply's release
+    busy_ms: float  # per wake: boot + compute + I2C, the MCU running
+    nap_s: float  # per wake: napping with the display on
+    mas_wake: float  # charge of one wake, mA·s
+    off_ua: float  # the draw between payments
+    mah_awake_per_day: float
+    mah_off_per_day: float
+    days: float
+
+    @property
+    def mah_per_day(self) -> float:
+        return self.mah_awake_per_day + self.mah_off_per_day
+
+
+def latch_off_ua() -> float:
+    """The latch fob's draw between payments, µA: the load switch off and the RTC on VBAT."""
+    return (TPS22917_OFF.ma + DS3231_VBAT.ma) * 1000
+
+
+def latch_estimate(payments_per_day: float, battery: Battery,
+                   times: dict[str, Time] | None = None, awake_s: float = AWAKE_S) -> LatchEstimate:
+    """Battery life of the power-latch fob: each wake a power-up, off in between."""
+    if payments_per_day < 0:
+        raise ValueError("payments per day must be >= 0")
+    t = times or RP2040_TIMES
+    board = BOARDS["pico"]
+    i2c_ms = wake_i2c_ms(awake_s)
+    busy_s = (t["boot"].ms + t["wake_compute"].ms + i2c_ms) / 1000
+    # The display time starts at the first frame; the supply goes at its end.
+    on_s = max(t["boot"].ms / 1000 + awake_s, busy_s)
+    nap_s = on_s - busy_s
+    mas = (board.mcu_active.ma * busy_s + board.mcu_nap.ma * nap_s + OLED_ON.ma * awake_s
+           + (DS3231_VCC.ma + TPS22917_ON.ma) * on_s + (DS3231_ACTIVE - DS3231_VCC.ma) * i2c_ms / 1000)
+    on_day_s = payments_per_day * on_s
+    if on_day_s >= 86400:
+        raise ValueError("the token would never be off")
+    off_ma = latch_off_ua() / 1000
+    mah_awake = payments_per_day * mas / 3600
+    mah_off = off_ma * (86400 - on_day_s) / 3600
+    days = battery.mah * battery.usable / (mah_awake + mah_off)
+    return LatchEstimate(battery.name, payments_per_day, on_s, busy_s * 1000, nap_s, mas,
+                         off_ma * 1000, mah_awake, mah_off, days)
+
+
+def latch_markdown(payments_per_day: float = 10) -> str:
+    """The latch fob's rows (markdown), at 10 payments a day and unused (the shelf)."""
+    lines = ["| payments a day | on s / wake | MCU busy ms | nap s | mA·s / wake | µA off "
+             "| mAh/day | CR2032 days | LiPo 150 mAh days | LiPo months |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for n in (payments_per_day, 1, 0):
+        c = latch_estimate(n, LATCH_BATTERIES["cr2032"])
+        li = latch_estimate(n, LATCH_BATTERIES["lipo150"])
+        lines.append(f"| {n:g} | {li.on_s:.2f} | {li.busy_ms:.0f} | {li.nap_s:.1f} | {li.mas_wake:.1f} "
+                     f"| {li.off_ua:.2f} | {li.mah_per_day:.3f} | {c.days:.0f} | {li.days:.0f} "
+                     f"| {li.days / (365.25 / 12):.1f} |")
+    return "\n".join(lines)
+
+
+def latch_sources() -> str:
+    """The latch rows' inputs with their sources (markdown list): the times, then currents."""
+    b = BOARDS["pico"]
+    items = [(f"time: {k}", f"{v.ms:g} ms: {v.source}") for k, v in RP2040_TIMES.items()]
+    items += [("RP2040 running", f"{b.mcu_active.ma:g} mA: {b.mcu_active.source}"),
+              ("RP2040 napping (display on)", f"{b.mcu_nap.ma:g} mA: {b.mcu_nap.source}"),
+              ("DS3231 on the switched VCC while on", f"{DS3231_VCC.ma:g} mA: {DS3231_VCC.source}"),
+              ("DS3231 on VBAT while off", f"{DS3231_VBAT.ma:g} mA: {DS3231_VBAT.source}"),
+              ("load switch off", f"{TPS22917_OFF.ma:g} mA: {TPS22917_OFF.source}"),
+              ("load switch on", f"{TPS22917_ON.ma:g} mA: {TPS22917_ON.source}"),
+              ("SSD1306 lit", f"{OLED_ON.ma:g} mA: {OLED_ON.source}"),
+              ("SSD1306 while off", "0 mA: behind the load switch, unpowered"),
+              ("not counted", LATCH_OFF_EXTRAS),
+              ("LiPo 150 mAh", f"{LATCH_BATTERIES['lipo150'].usable:g} usable: "
+                               f"{LATCH_BATTERIES['lipo150'].note}"),
+              ("CR2032", f"{LATCH_BATTERIES['cr2032'].usable:g} usable: {LATCH_BATTERIES['cr2032'].note}")]
+    return "\n".join(f"- **{k}**: {v}" for k, v in items)
+
+
+def latch_time_to_code_ms(times: dict[str, Time] | None = None) -> float:
+    """Power-up (the press) to the code on the panel: boot + the first frame + its I2C."""
+    t = times or RP2040_TIMES
+    return t["boot"].ms + t["first_frame"].ms + FIRST_FRAME_I2C_BYTES * BITS_PER_BYTE / I2C_HZ * 1000
+
+
+def latch_summary(payments_per_day: float = 10, self_discharge_per_month: float = 0.02) -> str:
+    """docs/BATTERY.md's figures for the latch fob, in words (generated, kept equal by a test)."""
+    lipo, coin = LATCH_BATTERIES["lipo150"], LATCH_BATTERIES["cr2032"]
+    e = latch_estimate(payments_per_day, lipo)
+    c = latch_estimate(payments_per_day, coin)
+    shelf = latch_estimate(0, lipo)
+    month = 365.25 / 12
+    sd_days = lipo.mah * lipo.usable / (e.mah_per_day + self_discharge_per_month * lipo.mah / month)
+    return (
+        f"Between payments only the switch and the RTC's battery current remain: "
+        f"**{latch_off_ua():.2f} µA** (target ≤ {LATCH_TARGET_UA:g} µA). At {payments_per_day:g} "
+        f"payments a day the fob lasts **{e.days:.0f} days ({e.days / month:.1f} months) on the "
+        f"150 mAh LiPo** (target ≥ 6 months) and {c.days:.0f} days on a CR2032 (the charge "
+        f"arithmetic only: a coin cell sags under the 20-30 mA of a wake). Unused, the token "
+        f"itself would take {shelf.days / 365.25:.0f} years to drain the LiPo: the shelf life is "
+        f"the cell's own self-discharge (roughly 2-3 % a month for a LiPo, about 1 % a year for "
+        f"a CR2032: assumptions, not counted in the rows), some three years for the LiPo and "
+        f"the rated shelf life of a CR2032. Counting a {self_discharge_per_month * 100:g} % monthly "
+        f"self-discharge, the LiPo lasts about {sd_days:.0f} days at {payments_per_day:g} payments "
+        f"a day. The wake is now almost everything: the lit panel is "
+        f"{OLED_ON.ma * AWAKE_S:.0f} of its {e.mas_wake:.0f} mA·s. Time to the code after a "
+        f"press (the power-up): {latch_time_to_code_ms():.0f} ms with these inputs (boot, first "
+        f"frame and its I2C; the target is ≤ 250 ms emulated, frozen image)."
+    )
