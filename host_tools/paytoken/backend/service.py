@@ -1232,27 +1232,33 @@ class Backend:
                 "refunded": row.refunded_after}
 
     def _refund_tx(self, merchant_id: int, payment_id: str, amount: int | None, idem: str, req: str) -> dict:
-        with self.engine.begin() as conn:
+        def stored_answer(conn) -> dict | None:
             stored = conn.execute(select(_r).where(_r.c.merchant_id == merchant_id, _r.c.idem == idem)).first()
-            if stored is not None:
-                if stored.request_hash != req:
-                    raise BackendError("Idempotency-Key was already used for a different refund", 409)
-                return {"refund_id": stored.id, "payment_id": stored.payment_id, "amount": stored.amount,
-                        "refunded": stored.refunded_after}
-            pay = conn.execute(select(_p.c.status).where(_p.c.id == payment_id, _p.c.merchant_id == merchant_id)
-                               ).scalar()
-            if pay is None:
+            if stored is None:
+                return None
+            if stored.request_hash != req:
+                raise BackendError("Idempotency-Key was already used for a different refund", 409)
+            return {"refund_id": stored.id, "payment_id": stored.payment_id, "amount": stored.amount,
+                    "refunded": stored.refunded_after}
+
+        with self.engine.begin() as conn:
+            out = stored_answer(conn)
+            if out is not None:
+                return out
+            # The payment's row lock orders the refunds of a payment (PostgreSQL; on SQLite
+            # BEGIN IMMEDIATE orders everything). A twin with the same key waits here, then
+            # finds this one's record.
+            row = conn.execute(select(_p).where(_p.c.id == payment_id, _p.c.merchant_id == merchant_id)
+                               .with_for_update()).first()
+            if row is None:
                 raise BackendError(f"no payment {payment_id}", 404)
-            if pay != "succeeded":
+            out = stored_answer(conn)
+            if out is not None:
+                return out
+            if row.status != "succeeded":
                 raise BackendError("only a succeeded payment can be refunded", 409)
             rid = "ref_" + secrets.token_hex(12)
             now = self.now()
-            # The refund row first: its unique key makes a concurrent twin wait, then fail
-            # (IntegrityError) and answer from this one's record.
-            conn.execute(_r.insert().values(id=rid, payment_id=payment_id, amount=0, created_at=now,
-                                            merchant_id=merchant_id, idem=idem, request_hash=req))
-            row = conn.execute(select(_p).where(_p.c.id == payment_id, _p.c.merchant_id == merchant_id)
-                               .with_for_update()).first()  # SQLite: BEGIN IMMEDIATE serializes
             remaining = row.amount - row.refunded
             if amount is None:
                 amount = remaining
@@ -1262,7 +1268,9 @@ class Backend:
                                     .values(refunded=_p.c.refunded + amount).returning(_p.c.refunded)).scalar()
             if refunded is None:  # cannot happen under the row lock; fail closed all the same
                 raise BackendError("refund exceeds what remains of the payment", 409)
-            conn.execute(update(_r).where(_r.c.id == rid).values(amount=amount, refunded_after=refunded))
+            conn.execute(_r.insert().values(id=rid, payment_id=payment_id, amount=amount, created_at=now,
+                                            merchant_id=merchant_id, idem=idem, request_hash=req,
+                                            refunded_after=refunded))
             conn.execute(update(_a).where(_a.c.token_id == row.token_id).values(balance=_a.c.balance + amount))
             audit.append(conn, now, f"merchant:{merchant_id}", "REFUND", row.token_id,
                          {"payment_id": payment_id, "refund_id": rid, "amount": amount})
