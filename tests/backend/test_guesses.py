@@ -137,7 +137,7 @@ def test_security_doc_states_the_bound_of_rules_py():
     n, p = rules.guess_bound(1)
     n365, p365 = rules.guess_bound(365)
     assert f"**{n} guesses per token per day**" in doc
-    m = re.search(r"at most ([0-9.]+) × 10⁻⁴ a day", doc)
+    m = re.search(r"at most\s+([0-9.]+) × 10⁻⁴ a day", doc)
     assert m and abs(float(m.group(1)) * 1e-4 - p) / p < 0.01, (m and m.group(0), p)
     m = re.search(r"([0-9.]+) % in a year", doc)
     assert m and abs(float(m.group(1)) / 100 - p365) < 0.001, (m and m.group(0), p365)

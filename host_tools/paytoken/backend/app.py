@@ -20,7 +20,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, WithJsonSchema
+from pydantic import StrictInt as _StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paytoken.backend import BackendError
@@ -34,8 +35,18 @@ MAX_BODY = 16 * 1024
 ENV_DB = "PAYTOKEN_DB"
 ENV_WINDOW = "PAYTOKEN_WINDOW"
 
+# A JSON number with no fraction is an integer (JSON has one number type: 1250 and 1250.0 are
+# the same value); 12.5, strings and booleans are not.
+StrictInt = Annotated[_StrictInt, BeforeValidator(
+    lambda v: int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**63 else v)]
+
+# An amount or limit in minor units (its schema spelled out: pydantic loses it inside ``| None``).
+Minor = Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT),
+                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT})]
+
 TokenId = Annotated[int, Path(ge=0, le=MAX_TOKEN_ID, description="token id, 0 to 99999999")]
-PaymentId = Annotated[str, Path(pattern=r"^pay_[0-9a-f]{24}$", description="payment id, pay_ + 24 hex")]
+PaymentId = Annotated[str, Path(min_length=1, max_length=64, description="payment id (pay_ + 24 hex); "
+                                                                         "any other is a 404")]
 
 
 class PaymentIn(BaseModel):
@@ -77,7 +88,7 @@ class PaymentDetail(PaymentOut):
 
 class RefundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: StrictInt | None = Field(default=None, ge=1, le=MAX_AMOUNT, description="default: all that remains")
+    amount: Minor | None = Field(default=None, description="default: all that remains")
 
 
 class RefundOut(BaseModel):
@@ -101,9 +112,9 @@ class ClockOffsetIn(BaseModel):
 class TokenSetIn(BaseModel):
     """Fields left out stay as they are; null removes a limit."""
 
-    model_config = ConfigDict(extra="forbid")
-    limit_per_payment: StrictInt | None = Field(default=None, ge=1, le=MAX_AMOUNT, description="minor units")
-    limit_per_day: StrictInt | None = Field(default=None, ge=1, le=MAX_AMOUNT, description="minor units")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    limit_per_payment: Minor | None = Field(default=None, description="minor units")
+    limit_per_day: Minor | None = Field(default=None, description="minor units")
     currency: StrictStr = Field(default=None, pattern=r"^[A-Z]{3}$",
                                 description="ISO 4217; changes only while the balance is 0")
 
@@ -208,6 +219,15 @@ class _BodyLimit:
         return await self.app(scope, limited, send)
 
 
+def _allowed(app: FastAPI, path: str) -> list[str]:
+    methods = set()
+    for route in app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods - {"HEAD"})
+
+
 def create_app(backend: Backend) -> FastAPI:
     """The API over ``backend``."""
     app = FastAPI(
@@ -225,11 +245,14 @@ def create_app(backend: Backend) -> FastAPI:
         return _error(exc.status, error, str(exc), headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_req: Request, exc: StarletteHTTPException):
+    async def _http_error(req: Request, exc: StarletteHTTPException):
         # Routing (404, 405) and FastAPI's own body errors ("There was an error parsing the body"),
         # in the API's one error shape.
         error = _ERRORS.get(exc.status_code, "refused" if exc.status_code < 500 else "server_error")
-        return _error(exc.status_code, error, str(exc.detail), getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of the path, not just the first route's
+            headers["Allow"] = ", ".join(_allowed(app, req.url.path))
+        return _error(exc.status_code, error, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError):
@@ -296,7 +319,7 @@ def create_app(backend: Backend) -> FastAPI:
     @app.post("/v1/payments/{payment_id}/refund", response_model=RefundOut,
               responses=responses(AUTH, BODY, R404, R409))
     def refund(payment_id: PaymentId, mid: Merchant, body: RefundIn | None = None,
-               idempotency_key: Annotated[str | None, Header(
+               idempotency_key: Annotated[str, Header(
                    alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,255}$",
                    description="the same key and body give the same answer, refunded once; "
                                "another body with it is a 409. Without it the body is the key")] = None) -> dict:
