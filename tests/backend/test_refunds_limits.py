@@ -155,3 +155,43 @@ def test_daily_limit_holds_under_concurrent_payments(world):
                           .where(text("status = 'succeeded'"))).scalar()
     assert spent == total == 400 * out.count("succeeded") <= 1000
     assert paycode
+
+
+def test_migration_0003_down_and_up(db_url, ring):
+    # Real time: the migration stamps a cool-down from the wall clock.
+    import time
+
+    from alembic import command
+    from paytoken.backend.db import _alembic_config, migrate
+
+    engine = make_engine(db_url)
+    backend = Backend(engine, ring)
+    key = backend.add_scheme("81", limit_per_day=9000)
+    backend.add_token(7, SECRET)
+    backend.add_token(8, SECRET)
+    backend.credit(7, 5000)
+    mid, _ = backend.add_merchant("m")
+    now = int(time.time())
+    assert backend.pay(mid, paycode.payment_code(SECRET, 7, now, key), 1200, "CNY", "before")["status"] == "succeeded"
+    second = backend.pay(mid, paycode.payment_code(SECRET, 7, now + 30, key), 1, "CNY", "x")
+    assert second["status"] == "succeeded", second
+    assert backend.refund(mid, second["payment_id"], idempotency_key="k")["refunded"] == 1
+    with engine.begin() as c:  # token 8 cooling down: back to 'locked' under 0002's rules
+        c.execute(text("UPDATE tokens SET guess_tat = :t WHERE id = 8"), {"t": now + 5 * 3600})
+        command.downgrade(_alembic_config(c), "0002")
+    with engine.begin() as c:
+        assert c.execute(text("SELECT status FROM tokens WHERE id = 8")).scalar() == "locked"
+        assert "guess_tat" not in c.execute(text("SELECT * FROM tokens")).keys()
+        assert "spent" not in c.execute(text("SELECT * FROM accounts")).keys()
+        assert "idem" not in c.execute(text("SELECT * FROM refunds")).keys()
+        assert "limit_per_day" not in c.execute(text("SELECT * FROM schemes")).keys()
+    engine.dispose()
+    assert migrate(engine) == "0003"
+    with engine.begin() as c:
+        row = c.execute(text("SELECT status, guess_tat FROM tokens WHERE id = 8")).one()
+        spent = c.execute(text("SELECT spent_day, spent FROM accounts WHERE token_id = 7")).one()
+    assert row.status == "active" and row.guess_tat >= now + 5 * 3600 - 60  # a fresh cool-down
+    backend = Backend(engine, ring)
+    assert backend.token_info(8)["status"] == "locked" and backend.token_info(8)["locked_until"] > now
+    assert spent.spent_day == int(time.time()) // 86400 and spent.spent >= 1200  # today's payments
+    engine.dispose()
