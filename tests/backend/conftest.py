@@ -134,7 +134,7 @@ class Server:
             [sys.executable, "-m", "paytoken", "serve", "--db", db_url, "--port", str(self.port),
              "--workers", str(workers), "--log-level", "info"],
             env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded 2-core machine: workers start slowly
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("server exited: " + log_path.read_text())

@@ -149,3 +149,34 @@ def test_cli_pay_retries_with_one_order_id(live):  # noqa: F811
     assert f"order id {out['merchant_order_id']}" in r.stderr and "retrying" in r.stderr
     assert live["backend"].token_info(42)["balance"] == 100_000 - 300  # paid once
     assert paycode
+
+
+def test_bad_key_budget_is_shared_by_server_processes(db_url, ring, master_hex, tmp_path):
+    # Two uvicorn workers (two processes) on one database: the budget is in the database, so
+    # however the requests are spread over the workers, the 21st unknown key in a row is a 429.
+    from paytoken.backend.db import make_engine
+    from paytoken.backend.service import Backend
+
+    from .conftest import Server
+
+    backend = Backend(make_engine(db_url), ring)
+    backend.add_merchant("shop")
+    backend.engine.dispose()
+    server = Server(db_url, master_hex, tmp_path / "server.log", workers=2)
+    try:
+        statuses, times = [], []
+        t0 = time.monotonic()
+        for i in range(60):
+            with httpx.Client(timeout=10) as c:  # a new connection each: spread over both workers
+                statuses.append(c.get(server.url + "/v1/payments/pay_x",
+                                      headers={"Authorization": f"Bearer nope{i}"}).status_code)
+            times.append(time.monotonic() - t0)
+    finally:
+        server.stop()
+    b = rules.BAD_KEYS
+    first = statuses.index(429)
+    # One more slot opens every interval_s of the run (slow on a loaded machine); per-process
+    # budgets would have let 2 x burst through.
+    assert b.burst <= first <= b.burst + 1 + times[first] / b.interval_s, (statuses, times[first])
+    assert statuses[first:].count(401) <= 1 + (times[-1] - times[first]) / b.interval_s, statuses
+    assert first < 2 * b.burst
