@@ -124,11 +124,12 @@ def free_port() -> int:
 class Server:
     """A real ``paytoken serve`` (uvicorn) on 127.0.0.1, its output captured to a file."""
 
-    def __init__(self, db_url: str, master_hex: str, log_path: Path, workers: int = 1) -> None:
+    def __init__(self, db_url: str, master_hex: str, log_path: Path, workers: int = 1,
+                 env: dict | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        env = dict(os.environ, PAYTOKEN_MASTER_KEY=master_hex)
+        env = dict(os.environ, PAYTOKEN_MASTER_KEY=master_hex, **(env or {}))
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "paytoken", "serve", "--db", db_url, "--port", str(self.port),

@@ -24,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, W
 from pydantic import StrictInt as _StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from paytoken.backend import BackendError
+from paytoken.backend import BackendError, rules
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import DEFAULT_URL
 from paytoken.backend.service import MAX_AMOUNT, MAX_TOKEN_ID, Backend
@@ -368,7 +368,11 @@ def create_app_from_env() -> FastAPI:
     """The app for ``uvicorn --factory``: database from $PAYTOKEN_DB, master key from the
     environment ($PAYTOKEN_MASTER_KEY or $PAYTOKEN_MASTER_KEY_FILE)."""
     window = int(os.environ.get(ENV_WINDOW, "1"))
-    backend = Backend.open(os.environ.get(ENV_DB, DEFAULT_URL), Keyring.load(), policy=Policy(window=window))
+    # $PAYTOKEN_BAD_KEY_BURST: unknown API keys a client address may send at once (default
+    # rules.BAD_KEYS.burst), e.g. for a scanner run from one address against a test server.
+    burst = int(os.environ.get("PAYTOKEN_BAD_KEY_BURST", str(rules.BAD_KEYS.burst)))
+    backend = Backend.open(os.environ.get(ENV_DB, DEFAULT_URL), Keyring.load(), policy=Policy(window=window),
+                           bad_keys=rules.Budget(max(1, burst), rules.BAD_KEYS.interval_s))
     app = create_app(backend)
     # The app, FastAPI, pydantic and SQLAlchemy are ~10^5 long-lived objects: move them out
     # of the collector's reach, so a full collection under load takes ~1 ms, not ~60 ms

@@ -364,7 +364,8 @@ class Backend:
     """
 
     def __init__(self, engine: Engine, keyring: Keyring | None = None, policy: Policy | None = None,
-                 clock: Callable[[], float] = time.time, secret_cache: int = 10_000) -> None:
+                 clock: Callable[[], float] = time.time, secret_cache: int = 10_000,
+                 bad_keys: rules.Budget = rules.BAD_KEYS) -> None:
         self.engine = engine
         self.keyring = keyring
         self.policy = policy or Policy()
@@ -376,6 +377,7 @@ class Backend:
         self._merchants: dict[str, tuple[int, float]] = {}
         self._blocked: dict[str, int] = {}  # client address -> UTC s its bad-key budget opens
         self._bad_keys = 0
+        self.bad_keys_budget = bad_keys  # unknown API keys per client address (rules.BAD_KEYS)
         self._sqlite = engine.dialect.name == "sqlite"
         self._pool = _RawPool(engine)
         self._group = _GroupCommit(self._tx) if self._sqlite else None
@@ -831,7 +833,7 @@ class Backend:
         every server process). Returns 0 while the budget allows it, else the seconds to
         wait (HTTP 429, Retry-After). A full budget is remembered here until it opens, so a
         flood of bad keys costs no further writes."""
-        b, now, key = rules.BAD_KEYS, self.now(), "ip:" + client[:100]
+        b, now, key = self.bad_keys_budget, self.now(), "ip:" + client[:100]
         with self.engine.begin() as conn:
             ok = conn.execute(text(_CHARGE), {"k": key, "first": now + b.interval_s, "now": now,
                                               "iv": b.interval_s, "open_by": b.open_by(now)}).first()
