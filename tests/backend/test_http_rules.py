@@ -83,6 +83,25 @@ def test_token_cooling_down_answers_retry_after(live):  # noqa: F811
     assert 3500 <= int(r.headers["Retry-After"]) <= 3600 and "retry_after" not in r.json()
 
 
+def _read_message(sock) -> bytes:
+    """One HTTP/1.1 message (headers and a Content-Length body) from ``sock``."""
+    msg = b""
+    while b"\r\n\r\n" not in msg:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return msg
+        msg += chunk
+    head, _, body = msg.partition(b"\r\n\r\n")
+    length = int(next((h.split(b":")[1] for h in head.split(b"\r\n")
+                       if h.lower().startswith(b"content-length:")), b"0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 class _SlowFirstProxy:
     """A TCP proxy to the server that holds back the first answer past the client's timeout
     (the request itself reaches the server and is processed: a lost reply)."""
@@ -109,16 +128,8 @@ class _SlowFirstProxy:
         conn.settimeout(30)
         up.settimeout(30)
         try:
-            req = b""
-            while b"\r\n\r\n" not in req:
-                req += conn.recv(65536)
-            head, _, body = req.partition(b"\r\n\r\n")
-            length = int(next((h.split(b":")[1] for h in head.split(b"\r\n")
-                               if h.lower().startswith(b"content-length:")), b"0"))
-            while len(body) < length:
-                body += conn.recv(65536)
-            up.sendall(head + b"\r\n\r\n" + body)
-            data = up.recv(65536)
+            up.sendall(_read_message(conn))
+            data = _read_message(up)  # the whole answer, headers and body
             if slow:
                 time.sleep(self.hold)
             conn.sendall(data)
