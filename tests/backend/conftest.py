@@ -125,9 +125,10 @@ def free_port() -> int:
 class Server:
     """A real ``paytoken serve`` (uvicorn) on 127.0.0.1, its output captured to a file."""
 
-    def __init__(self, db_url: str, master_hex: str, log_path: Path, workers: int = 1) -> None:
+    def __init__(self, db_url: str, master_hex: str, log_path: Path, workers: int = 1,
+                 env: dict | None = None) -> None:
         self.log_path = log_path
-        env = dict(os.environ, PAYTOKEN_MASTER_KEY=master_hex)
+        env = dict(os.environ, PAYTOKEN_MASTER_KEY=master_hex, **(env or {}))
         for _ in range(3):
             # a free port may be taken by someone else before the server binds it: retry
             self.port = free_port()

@@ -30,7 +30,7 @@ def test_cli_end_to_end(db_url, tmp_path, capsys, monkeypatch):
     assert oct(mk.stat().st_mode & 0o777) == "0o600"
     assert "refusing" in run(capsys, "db", "new-master-key", str(mk), rc=1).err
     init = json.loads(run(capsys, "db", "init", "--db", db_url, "--json").out)
-    assert init["schema"] == "0004"  # the template was migrated already; rerunning is a no-op
+    assert init["schema"] == "0005"  # the template was migrated already; rerunning is a no-op
     assert "scheme key" not in run(capsys, "scheme", "add", "--prefix", "81", "--db", db_url,
                                    "--master-key-file", str(mk)).out
     err = run(capsys, "scheme", "add", "--prefix", "12", "--db", db_url, "--master-key-file", str(mk), rc=1).err
@@ -165,3 +165,32 @@ def test_postgres_errors_are_one_line(pg_url, capsys):
         err = run(capsys, *argv, "--db", bad, rc=1).err
         assert err.startswith("paytoken: database postgresql") and err.count("\n") == 1
         assert "no_such_db_here" in err and "Traceback" not in err
+
+
+def test_cli_scheme_defaults_and_token_set(db_url, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PAYTOKEN_MASTER_KEY", raising=False)
+    mk = tmp_path / "master.key"
+    run(capsys, "db", "new-master-key", str(mk))
+    common = ["--db", db_url, "--master-key-file", str(mk)]
+    sc = json.loads(run(capsys, "scheme", "add", "--prefix", "81", "--limit-per-payment", "3000",
+                        "--limit-per-day", "9000", "--currency", "EUR", *common, "--json").out)
+    assert (sc["limit_per_payment"], sc["limit_per_day"], sc["currency"]) == (3000, 9000, "EUR")
+    assert "three capital letters" in run(capsys, "scheme", "add", "--prefix", "82", "--currency", "eur",
+                                          *common, rc=1).err
+    b32 = base64.b32encode(SECRET).decode()
+    t = json.loads(run(capsys, "token", "add", "--id", "42", "--secret", b32, *common, "--json").out)
+    assert (t["limit_per_payment"], t["limit_per_day"], t["currency"]) == (3000, 9000, "EUR")
+    t = json.loads(run(capsys, "token", "set", "42", "--limit-per-payment", "500", "--limit-per-day", "none",
+                       "--currency", "CNY", "--db", db_url, "--json").out)
+    assert (t["limit_per_payment"], t["limit_per_day"], t["currency"]) == (500, None, "CNY")
+    assert "500 per payment" in run(capsys, "token", "set", "42", "--limit-per-payment", "500", "--db", db_url).out
+    run(capsys, "account", "credit", "--token-id", "42", "--amount", "10", "--db", db_url)
+    assert "balance 0" in run(capsys, "token", "set", "42", "--currency", "USD", "--db", db_url, rc=1).err
+    assert "nothing to change" in run(capsys, "token", "set", "42", "--db", db_url, rc=1).err
+    assert "minor units" in run(capsys, "token", "set", "42", "--limit-per-day", "0", "--db", db_url, rc=1).err
+    assert "no token" in run(capsys, "token", "set", "7", "--limit-per-day", "5", "--db", db_url, rc=1).err
+    run(capsys, "token", "set", "42", "--limit-per-day", "abc", "--db", db_url, rc=1)
+    # revoke is final: a revoked token is not re-marked lost
+    run(capsys, "token", "revoke", "42", "--db", db_url)
+    run(capsys, "token", "revoke", "42", "--db", db_url)  # the same again: a no-op
+    assert "final" in run(capsys, "token", "revoke", "42", "--lost", "--db", db_url, rc=1).err

@@ -107,7 +107,7 @@ def test_main_flows_over_http(live):
 MALFORMED = [
     {}, {"code": "1"}, {"code": 123, "amount": 1, "currency": "CNY", "merchant_order_id": "x"},
     {"code": "8" * 18, "amount": "12.50", "currency": "CNY", "merchant_order_id": "x"},
-    {"code": "8" * 18, "amount": 1.0, "currency": "CNY", "merchant_order_id": "x"},
+    {"code": "8" * 18, "amount": 1.5, "currency": "CNY", "merchant_order_id": "x"},
     {"code": "8" * 18, "amount": -1, "currency": "CNY", "merchant_order_id": "x"},
     {"code": "8" * 18, "amount": 10**40, "currency": "CNY", "merchant_order_id": "x"},
     {"code": "8" * 18, "amount": 1, "currency": "yuan", "merchant_order_id": "x"},
@@ -128,6 +128,7 @@ def test_malformed_requests_are_4xx_and_write_nothing(live):
         r = httpx.post(live["url"] + "/v1/payments", content=raw, timeout=bound(30),
                        headers={"Authorization": f"Bearer {live['api']}", "Content-Type": "application/json"})
         assert 400 <= r.status_code < 500, (raw[:20], r.status_code)
+        assert set(r.json()) == {"error", "detail"} and r.json()["error"], r.text  # the documented shape
     for path in ("/v1/tokens/-1", "/v1/tokens/100000000", "/v1/tokens/99999999999999999999999", "/v1/tokens/١٢"):
         r = httpx.get(live["url"] + path, headers={"Authorization": f"Bearer {live['admin']}"})
         assert r.status_code in (404, 422), (path, r.status_code)
@@ -185,7 +186,7 @@ def _doc_curls() -> list[str]:
 
 def test_merchant_doc_curl_examples_run(live):
     curls = _doc_curls()
-    assert len(curls) >= 9
+    assert len(curls) >= 10
     env = dict(os.environ, URL=live["url"], API_KEY=live["api"], ADMIN_KEY=live["admin"],
                CODE=paycode.group4(fresh_code(live)), TOKEN_ID="42", PAYMENT_ID="pay_" + "0" * 24)
     outputs = []
@@ -207,6 +208,7 @@ def test_merchant_doc_curl_examples_run(live):
     assert by_kind["payments/$PAYMENT_ID"][0][1]["payment_id"] == pays[0][1]["payment_id"]
     assert by_kind["payments/$PAYMENT_ID/refund"][0][1]["refunded"] == 250
     assert by_kind["tokens/$TOKEN_ID"][0][1]["token_id"] == 42
+    assert by_kind["tokens/$TOKEN_ID"][1][1]["limit_per_day"] == 50_000  # PATCH: the limits
     assert by_kind["tokens/$TOKEN_ID/unlock"][0][1]["status"] == "active"
     assert len(by_kind["tokens/$TOKEN_ID/clock-sync"][0][1]["mac"]) == 40
     assert len(by_kind["tokens/$TOKEN_ID/unlock-auth"][0][1]["mac"]) == 40

@@ -10,7 +10,7 @@ import logging
 import paycode
 import pyotp
 import pytest
-from paytoken.backend import BackendError
+from paytoken.backend import BackendError, rules
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import make_engine
 from paytoken.backend.models import Payment
@@ -121,30 +121,55 @@ def test_malformed_requests_write_nothing(world):
     assert pay(w, code_at(w, T0))["status"] == "succeeded"  # the code was not consumed
 
 
-def wrong_otp_code(w, t):
-    # A well-formed code (right Damm, right token) with the wrong OTP: a guess.
+def wrong_otp_code(w, t, k=0, token_id=42):
+    # A well-formed code (right Damm, right token) with the wrong OTP (the k-th): a guess.
     step = t // 30
-    otp = (int(paycode.hotp(SECRET, step)) + 1) % 1_000_000
-    body = "81" + paycode.ff1_encrypt(w.scheme_key, b"81", "%08d%d%06d" % (42, step % 10, otp))
+    otp = (int(paycode.hotp(SECRET, step)) + 1 + k) % 1_000_000
+    body = "81" + paycode.ff1_encrypt(w.scheme_key, b"81", "%08d%d%06d" % (token_id, step % 10, otp))
     return body + str(_damm(body))
 
 
-def test_lockout_after_consecutive_failures_and_unlock(world):
+def test_lockout_after_guesses_clears_by_itself_and_unlock(world):
+    # Guesses (right window, wrong OTP) from three merchant keys (one key alone is held to
+    # 2 per token: rules.MERCHANT_TOKEN_GUESSES) lock the token for one cool-down.
     w = world
-    n = w.backend.policy.lock_after
-    for _i in range(n - 1):
-        assert pay(w, wrong_otp_code(w, int(w.clock.t)))["reason"] == "CODE_INVALID"
-    assert w.backend.token_info(42)["failures"] == n - 1
-    assert pay(w, code_at(w, w.clock.t))["status"] == "succeeded"  # success resets the count
+    b = rules.TOKEN_GUESSES
+    shop = w.backend.add_merchant("the customer's shop")[0]
+    n = [0]
+
+    def customer(t):
+        n[0] += 1
+        return w.backend.pay(shop, code_at(w, t), 100, "CNY", f"c{n[0]}")
+
+    others = [w.backend.add_merchant(f"m{i}")[0] for i in range(2)]
+    mids = [w.merchant_id, w.merchant_id, others[0], others[0], others[1]]
+    for i, mid in enumerate(mids[:-1]):
+        r = w.backend.pay(mid, wrong_otp_code(w, int(w.clock.t), i), 100, "CNY", f"g{i}")
+        assert r["reason"] == "CODE_INVALID" and r["payment_id"], r
+    assert w.backend.token_info(42)["failures"] == b.burst - 1
+    assert customer(w.clock.t)["status"] == "succeeded"  # success resets the count...
     assert w.backend.token_info(42)["failures"] == 0
-    for _i in range(n):
-        pay(w, wrong_otp_code(w, int(w.clock.t)))
-    assert w.backend.token_info(42)["status"] == "locked"
+    w.clock.t += 30  # ...not the budget: one more guess fills it
+    r = w.backend.pay(mids[-1], wrong_otp_code(w, int(w.clock.t), 9), 100, "CNY", "g9")
+    assert r["reason"] == "CODE_INVALID"
+    info = w.backend.token_info(42)
+    assert info["status"] == "locked" and info["locked_until"] == T0 + b.interval_s
     w.clock.t += 30
-    assert pay(w, code_at(w, w.clock.t))["reason"] == "TOKEN_LOCKED"
+    locked = customer(w.clock.t)
+    # Not stored (payment_id null), with the seconds until the lock clears.
+    assert locked["reason"] == "TOKEN_LOCKED" and locked["payment_id"] is None
+    assert locked["retry_after"] == info["locked_until"] - w.clock.t
+    w.clock.t = info["locked_until"]
+    assert customer(w.clock.t)["status"] == "succeeded"  # cleared by itself
+    assert w.backend.token_info(42)["status"] == "active"
+    # An admin unlock clears a lock early.
+    with w.backend.engine.begin() as c:
+        c.execute(text("UPDATE tokens SET guess_tat = :t WHERE id = 42"), {"t": int(w.clock.t) + 10 * b.interval_s})
+    w.clock.t += 30
+    assert w.backend.token_info(42)["status"] == "locked"
+    assert customer(w.clock.t)["reason"] == "TOKEN_LOCKED"
     w.backend.unlock(42, "admin:test")
-    # A locked refusal checks no code and consumes no step: the same code now pays.
-    assert pay(w, code_at(w, w.clock.t))["status"] == "succeeded"
+    assert customer(w.clock.t)["status"] == "succeeded"
 
 
 def test_revoke_and_lost(world):

@@ -15,13 +15,16 @@ import logging
 import os
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Header, Path, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, WithJsonSchema
+from pydantic import StrictInt as _StrictInt
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from paytoken.backend import BackendError, factory_api, operators_api
+from paytoken.backend import BackendError, factory_api, operators_api, rules
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import DEFAULT_URL
 from paytoken.backend.service import MAX_AMOUNT, MAX_TOKEN_ID, Backend
@@ -32,8 +35,18 @@ MAX_BODY = 16 * 1024
 ENV_DB = "PAYTOKEN_DB"
 ENV_WINDOW = "PAYTOKEN_WINDOW"
 
+# A JSON number with no fraction is an integer (JSON has one number type: 1250 and 1250.0 are
+# the same value); 12.5, strings and booleans are not.
+StrictInt = Annotated[_StrictInt, BeforeValidator(
+    lambda v: int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**63 else v)]
+
+# An amount or limit in minor units (its schema spelled out: pydantic loses it inside ``| None``).
+Minor = Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT),
+                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT})]
+
 TokenId = Annotated[int, Path(ge=0, le=MAX_TOKEN_ID, description="token id, 0 to 99999999")]
-PaymentId = Annotated[str, Path(pattern=r"^pay_[0-9a-f]{24}$", description="payment id, pay_ + 24 hex")]
+PaymentId = Annotated[str, Path(min_length=1, max_length=64, description="payment id (pay_ + 24 hex); "
+                                                                         "any other is a 404")]
 
 
 class PaymentIn(BaseModel):
@@ -43,6 +56,19 @@ class PaymentIn(BaseModel):
     currency: StrictStr = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. CNY")
     merchant_order_id: StrictStr = Field(
         pattern=r"^[A-Za-z0-9._:/-]{1,64}$", description="your order id; a retry with it is idempotent")
+
+
+class ErrorItem(BaseModel):
+    loc: list[str] = Field(description="where: body, path, query or header, then the field")
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers (4xx and 5xx) has this body."""
+
+    error: str = Field(description="invalid_request, unauthorized, not_found, refused, too_large, "
+                                   "throttled, not_allowed or server_error")
+    detail: str | list[ErrorItem] = Field(description="what is wrong; a list of fields for invalid_request")
 
 
 class PaymentOut(BaseModel):
@@ -62,7 +88,7 @@ class PaymentDetail(PaymentOut):
 
 class RefundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: StrictInt | None = Field(default=None, ge=1, le=MAX_AMOUNT, description="default: all that remains")
+    amount: Minor | None = Field(default=None, description="default: all that remains")
 
 
 class RefundOut(BaseModel):
@@ -81,6 +107,16 @@ class ClockOffsetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     offset_s: StrictInt = Field(ge=-315360000, le=315360000,
                                 description="seconds the token's clock ran ahead of UTC before a clock sync")
+
+
+class TokenSetIn(BaseModel):
+    """Fields left out stay as they are; null removes a limit."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    limit_per_payment: Minor | None = Field(default=None, description="minor units")
+    limit_per_day: Minor | None = Field(default=None, description="minor units")
+    currency: StrictStr = Field(default=None, pattern=r"^[A-Z]{3}$",
+                                description="ISO 4217; changes only while the balance is 0")
 
 
 class RevokeIn(BaseModel):
@@ -102,6 +138,7 @@ class UnlockAuthOut(BaseModel):
 class TokenOut(BaseModel):
     token_id: int
     status: str
+    locked_until: int | None = Field(default=None, description="UTC s when a lock after wrong codes clears")
     prefix: str | None
     drift_steps: int
     drift_seconds: int
@@ -116,9 +153,44 @@ class TokenOut(BaseModel):
     currency: str | None
 
 
-def _error(status: int, error: str, detail) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+_ERRORS = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "not_allowed",
+           413: "too_large", 422: "invalid_request", 429: "throttled"}
+
+
+def _error(status: int, error: str, detail, headers: dict | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers or None)
+
+
+def _err(description: str, headers: dict | None = None) -> dict:
+    out = {"model": ErrorOut, "description": description}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+_RETRY = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}}
+_AUTH = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
+R400 = {400: _err("the body could not be read")}
+R401 = {401: _err("no valid API key", _AUTH)}
+R404 = {404: _err("no such resource (or not yours)")}
+R409 = {409: _err("conflicts with what is stored")}
+R413 = {413: _err("request body over 16 KiB")}
+R422 = {422: _err("a malformed request: nothing was written")}
+R429 = {429: _err("too many wrong codes or unknown API keys: wait Retry-After seconds", _RETRY)}
+
+
+def responses(*parts: dict) -> dict:
+    out = {}
+    for p in parts:
+        out.update(p)
+    return out
+
+
+BODY = responses(R400, R413, R422)
+AUTH = responses(R401, R429, R422)
 
 
 class _BodyLimit:
@@ -147,6 +219,15 @@ class _BodyLimit:
         return await self.app(scope, limited, send)
 
 
+def _allowed(app: FastAPI, path: str) -> list[str]:
+    methods = set()
+    for route in app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods - {"HEAD"})
+
+
 def create_app(backend: Backend) -> FastAPI:
     """The API over ``backend``."""
     app = FastAPI(
@@ -159,7 +240,19 @@ def create_app(backend: Backend) -> FastAPI:
 
     @app.exception_handler(BackendError)
     async def _backend_error(_req: Request, exc: BackendError):
-        return _error(exc.status, "refused" if exc.status < 500 else "server_error", str(exc))
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        error = _ERRORS.get(exc.status, "refused" if exc.status < 500 else "server_error")
+        return _error(exc.status, error, str(exc), headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(req: Request, exc: StarletteHTTPException):
+        # Routing (404, 405) and FastAPI's own body errors ("There was an error parsing the body"),
+        # in the API's one error shape.
+        error = _ERRORS.get(exc.status_code, "refused" if exc.status_code < 500 else "server_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of the path, not just the first route's
+            headers["Allow"] = ", ".join(_allowed(app, req.url.path))
+        return _error(exc.status_code, error, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError):
@@ -175,60 +268,95 @@ def create_app(backend: Backend) -> FastAPI:
 
     # ``async def``: a known key is answered from memory, without a thread-pool hop
     # (Backend.auth_merchant); an unknown one costs one indexed lookup on the loop.
-    async def merchant(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> int:
-        mid = backend.auth_merchant(cred.credentials) if cred else None
+    # A request without a known key is charged to its client address (rules.BAD_KEYS, in the
+    # database): past the budget it gets 429 with Retry-After instead of 401. A good key is
+    # never throttled here, so a scanner behind a merchant's address does not lock it out.
+    async def refuse(request: Request, message: str):
+        client = request.client.host if request.client else "-"
+        wait = backend.throttled_client(client) or await run_in_threadpool(backend.bad_key, client)
+        if wait:
+            raise BackendError(f"too many requests without a valid API key; retry after {wait} s", 429,
+                               retry_after=wait)
+        raise BackendError(message, 401)
+
+    async def merchant(request: Request,
+                       cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> int:
+        key = cred.credentials if cred else None
+        mid = backend.auth_merchant(key) if key and key.isascii() else None
         if mid is None:
-            raise BackendError("a merchant API key is required: Authorization: Bearer <key>", 401)
+            await refuse(request, "a merchant API key is required: Authorization: Bearer <key>")
         return mid
 
-    def admin(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-        name = backend.auth_admin(cred.credentials) if cred else None
+    async def admin(request: Request,
+                    cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        key = cred.credentials if cred else None
+        name = await run_in_threadpool(backend.auth_admin, key) if key and key.isascii() else None
         if name is None:
-            raise BackendError("an admin key is required: Authorization: Bearer <admin key>", 401)
+            await refuse(request, "an admin key is required: Authorization: Bearer <admin key>")
         return "admin:" + name
 
     Merchant = Annotated[int, Depends(merchant)]
     Admin = Annotated[str, Depends(admin)]
 
-    @app.get("/v1/health")
+    @app.get("/v1/health", responses=R413)
     def health() -> dict:
         return {"status": "ok"}
 
-    @app.post("/v1/payments", response_model=PaymentOut)
-    def create_payment(body: PaymentIn, mid: Merchant) -> dict:
-        """Authorize and debit atomically, or refuse with a reason. Idempotent per merchant_order_id."""
-        return backend.pay(mid, body.code, body.amount, body.currency, body.merchant_order_id)
+    @app.post("/v1/payments", response_model=PaymentOut, responses=responses(AUTH, BODY, R409))
+    def create_payment(body: PaymentIn, mid: Merchant, response: Response) -> dict:
+        """Authorize and debit atomically, or refuse with a reason. Idempotent per merchant_order_id.
+        A TOKEN_LOCKED refusal of a token cooling down carries Retry-After (nothing is stored)."""
+        out = backend.pay(mid, body.code, body.amount, body.currency, body.merchant_order_id)
+        wait = out.pop("retry_after", None)
+        if wait:
+            response.headers["Retry-After"] = str(wait)
+        return out
 
-    @app.get("/v1/payments/{payment_id}", response_model=PaymentDetail)
+    @app.get("/v1/payments/{payment_id}", response_model=PaymentDetail, responses=responses(AUTH, R404, R413))
     def get_payment(payment_id: PaymentId, mid: Merchant) -> dict:
         return backend.get_payment(mid, payment_id)
 
-    @app.post("/v1/payments/{payment_id}/refund", response_model=RefundOut)
-    def refund(payment_id: PaymentId, mid: Merchant, body: RefundIn | None = None) -> dict:
-        return backend.refund(mid, payment_id, body.amount if body else None)
+    @app.post("/v1/payments/{payment_id}/refund", response_model=RefundOut,
+              responses=responses(AUTH, BODY, R404, R409))
+    def refund(payment_id: PaymentId, mid: Merchant, body: RefundIn | None = None,
+               idempotency_key: Annotated[str, Header(
+                   alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,255}$",
+                   description="the same key and body give the same answer, refunded once; "
+                               "another body with it is a 409. Without it the body is the key")] = None) -> dict:
+        return backend.refund(mid, payment_id, body.amount if body else None, idempotency_key)
 
-    @app.get("/v1/tokens/{token_id}", response_model=TokenOut)
+    TOKEN = responses(AUTH, R404, R413)
+
+    @app.get("/v1/tokens/{token_id}", response_model=TokenOut, responses=TOKEN)
     def get_token(token_id: TokenId, _actor: Admin) -> dict:
         return backend.token_info(token_id)
 
-    @app.post("/v1/tokens/{token_id}/revoke", response_model=TokenOut)
+    @app.patch("/v1/tokens/{token_id}", response_model=TokenOut, responses=responses(TOKEN, BODY, R409))
+    def set_token(token_id: TokenId, body: TokenSetIn, actor: Admin) -> dict:
+        """Change a token's limits and currency (fields left out stay; null removes a limit)."""
+        return backend.set_token(token_id, actor, **body.model_dump(exclude_unset=True))
+
+    @app.post("/v1/tokens/{token_id}/revoke", response_model=TokenOut, responses=responses(TOKEN, BODY, R409))
     def revoke(token_id: TokenId, actor: Admin, body: RevokeIn | None = None) -> dict:
+        """Final: a revoked (or lost) token never pays again and its status never changes."""
         return backend.set_status(token_id, body.status if body else "revoked", actor)
 
-    @app.post("/v1/tokens/{token_id}/unlock", response_model=TokenOut)
+    @app.post("/v1/tokens/{token_id}/unlock", response_model=TokenOut, responses=responses(TOKEN, R409))
     def unlock(token_id: TokenId, actor: Admin) -> dict:
         return backend.unlock(token_id, actor)
 
-    @app.post("/v1/tokens/{token_id}/clock-sync", response_model=ClockSyncOut)
+    @app.post("/v1/tokens/{token_id}/clock-sync", response_model=ClockSyncOut,
+              responses=responses(TOKEN, BODY, R409))
     def clock_sync(token_id: TokenId, body: NonceIn, actor: Admin) -> dict:
         return backend.clock_sync(token_id, body.nonce, actor)
 
-    @app.post("/v1/tokens/{token_id}/clock-offset", response_model=TokenOut)
+    @app.post("/v1/tokens/{token_id}/clock-offset", response_model=TokenOut, responses=responses(TOKEN, BODY))
     def clock_offset(token_id: TokenId, body: ClockOffsetIn, actor: Admin) -> dict:
         """Record the offset a service desk observed before SETTIME; the drift restarts at 0."""
         return backend.record_clock_offset(token_id, body.offset_s, actor)
 
-    @app.post("/v1/tokens/{token_id}/unlock-auth", response_model=UnlockAuthOut)
+    @app.post("/v1/tokens/{token_id}/unlock-auth", response_model=UnlockAuthOut,
+              responses=responses(TOKEN, BODY, R409))
     def unlock_auth(token_id: TokenId, body: NonceIn, actor: Admin) -> dict:
         return backend.unlock_auth(token_id, body.nonce, actor)
 
@@ -242,7 +370,11 @@ def create_app_from_env() -> FastAPI:
     """The app for ``uvicorn --factory``: database from $PAYTOKEN_DB, master key from the
     environment ($PAYTOKEN_MASTER_KEY or $PAYTOKEN_MASTER_KEY_FILE)."""
     window = int(os.environ.get(ENV_WINDOW, "1"))
-    backend = Backend.open(os.environ.get(ENV_DB, DEFAULT_URL), Keyring.load(), policy=Policy(window=window))
+    # $PAYTOKEN_BAD_KEY_BURST: unknown API keys a client address may send at once (default
+    # rules.BAD_KEYS.burst), e.g. for a scanner run from one address against a test server.
+    burst = int(os.environ.get("PAYTOKEN_BAD_KEY_BURST", str(rules.BAD_KEYS.burst)))
+    backend = Backend.open(os.environ.get(ENV_DB, DEFAULT_URL), Keyring.load(), policy=Policy(window=window),
+                           bad_keys=rules.Budget(max(1, burst), rules.BAD_KEYS.interval_s))
     app = create_app(backend)
     # The app, FastAPI, pydantic and SQLAlchemy are ~10^5 long-lived objects: move them out
     # of the collector's reach, so a full collection under load takes ~1 ms, not ~60 ms

@@ -84,3 +84,11 @@ def hotp(key: bytes, counter: int) -> str:
     mac = hmac.digest(key, counter.to_bytes(8, "big"), "sha1")
     o = mac[19] & 0x0F
     return "%06d" % ((int.from_bytes(mac[o:o + 4], "big") & 0x7FFFFFFF) % 1_000_000)
+
+
+def find_step(key: bytes, otp: str, steps) -> int | None:
+    """The first of ``steps`` whose HOTP is ``otp`` (constant-time compares), or None."""
+    for s in steps:
+        if hmac.compare_digest(hotp(key, s), otp):
+            return s
+    return None

@@ -35,6 +35,10 @@ class Scheme(Base):
     key_enc: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
     retired_at: Mapped[int | None] = mapped_column(BigInteger)  # no new tokens once set (0003)
+    # Defaults that activation gives each new token of the scheme (rules.DEFAULT_*).
+    limit_per_payment: Mapped[int | None] = mapped_column(BigInteger)
+    limit_per_day: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
 
 
 class Token(Base):
@@ -63,6 +67,9 @@ class Token(Base):
     limit_per_day: Mapped[int | None] = mapped_column(BigInteger)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # The guess budget (rules.TOKEN_GUESSES, a GCRA): locked while guess_tat > now + slack.
+    guess_tat: Mapped[int | None] = mapped_column(BigInteger)
+    guess_hash: Mapped[str | None] = mapped_column(String(16))  # the last wrong guess (not counted twice)
 
 
 class Account(Base):
@@ -71,6 +78,9 @@ class Account(Base):
     token_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tokens.id"), primary_key=True)
     currency: Mapped[str] = mapped_column(String(3))
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Succeeded payments of UTC day ``spent_day`` (the per-day limit, kept by the debit itself).
+    spent_day: Mapped[int | None] = mapped_column(Integer)
+    spent: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Merchant(Base):
@@ -114,12 +124,29 @@ class Payment(Base):
 
 
 class Refund(Base):
+    """``idem`` is ``key:<Idempotency-Key>`` or, without the header, ``body:<request hash>``:
+    unique per merchant, so a retried refund is applied once."""
+
     __tablename__ = "refunds"
-    __table_args__ = (Index("ix_refunds_created", "created_at"),)
+    __table_args__ = (Index("ix_refunds_created", "created_at"),
+                      Index("uq_refunds_idem", "merchant_id", "idem", unique=True))
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     payment_id: Mapped[str] = mapped_column(String(40), ForeignKey("payments.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    merchant_id: Mapped[int | None] = mapped_column(Integer)
+    idem: Mapped[str | None] = mapped_column(String(300))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    refunded_after: Mapped[int | None] = mapped_column(BigInteger)  # the answer's ``refunded``
+
+
+class Throttle(Base):
+    """One GCRA bucket (rules.Budget) per key: ``m:<merchant>``, ``mt:<merchant>:<token>``,
+    ``ip:<client address>``. ``tat`` is its theoretical arrival time (UTC s)."""
+
+    __tablename__ = "throttles"
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    tat: Mapped[int] = mapped_column(BigInteger)
 
 
 class Adjustment(Base):

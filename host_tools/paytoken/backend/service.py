@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import paycode
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from paytoken.backend import BackendError, audit, codes, operators
+from paytoken.backend import BackendError, audit, codes, operators, rules
 from paytoken.backend.crypto import Keyring, hash_api_key, new_api_key
 from paytoken.backend.db import make_engine, require_schema
 from paytoken.backend.models import (
@@ -49,10 +49,12 @@ from paytoken.backend.models import (
     Payment,
     Refund,
     Scheme,
+    Throttle,
     Token,
 )
 from paytoken.backend.verify import (
     CODE_EXPIRED,
+    CODE_FUTURE,
     CODE_INVALID,
     CODE_REPLAYED,
     INSUFFICIENT_FUNDS,
@@ -76,6 +78,7 @@ _CURRENCY = re.compile(r"\A[A-Z]{3}\Z")
 _ORDER_ID = re.compile(r"\A[A-Za-z0-9._:/-]{1,64}\Z")
 _NONCE = re.compile(r"\A[A-Za-z0-9]{8,64}\Z")
 _NAME = re.compile(r"\A[^\x00-\x1f\x7f]{1,100}\Z")
+_IDEM_KEY = re.compile(r"\A[\x21-\x7e]{1,255}\Z")
 
 _t = Token.__table__
 _a = Account.__table__
@@ -84,49 +87,59 @@ _r = Refund.__table__
 _s = Scheme.__table__
 _m = Merchant.__table__
 _ad = Admin.__table__
+_th = Throttle.__table__
+THROTTLED = "THROTTLED"  # a Verdict reason that becomes HTTP 429, never a stored refusal
 
 
 # ---- the hot path's SQL (named parameters; _Tx turns them into psycopg's style) ----------
 
 _TOK_COLS = ("status", "prefix", "secret_enc", "drift_s", "last_step", "pending_drift", "pending_step",
              "drift_at", "drift_off", "drift_ppm", "drift_p00", "drift_p01", "drift_p11",
-             "last_used_at", "created_at")
+             "last_used_at", "created_at", "guess_tat", "guess_hash")
 _N_TOK = len(_TOK_COLS)
 _TokRow = namedtuple("_TokRow", _TOK_COLS)
 _PayTokRow = namedtuple("_PayTokRow", _TOK_COLS + ("limit_per_payment", "limit_per_day", "balance",
-                                                   "currency", "stored", "spent"))
+                                                   "currency", "spent_day", "spent", "stored", "m_tat",
+                                                   "mt_tat"))
 _SEL_TOKEN = "SELECT " + ", ".join(_TOK_COLS) + " FROM tokens WHERE id = :id"
 _SEL_PAY = (
     "SELECT " + ", ".join("t." + c for c in _TOK_COLS) + ", t.limit_per_payment, t.limit_per_day, "
-    "a.balance, a.currency, "
+    "a.balance, a.currency, a.spent_day, a.spent, "
     "(SELECT p.id FROM payments p WHERE p.merchant_id = :m AND p.merchant_order_id = :o), "
-    "CASE WHEN t.limit_per_day IS NULL THEN 0 ELSE (SELECT COALESCE(SUM(p.amount), 0) FROM payments p "
-    "WHERE p.token_id = t.id AND p.day = :day AND p.status = 'succeeded') END "
+    "(SELECT h.tat FROM throttles h WHERE h.key = :km), (SELECT h.tat FROM throttles h WHERE h.key = :kmt) "
     "FROM tokens t LEFT JOIN accounts a ON a.token_id = t.id WHERE t.id = :id")
 _PAY_COLS = ("id", "merchant_id", "merchant_order_id", "request_hash", "token_id", "amount", "currency",
              "status", "reason")
 _PayRow = namedtuple("_PayRow", _PAY_COLS)
 _SEL_PAYMENT = ("SELECT " + ", ".join(_PAY_COLS) + " FROM payments "
                 "WHERE merchant_id = :m AND merchant_order_id = :o")
-_FAIL = "UPDATE tokens SET failures = failures + 1 WHERE id = :id RETURNING failures"
-_LOCK = "UPDATE tokens SET status = 'locked' WHERE id = :id AND status = 'active'"
-_SUSPECT = "UPDATE tokens SET clock_suspect = clock_suspect + 1 WHERE id = :id"
-_PENDING = "UPDATE tokens SET pending_drift = :drift, pending_step = :step WHERE id = :id"
+# A write that depends on the token's guess budget being open (rules.TOKEN_GUESSES) says so
+# in its WHERE: concurrent requests cannot together check more codes than the budget allows.
+_OPEN = "(guess_tat IS NULL OR guess_tat <= :open_by)"
+_GUESS = ("UPDATE tokens SET failures = failures + 1, guess_hash = :gh, guess_tat = "
+          "CASE WHEN guess_tat IS NULL OR guess_tat < :now THEN :now ELSE guess_tat END + :iv "
+          "WHERE id = :id AND " + _OPEN + " RETURNING failures, guess_tat")
+_SUSPECT = "UPDATE tokens SET clock_suspect = clock_suspect + 1 WHERE id = :id AND " + _OPEN
+_PENDING = "UPDATE tokens SET pending_drift = :drift, pending_step = :step WHERE id = :id AND " + _OPEN
 _ACCEPT = (
     "UPDATE tokens SET last_step = :step, drift = :drift, drift_s = :drift_s, drift_at = :at, "
     "drift_off = :off, drift_ppm = :ppm, drift_p00 = :p00, drift_p01 = :p01, drift_p11 = :p11, "
     "failures = 0, pending_drift = NULL, pending_step = NULL, last_used_at = :now "
-    "WHERE id = :id AND last_step < :step AND status = 'active'")
-_STATUS = "SELECT status FROM tokens WHERE id = :id"
-# The daily limit is checked again here, after the accepting UPDATE took the token's row
-# lock: the spending read before it may be stale on PostgreSQL, where another server's
-# payment of the same token (a neighbouring step) can commit in between.
-_DEBIT = ("UPDATE accounts SET balance = balance - :amount "
-          "WHERE token_id = :id AND currency = :cur AND balance >= :amount AND (CAST(:lim AS BIGINT) IS NULL "
-          "OR (SELECT COALESCE(SUM(p.amount), 0) FROM payments p WHERE p.token_id = :id AND p.day = :day "
-          "AND p.status = 'succeeded') + :amount <= :lim)")
-_SPENT = ("SELECT COALESCE(SUM(amount), 0) FROM payments "
-          "WHERE token_id = :id AND day = :day AND status = 'succeeded'")
+    "WHERE id = :id AND last_step < :step AND status = 'active' AND " + _OPEN)
+_STATUS = "SELECT status, guess_tat FROM tokens WHERE id = :id"
+# The debit keeps the day's spending on the account and checks the per-day limit in the same
+# statement, so concurrent payments of one token cannot overshoot it.
+_DEBIT = ("UPDATE accounts SET balance = balance - :amount, "
+          "spent = CASE WHEN spent_day = :day THEN spent + :amount ELSE :amount END, spent_day = :day "
+          "WHERE token_id = :id AND currency = :cur AND balance >= :amount "
+          "AND CASE WHEN spent_day = :day THEN spent ELSE 0 END + :amount <= :lim")
+_ACCOUNT = "SELECT balance, currency, spent_day, spent FROM accounts WHERE token_id = :id"
+# One GCRA charge (rules.Budget): no row back when the bucket is full (then nothing changes).
+_CHARGE = ("INSERT INTO throttles (key, tat) VALUES (:k, :first) ON CONFLICT (key) DO UPDATE SET tat = "
+           "CASE WHEN throttles.tat < :now THEN :now ELSE throttles.tat END + :iv "
+           "WHERE throttles.tat <= :open_by RETURNING tat")
+_TAT = "SELECT tat FROM throttles WHERE key = :k"
+_NO_LIMIT = 2**62
 _INSERT_PAYMENT = (
     "INSERT INTO payments (id, merchant_id, merchant_order_id, request_hash, token_id, amount, currency, "
     "status, reason, step, refunded, day, created_at) VALUES (:id, :m, :o, :req, :token_id, :amount, "
@@ -303,6 +316,7 @@ class Verdict:
     step: int | None = None
     offset: int | None = None
     detail: str = ""  # why (for logs; never secret)
+    retry_after: int = 0  # TOKEN_LOCKED (a cool-down) or THROTTLED: seconds until it clears
 
     @property
     def ok(self) -> bool:
@@ -351,7 +365,8 @@ class Backend:
     """
 
     def __init__(self, engine: Engine, keyring: Keyring | None = None, policy: Policy | None = None,
-                 clock: Callable[[], float] = time.time, secret_cache: int = 10_000) -> None:
+                 clock: Callable[[], float] = time.time, secret_cache: int = 10_000,
+                 bad_keys: rules.Budget = rules.BAD_KEYS) -> None:
         self.engine = engine
         self.keyring = keyring
         self.policy = policy or Policy()
@@ -361,6 +376,9 @@ class Backend:
         self._secret_cache_size = max(0, int(secret_cache))
         self._cache_lock = threading.Lock()
         self._merchants: dict[str, tuple[int, float]] = {}
+        self._blocked: dict[str, int] = {}  # client address -> UTC s its bad-key budget opens
+        self._bad_keys = 0
+        self.bad_keys_budget = bad_keys  # unknown API keys per client address (rules.BAD_KEYS)
         self._sqlite = engine.dialect.name == "sqlite"
         self._pool = _RawPool(engine)
         self._group = _GroupCommit(self._tx) if self._sqlite else None
@@ -383,12 +401,21 @@ class Backend:
 
     # ---- schemes ---------------------------------------------------------------------
 
-    def add_scheme(self, prefix: str, key: bytes | None = None, actor: str = "cli") -> bytes:
-        """Store the scheme key of ``prefix`` (generated when None); returns it."""
+    def add_scheme(self, prefix: str, key: bytes | None = None, limit_per_payment: int | None = None,
+                   limit_per_day: int | None = None, currency: str | None = None,
+                   actor: str = "cli") -> bytes:
+        """Store the scheme key of ``prefix`` (generated when None); returns it.
+
+        The limits and currency are the defaults activation gives the scheme's new tokens;
+        None means the issuer's (rules.DEFAULT_*)."""
         try:
             paycode.check_prefix(prefix)
         except ValueError as exc:
             raise BackendError(str(exc), 422) from None
+        _check_limit(limit_per_payment, "limit_per_payment")
+        _check_limit(limit_per_day, "limit_per_day")
+        if currency is not None:
+            _check_currency(currency)
         if key is None:
             key = os.urandom(16)
         if len(key) != 16:
@@ -396,7 +423,9 @@ class Backend:
         enc = self._ring().seal(key, f"scheme:{prefix}")
         try:
             with self.engine.begin() as conn:
-                conn.execute(_s.insert().values(prefix=prefix, key_enc=enc, created_at=self.now()))
+                conn.execute(_s.insert().values(prefix=prefix, key_enc=enc, created_at=self.now(),
+                                                limit_per_payment=limit_per_payment, limit_per_day=limit_per_day,
+                                                currency=currency))
                 audit.append(conn, self.now(), actor, "SCHEME_ADD", None, {"prefix": prefix})
         except IntegrityError:
             raise BackendError(f"scheme prefix {prefix} already exists", 409) from None
@@ -411,6 +440,22 @@ class Backend:
             key = self._scheme_keys[prefix] = self._ring().open(enc, f"scheme:{prefix}")
         return key
 
+    def scheme_defaults(self, prefix: str) -> dict:
+        """The limits and currency a new token of ``prefix`` gets (the scheme's, else the issuer's)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_s.c.limit_per_payment, _s.c.limit_per_day, _s.c.currency)
+                               .where(_s.c.prefix == prefix)).first()
+        if row is None:
+            raise BackendError(f"no scheme {prefix}", 404)
+        return self._defaults(row)
+
+    @staticmethod
+    def _defaults(row) -> dict:
+        return {"limit_per_payment": rules.DEFAULT_LIMIT_PER_PAYMENT if row.limit_per_payment is None
+                else row.limit_per_payment,
+                "limit_per_day": rules.DEFAULT_LIMIT_PER_DAY if row.limit_per_day is None else row.limit_per_day,
+                "currency": row.currency or rules.DEFAULT_CURRENCY}
+
     def scheme_keys(self) -> dict[str, bytes]:
         """Every scheme key by prefix (for the factory station and tests)."""
         with self.engine.begin() as conn:
@@ -420,9 +465,10 @@ class Backend:
     # ---- tokens ----------------------------------------------------------------------
 
     def add_token(self, token_id: int, secret: bytes, prefix: str = "81", sync_key: bytes | None = None,
-                  currency: str = "CNY", limit_per_payment: int | None = None,
+                  currency: str | None = None, limit_per_payment: int | None = None,
                   limit_per_day: int | None = None, actor: str = "cli", drift_ppm: float | None = None) -> None:
         """Register an active token at once (imports and tests). The account starts at 0.
+        Currency and limits left None are the scheme's defaults (``scheme_defaults``).
 
         ``drift_ppm``: the token's measured crystal error, if it does not correct it itself
         (the drift model starts from it instead of learning the rate from 0)."""
@@ -489,19 +535,19 @@ class Backend:
         return paycode.sync_mac(key, "UNLOCK", nonce, token_id)
 
     def activate_token(self, token_id: int, secret: bytes, sync_key: bytes, prefix: str = "81",
-                       currency: str = "CNY", limit_per_payment: int | None = None,
+                       currency: str | None = None, limit_per_payment: int | None = None,
                        limit_per_day: int | None = None, actor: str = "station",
                        drift_ppm: float | None = None) -> None:
         """Factory last step: store the secret and sync key and mark the token active,
-        in one transaction. Only a ``pending`` token can be activated. ``drift_ppm`` as
-        in ``add_token``."""
+        in one transaction. Only a ``pending`` token can be activated. Currency and limits
+        left None are the scheme's defaults; ``drift_ppm`` as in ``add_token``."""
         _check_token_id(token_id)
         with self.engine.begin() as conn:
             self._activate(conn, token_id, secret, sync_key, prefix, currency,
                            limit_per_payment, limit_per_day, actor, drift_ppm)
 
     def _activate(self, conn: Connection, token_id: int, secret: bytes, sync_key: bytes | None,
-                  prefix: str, currency: str, limit_per_payment: int | None,
+                  prefix: str, currency: str | None, limit_per_payment: int | None,
                   limit_per_day: int | None, actor: str, drift_ppm: float | None = None) -> None:
         if drift_ppm is not None and (isinstance(drift_ppm, bool) or not isinstance(drift_ppm, (int, float))
                                       or not abs(drift_ppm) <= 500):
@@ -512,12 +558,18 @@ class Backend:
             sync_key = os.urandom(20)
         if not isinstance(sync_key, bytes) or len(sync_key) < 16:
             raise BackendError("a sync key must be at least 16 bytes", 422)
-        _check_currency(currency)
+        if currency is not None:
+            _check_currency(currency)
         _check_limit(limit_per_payment, "limit_per_payment")
         _check_limit(limit_per_day, "limit_per_day")
         if self._scheme_key(conn, prefix) is None:
             raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 422)
         operators.require_open_scheme(conn, prefix)
+        dflt = self._defaults(conn.execute(select(_s.c.limit_per_payment, _s.c.limit_per_day, _s.c.currency)
+                                           .where(_s.c.prefix == prefix)).one())
+        currency = currency or dflt["currency"]
+        limit_per_payment = dflt["limit_per_payment"] if limit_per_payment is None else limit_per_payment
+        limit_per_day = dflt["limit_per_day"] if limit_per_day is None else limit_per_day
         ring = self._ring()
         d = Drift.fresh(self.now(), 0.0, drift_ppm, self.policy.rate_sigma_ppm)
         res = conn.execute(
@@ -530,7 +582,9 @@ class Backend:
         if res.rowcount != 1:
             raise BackendError(f"token {token_id} is not a pending token", 409)
         conn.execute(_a.insert().values(token_id=token_id, currency=currency, balance=0))
-        audit.append(conn, self.now(), actor, "TOKEN_ACTIVATE", token_id, {"prefix": prefix})
+        audit.append(conn, self.now(), actor, "TOKEN_ACTIVATE", token_id,
+                     {"prefix": prefix, "currency": currency, "limit_per_payment": limit_per_payment,
+                      "limit_per_day": limit_per_day})
 
     def token_info(self, token_id: int) -> dict:
         """Status, drift, last use, limits and balance (never secrets)."""
@@ -543,10 +597,15 @@ class Backend:
             raise BackendError(f"no token {token_id}", 404)
         return self._info(row)
 
-    @staticmethod
-    def _info(row) -> dict:
+    def _info(self, row) -> dict:
+        """``status`` says ``locked`` while the guess budget is full (``locked_until``, when the
+        lock clears by itself; None for a token locked by hand)."""
+        status, until = row.status, None
+        b = rules.TOKEN_GUESSES
+        if status == ACTIVE and not b.allows(row.guess_tat, self.now()):
+            status, until = LOCKED, row.guess_tat - (b.burst - 1) * b.interval_s
         return {
-            "token_id": row.id, "status": row.status, "prefix": row.prefix,
+            "token_id": row.id, "status": status, "locked_until": until, "prefix": row.prefix,
             "drift_steps": row.drift, "drift_seconds": row.drift_s, "drift_ppm": row.drift_ppm,
             "last_step": None if row.last_step < 0 else row.last_step,
             "last_used_at": row.last_used_at, "failures": row.failures,
@@ -562,20 +621,63 @@ class Backend:
         return [self._info(r) for r in rows]
 
     def set_status(self, token_id: int, status: str, actor: str) -> dict:
-        """Revoke (``revoked``) or report ``lost``: final; the token never pays again."""
+        """Revoke (``revoked``) or report ``lost``: final; the token never pays again, and
+        its status never changes again (asking for the same one again is a no-op)."""
         _check_token_id(token_id)
         if status not in (REVOKED, LOST):
             raise BackendError("status must be revoked or lost", 422)
         with self.engine.begin() as conn:
-            res = conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status != PENDING)
+            res = conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status.in_((ACTIVE, LOCKED)))
                                .values(status=status))
             if res.rowcount != 1:
-                raise BackendError(f"no active token {token_id}", 404)
-            audit.append(conn, self.now(), actor, "TOKEN_" + status.upper(), token_id, {})
+                now = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
+                if now is None or now == PENDING:
+                    raise BackendError(f"no token {token_id}", 404)
+                if now != status:
+                    raise BackendError(f"token {token_id} is {now}; that is final", 409)
+            else:
+                audit.append(conn, self.now(), actor, "TOKEN_" + status.upper(), token_id, {})
+        return self.token_info(token_id)
+
+    def set_token(self, token_id: int, actor: str, **changes) -> dict:
+        """Change a token's ``limit_per_payment``, ``limit_per_day`` (minor units, None = no
+        limit) and ``currency`` (only while its balance is 0: nothing is converted). Keys
+        not given stay as they are. Audited."""
+        _check_token_id(token_id)
+        unknown = set(changes) - {"limit_per_payment", "limit_per_day", "currency"}
+        if unknown:
+            raise BackendError(f"cannot set {', '.join(sorted(unknown))}", 422)
+        if not changes:
+            raise BackendError("nothing to change: give a limit or a currency", 422)
+        for k in ("limit_per_payment", "limit_per_day"):
+            if k in changes:
+                _check_limit(changes[k], k)
+        cur = changes.get("currency")
+        if "currency" in changes:
+            _check_currency(cur)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(_t.c.status, _a.c.balance, _a.c.currency)
+                               .outerjoin(_a, _a.c.token_id == _t.c.id).where(_t.c.id == token_id)
+                               .with_for_update(of=_t)).first()
+            if row is None or row.status == PENDING:
+                raise BackendError(f"no token {token_id}", 404)
+            if row.status in (REVOKED, LOST):
+                raise BackendError(f"token {token_id} is {row.status}", 409)
+            limits = {k: v for k, v in changes.items() if k != "currency"}
+            if limits:
+                conn.execute(update(_t).where(_t.c.id == token_id).values(**limits))
+            if cur is not None and cur != row.currency:
+                res = conn.execute(update(_a).where(_a.c.token_id == token_id, _a.c.balance == 0)
+                                   .values(currency=cur))
+                if res.rowcount != 1:
+                    raise BackendError(f"token {token_id} holds {row.balance} {row.currency}: "
+                                       "its currency changes only at balance 0", 409)
+            audit.append(conn, self.now(), actor, "TOKEN_SET", token_id, dict(changes))
         return self.token_info(token_id)
 
     def unlock(self, token_id: int, actor: str) -> dict:
-        """Unlock a token locked by failures; its failure count restarts at 0."""
+        """Unlock a token locked by wrong codes before its cool-down ends; its guess budget
+        and failure count restart."""
         _check_token_id(token_id)
         with self.engine.begin() as conn:
             status = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
@@ -584,7 +686,7 @@ class Backend:
             if status in (REVOKED, LOST, PENDING):
                 raise BackendError(f"token {token_id} is {status}; only a locked token unlocks", 409)
             conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status.in_((LOCKED, ACTIVE)))
-                         .values(status=ACTIVE, failures=0))
+                         .values(status=ACTIVE, failures=0, guess_tat=None, guess_hash=None))
             audit.append(conn, self.now(), actor, "TOKEN_UNLOCK", token_id, {"was": status})
         return self.token_info(token_id)
 
@@ -716,6 +818,39 @@ class Backend:
         """Drop this process's merchant-key cache (after a revocation or key rotation)."""
         self._merchants.clear()
 
+    def throttled_client(self, client: str) -> int:
+        """Seconds this client address must still wait after too many unknown API keys
+        (rules.BAD_KEYS), from this process's memory of the database's answer; 0: go on."""
+        until = self._blocked.get(client)
+        if until is None:
+            return 0
+        left = until - self.now()
+        if left <= 0:
+            self._blocked.pop(client, None)
+            return 0
+        return left
+
+    def bad_key(self, client: str) -> int:
+        """Charge one unknown API key to ``client``'s budget (in the database, shared by
+        every server process). Returns 0 while the budget allows it, else the seconds to
+        wait (HTTP 429, Retry-After). A full budget is remembered here until it opens, so a
+        flood of bad keys costs no further writes."""
+        b, now, key = self.bad_keys_budget, self.now(), "ip:" + client[:100]
+        with self.engine.begin() as conn:
+            ok = conn.execute(text(_CHARGE), {"k": key, "first": now + b.interval_s, "now": now,
+                                              "iv": b.interval_s, "open_by": b.open_by(now)}).first()
+            if ok is not None:
+                self._bad_keys += 1
+                if self._bad_keys % 1000 == 0:  # forget buckets that have long emptied
+                    conn.execute(_th.delete().where(_th.c.tat < now - 86_400))
+                return 0
+            tat = conn.execute(text(_TAT), {"k": key}).scalar()
+        wait = b.retry_after(tat, now)
+        if len(self._blocked) >= 10_000:
+            self._blocked.clear()
+        self._blocked[client] = now + wait
+        return wait
+
     def auth_admin(self, key: str) -> str | None:
         with self.engine.begin() as conn:
             return conn.execute(select(_ad.c.name).where(_ad.c.key_hash == hash_api_key(key))).scalar()
@@ -820,35 +955,33 @@ class Backend:
 
         return self._atomic(work)
 
-    def _check(self, tx: _Tx, r: _TokRow | None, parsed, now: int, actor: str, alone: bool = False) -> Verdict:
+    def _check(self, tx: _Tx, r: _TokRow | None, parsed, now: int, actor: str, alone: bool = False,
+               merchant_id: int | None = None) -> Verdict:
         """The verification rules on the token's row; writes through ``tx``. ``alone``:
-        the accepting UPDATE is the transaction's only write (verify, not pay)."""
+        the accepting UPDATE is the transaction's only write (verify, not pay). With
+        ``merchant_id`` a guess is also charged to that merchant key (rules.py)."""
         pol = self.policy
         prefix, token_id, residue, otp = parsed
         if r is None or r.status == PENDING or r.prefix != prefix:
             return Verdict(CODE_INVALID, detail="no such token")
-        if r.status == LOCKED:
-            return Verdict(TOKEN_LOCKED, token_id)
         if r.status in (REVOKED, LOST):
             return Verdict(TOKEN_REVOKED, token_id)
+        open_by = rules.TOKEN_GUESSES.open_by(now)
+        if r.status == LOCKED or (r.guess_tat is not None and r.guess_tat > open_by):
+            return self._locked(token_id, r.status, r.guess_tat, now)
         secret = self._secret(token_id, r.secret_enc)
         drift = self._drift(r)
         predicted = round(drift.predict(now))
         step, off = locate_step(now, predicted, residue)
         if step < 0 or not paycode.equal(codes.hotp(secret, step), otp):
-            failures = tx.write_one(_FAIL, {"id": token_id})[0]
-            detail = {"failures": failures}
-            if failures >= pol.lock_after and tx.run(_LOCK, {"id": token_id}):
-                audit.append_raw(tx, now, actor, "TOKEN_LOCKED", token_id, detail)
-            audit.append_raw(tx, now, actor, "CODE_FAILED", token_id, detail)
-            return Verdict(CODE_INVALID, token_id, detail="wrong code for its token")
+            return self._miss(tx, r, token_id, secret, step, off, otp, now, predicted, actor, merchant_id)
         if step <= r.last_step:
             audit.append_raw(tx, now, actor, "CODE_REPLAYED", token_id, {"step": step})
             return Verdict(CODE_REPLAYED, token_id, step, off)
         observed = observed_drift(step, now)
         if abs(off) > pol.window:
             if off >= pol.suspect_ahead:
-                tx.run(_SUSPECT, {"id": token_id})
+                tx.run(_SUSPECT, {"id": token_id, "open_by": open_by})
                 audit.append_raw(tx, now, actor, "CLOCK_SUSPECT", token_id,
                                  {"offset": off, "known_drift_s": predicted})
             if (r.pending_drift is not None and abs(observed - r.pending_drift) <= pol.confirm_tolerance
@@ -858,27 +991,101 @@ class Backend:
                                  {"from_s": predicted, "to_s": observed})
                 new = drift.resync(now, observed)
             else:
-                tx.run(_PENDING, {"id": token_id, "drift": observed, "step": step})
+                if tx.run(_PENDING, {"id": token_id, "drift": observed, "step": step, "open_by": open_by}) != 1:
+                    return self._recheck(tx, token_id, now)
                 return Verdict(CODE_EXPIRED, token_id, step, off, detail="outside the time window")
         else:
             new = drift.update(now, observed)
         drift_s = round(new.offset)
         if tx.run(_ACCEPT, {"id": token_id, "step": step, "drift": round(drift_s / PERIOD), "drift_s": drift_s,
                             "at": new.at, "off": new.offset, "ppm": new.ppm, "p00": new.p00, "p01": new.p01,
-                            "p11": new.p11, "now": now}, alone=alone and not tx.open) != 1:
-            # another transaction consumed this step (or changed the status) first
-            status = tx.one(_STATUS, {"id": token_id})[0]
-            reason = {LOCKED: TOKEN_LOCKED, REVOKED: TOKEN_REVOKED, LOST: TOKEN_REVOKED}.get(status, CODE_REPLAYED)
-            return Verdict(reason, token_id, step, off)
+                            "p11": new.p11, "now": now, "open_by": open_by},
+                  alone=alone and not tx.open) != 1:
+            # another transaction consumed this step (or changed the status, or filled the budget) first
+            return self._recheck(tx, token_id, now, step, off)
         return Verdict(None, token_id, step, off)
+
+    def _locked(self, token_id: int, status: str, tat: int | None, now: int) -> Verdict:
+        if status == LOCKED:  # locked by hand (or before migration 0003): until an admin unlocks
+            return Verdict(TOKEN_LOCKED, token_id, detail="locked until unlocked")
+        return Verdict(TOKEN_LOCKED, token_id, detail="cooling down after wrong codes",
+                       retry_after=rules.TOKEN_GUESSES.retry_after(tat, now))
+
+    def _recheck(self, tx: _Tx, token_id: int, now: int, step: int | None = None,
+                 off: int | None = None) -> Verdict:
+        """Why a conditional write on the token found nothing to change."""
+        status, tat = tx.one(_STATUS, {"id": token_id})
+        if status in (REVOKED, LOST):
+            return Verdict(TOKEN_REVOKED, token_id, step, off)
+        if status == LOCKED or not rules.TOKEN_GUESSES.allows(tat, now):
+            return self._locked(token_id, status, tat, now)
+        return Verdict(CODE_REPLAYED, token_id, step, off)
+
+    def _miss(self, tx: _Tx, r: _TokRow, token_id: int, secret: bytes, step: int, off: int, otp: str,
+              now: int, predicted: int, actor: str, merchant_id: int | None) -> Verdict:
+        """The OTP is wrong for the step the residue names: a far-future, stale or replayed
+        code (right for another step), or a guess. Only a guess is charged (rules.py)."""
+        pol = self.policy
+        if step >= 0:
+            span = rules.RESIDUE
+            ahead = codes.find_step(secret, otp, range(step + span, step + span * rules.future_candidates() + 1, span))
+            if ahead is not None:
+                if tx.run(_SUSPECT, {"id": token_id, "open_by": rules.TOKEN_GUESSES.open_by(now)}) != 1:
+                    return self._recheck(tx, token_id, now)
+                audit.append_raw(tx, now, actor, "CLOCK_SUSPECT", token_id,
+                                 {"offset": off + (ahead - step), "known_drift_s": predicted})
+                return Verdict(CODE_FUTURE, token_id, ahead, off + (ahead - step),
+                               detail="for a time far ahead of the token's known clock")
+            lo = max(0, (now + predicted - rules.STALE_SEARCH_S) // PERIOD)
+            past = codes.find_step(secret, otp, range(step - span, lo - 1, -span))
+            if past is not None:
+                if past <= r.last_step:
+                    audit.append_raw(tx, now, actor, "CODE_REPLAYED", token_id, {"step": past})
+                    return Verdict(CODE_REPLAYED, token_id, past, off + (past - step))
+                return Verdict(CODE_EXPIRED, token_id, past, off + (past - step), detail="a stale code")
+        if off < -pol.window:
+            # Behind the window: a hit there would be of no use to a guesser; not counted.
+            return Verdict(CODE_INVALID, token_id, detail="wrong code behind the window (not counted)")
+        gh = hashlib.sha256(b"%d|%s" % (step, otp.encode())).hexdigest()[:16]
+        if gh == r.guess_hash:
+            return Verdict(CODE_INVALID, token_id, detail="the same wrong code again (not counted)")
+        if merchant_id is not None:
+            key = f"mt:{merchant_id}:{token_id}"
+            if not self._charge(tx, key, rules.MERCHANT_TOKEN_GUESSES, now):
+                tat = tx.one(_TAT, {"k": key})[0]
+                return Verdict(THROTTLED, token_id, retry_after=rules.MERCHANT_TOKEN_GUESSES.retry_after(tat, now),
+                               detail="too many wrong codes for this token from this merchant key")
+        b = rules.TOKEN_GUESSES
+        row = tx.write_one(_GUESS, {"id": token_id, "gh": gh, "now": now, "iv": b.interval_s,
+                                    "open_by": b.open_by(now)})
+        if row is None:  # concurrent guesses filled the budget first
+            return self._recheck(tx, token_id, now)
+        failures, tat = row
+        detail = {"failures": failures}
+        if not b.allows(tat, now):
+            audit.append_raw(tx, now, actor, "TOKEN_LOCKED", token_id,
+                             dict(detail, until=tat - (b.burst - 1) * b.interval_s))
+        audit.append_raw(tx, now, actor, "CODE_FAILED", token_id, detail)
+        if merchant_id is not None:
+            self._charge(tx, f"m:{merchant_id}", rules.MERCHANT_GUESSES, now)
+        return Verdict(CODE_INVALID, token_id, detail="wrong code for its token")
+
+    @staticmethod
+    def _charge(tx: _Tx, key: str, budget: rules.Budget, now: int) -> bool:
+        """One charge to ``key``'s budget; False (and nothing changed) when it is full."""
+        return tx.write_one(_CHARGE, {"k": key, "first": now + budget.interval_s, "now": now,
+                                      "iv": budget.interval_s, "open_by": budget.open_by(now)}) is not None
 
     # ---- payments ----------------------------------------------------------------------
 
     def pay(self, merchant_id: int, code: str, amount: int, currency: str, merchant_order_id: str) -> dict:
         """Authorize and debit atomically, or refuse with a reason. Idempotent per order id.
 
-        Raises BackendError (422) for a malformed request, which writes nothing, and
-        (409) when the order id was already used for a different request.
+        Raises BackendError (422) for a malformed request, which writes nothing, (409) when
+        the order id was already used for a different request, and (429, ``retry_after``)
+        when this merchant key sent too many wrong codes (rules.py): nothing checked or
+        stored. A ``TOKEN_LOCKED`` refusal of a token cooling down is not stored either
+        and carries ``retry_after`` (seconds until the lock clears by itself).
         """
         if not isinstance(code, str) or not 1 <= len(code) <= 64:
             raise BackendError("code must be a string of the 18 code digits", 422)
@@ -891,8 +1098,12 @@ class Backend:
         parsed = self._parse(code)
         for _ in range(5):
             try:
-                return self._atomic(lambda tx: self._pay_tx(tx, merchant_id, parsed, amount, currency,
-                                                            merchant_order_id, req))
+                out = self._atomic(lambda tx: self._pay_tx(tx, merchant_id, parsed, amount, currency,
+                                                           merchant_order_id, req))
+                if isinstance(out, Verdict):  # THROTTLED: nothing was written
+                    raise BackendError(f"{out.detail}; retry after {out.retry_after} s", 429,
+                                       retry_after=out.retry_after)
+                return out
             except self._integrity_errors:
                 # A concurrent request with the same order id committed first: answer with its result.
                 stored = self._atomic(lambda tx: self._stored(tx, merchant_id, merchant_order_id, req))
@@ -921,7 +1132,8 @@ class Backend:
         day = day_of(now)
         row = None
         if not isinstance(parsed, Verdict):
-            row = tx.one(_SEL_PAY, {"id": parsed[1], "m": merchant_id, "o": order_id, "day": day})
+            row = tx.one(_SEL_PAY, {"id": parsed[1], "m": merchant_id, "o": order_id,
+                                    "km": f"m:{merchant_id}", "kmt": f"mt:{merchant_id}:{parsed[1]}"})
         if row is None:  # no such token: only the order id can have a stored answer
             stored = self._stored(tx, merchant_id, order_id, req)
             if stored is not None:
@@ -933,25 +1145,39 @@ class Backend:
         r = _PayTokRow._make(row)
         if r.stored is not None:
             return self._stored(tx, merchant_id, order_id, req)
-        v = self._check(tx, _TokRow._make(row[:_N_TOK]), parsed, now, f"merchant:{merchant_id}")
+        for budget, tat, what in ((rules.MERCHANT_GUESSES, r.m_tat, "too many wrong codes from this merchant key"),
+                                  (rules.MERCHANT_TOKEN_GUESSES, r.mt_tat,
+                                   "too many wrong codes for this token from this merchant key")):
+            if not budget.allows(tat, now):
+                return Verdict(THROTTLED, parsed[1], retry_after=budget.retry_after(tat, now), detail=what)
+        v = self._check(tx, _TokRow._make(row[:_N_TOK]), parsed, now, f"merchant:{merchant_id}",
+                        merchant_id=merchant_id)
         reason = v.reason
-        if v.token_id is None:
-            # The code names no token: nothing to count, debit or store (stateless, repeatable).
+        if v.token_id is None or (reason in (THROTTLED, TOKEN_LOCKED) and v.retry_after):
+            # The code names no token (stateless, repeatable), or the token is cooling down
+            # (nothing checked): nothing to debit or store. THROTTLED becomes a 429.
             log.info("payment refused %s merchant=%s order=%s: %s", reason, merchant_id, order_id, v.detail)
-            return {"payment_id": None, "status": "refused", "reason": reason, "token_id": None,
-                    "amount": amount, "currency": currency}
+            if reason == THROTTLED:
+                return v
+            out = {"payment_id": None, "status": "refused", "reason": reason, "token_id": None,
+                   "amount": amount, "currency": currency}
+            if v.retry_after:
+                out["retry_after"] = v.retry_after
+            return out
         if reason is None:
+            spent = r.spent if r.spent_day == day else 0
             if r.limit_per_payment is not None and amount > r.limit_per_payment:
                 reason = LIMIT_EXCEEDED
-            elif r.limit_per_day is not None and r.spent + amount > r.limit_per_day:
+            elif r.limit_per_day is not None and spent + amount > r.limit_per_day:
                 reason = LIMIT_EXCEEDED
-            elif (r.balance is None or r.currency != currency or r.balance < amount
-                  or tx.run(_DEBIT, {"id": v.token_id, "cur": currency, "amount": amount,
-                                     "lim": r.limit_per_day, "day": day}) != 1):
+            elif r.balance is None or r.currency != currency or r.balance < amount:
                 reason = INSUFFICIENT_FUNDS
-                if (r.limit_per_day is not None and r.balance is not None and r.balance >= amount
-                        and tx.one(_SPENT, {"id": v.token_id, "day": day})[0] + amount > r.limit_per_day):
-                    reason = LIMIT_EXCEEDED  # another payment of the day committed meanwhile
+            elif tx.run(_DEBIT, {"id": v.token_id, "cur": currency, "amount": amount, "day": day,
+                                 "lim": _NO_LIMIT if r.limit_per_day is None else r.limit_per_day}) != 1:
+                # a concurrent payment of this token changed the account since the SELECT
+                bal, cur, sday, sp = tx.one(_ACCOUNT, {"id": v.token_id})
+                over = r.limit_per_day is not None and (sp if sday == day else 0) + amount > r.limit_per_day
+                reason = LIMIT_EXCEEDED if over else INSUFFICIENT_FUNDS
         pid = "pay_" + secrets.token_hex(12)
         status = "succeeded" if reason is None else "refused"
         out = {"id": pid, "m": merchant_id, "o": order_id, "req": req, "token_id": v.token_id,
@@ -973,30 +1199,85 @@ class Backend:
 
     def refund(self, merchant_id: int, payment_id: str, amount: int | None = None,
                idempotency_key: str | None = None) -> dict:
-        """Refund all (default) or part of a succeeded payment back to the token's account."""
-        # PLACEHOLDER for h2-issuer's merge: ``idempotency_key`` is accepted and ignored
-        # here; h2's refund path makes a retry with the same key return the first refund.
+        """Refund all (default) or part of a succeeded payment back to the token's account.
+
+        Idempotent like a payment: the same ``idempotency_key`` with the same payment and
+        amount gives the stored answer and refunds once; with another payment or amount it
+        is a 409. Without a key the request itself is the key: an identical refund (same
+        payment, same amount, or again "all that remains") is the same refund, answered
+        from the record; a second refund of the same amount needs its own key. Whatever
+        runs concurrently, the refunds of a payment never exceed it (a conditional UPDATE).
+        """
         if amount is not None:
             _check_amount(amount)
+        if idempotency_key is not None and (not isinstance(idempotency_key, str)
+                                            or not _IDEM_KEY.match(idempotency_key)):
+            raise BackendError("Idempotency-Key must be 1 to 255 visible ASCII characters", 422)
+        req = hashlib.sha256(f"{payment_id}|{'rest' if amount is None else amount}".encode()).hexdigest()
+        idem = f"key:{idempotency_key}" if idempotency_key is not None else f"body:{req}"
+        for _ in range(5):
+            try:
+                return self._refund_tx(merchant_id, payment_id, amount, idem, req)
+            except IntegrityError:
+                pass  # a concurrent refund with this key committed first: its answer follows
+            stored = self._stored_refund(merchant_id, idem, req)
+            if stored is not None:
+                return stored
+        raise BackendError("refund could not be recorded; retry with the same Idempotency-Key", 503)
+
+    def _stored_refund(self, merchant_id: int, idem: str, req: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_r).where(_r.c.merchant_id == merchant_id, _r.c.idem == idem)).first()
+        if row is None:
+            return None
+        if row.request_hash != req:
+            raise BackendError("Idempotency-Key was already used for a different refund", 409)
+        return {"refund_id": row.id, "payment_id": row.payment_id, "amount": row.amount,
+                "refunded": row.refunded_after}
+
+    def _refund_tx(self, merchant_id: int, payment_id: str, amount: int | None, idem: str, req: str) -> dict:
+        def stored_answer(conn) -> dict | None:
+            stored = conn.execute(select(_r).where(_r.c.merchant_id == merchant_id, _r.c.idem == idem)).first()
+            if stored is None:
+                return None
+            if stored.request_hash != req:
+                raise BackendError("Idempotency-Key was already used for a different refund", 409)
+            return {"refund_id": stored.id, "payment_id": stored.payment_id, "amount": stored.amount,
+                    "refunded": stored.refunded_after}
+
         with self.engine.begin() as conn:
-            row = conn.execute(select(_p).where(_p.c.id == payment_id, _p.c.merchant_id == merchant_id)).first()
+            out = stored_answer(conn)
+            if out is not None:
+                return out
+            # The payment's row lock orders the refunds of a payment (PostgreSQL; on SQLite
+            # BEGIN IMMEDIATE orders everything). A twin with the same key waits here, then
+            # finds this one's record.
+            row = conn.execute(select(_p).where(_p.c.id == payment_id, _p.c.merchant_id == merchant_id)
+                               .with_for_update()).first()
             if row is None:
                 raise BackendError(f"no payment {payment_id}", 404)
+            out = stored_answer(conn)
+            if out is not None:
+                return out
             if row.status != "succeeded":
                 raise BackendError("only a succeeded payment can be refunded", 409)
-            if amount is None:
-                amount = row.amount - row.refunded
-            res = conn.execute(update(_p).where(_p.c.id == payment_id, _p.c.refunded + amount <= _p.c.amount)
-                               .values(refunded=_p.c.refunded + amount))
-            if amount < 1 or res.rowcount != 1:
-                raise BackendError("refund exceeds what remains of the payment", 409)
-            conn.execute(update(_a).where(_a.c.token_id == row.token_id).values(balance=_a.c.balance + amount))
             rid = "ref_" + secrets.token_hex(12)
             now = self.now()
-            conn.execute(_r.insert().values(id=rid, payment_id=payment_id, amount=amount, created_at=now))
+            remaining = row.amount - row.refunded
+            if amount is None:
+                amount = remaining
+            if amount < 1 or amount > remaining:
+                raise BackendError("refund exceeds what remains of the payment", 409)
+            refunded = conn.execute(update(_p).where(_p.c.id == payment_id, _p.c.refunded + amount <= _p.c.amount)
+                                    .values(refunded=_p.c.refunded + amount).returning(_p.c.refunded)).scalar()
+            if refunded is None:  # cannot happen under the row lock; fail closed all the same
+                raise BackendError("refund exceeds what remains of the payment", 409)
+            conn.execute(_r.insert().values(id=rid, payment_id=payment_id, amount=amount, created_at=now,
+                                            merchant_id=merchant_id, idem=idem, request_hash=req,
+                                            refunded_after=refunded))
+            conn.execute(update(_a).where(_a.c.token_id == row.token_id).values(balance=_a.c.balance + amount))
             audit.append(conn, now, f"merchant:{merchant_id}", "REFUND", row.token_id,
                          {"payment_id": payment_id, "refund_id": rid, "amount": amount})
-            refunded = conn.execute(select(_p.c.refunded).where(_p.c.id == payment_id)).scalar()
         return {"refund_id": rid, "payment_id": payment_id, "amount": amount, "refunded": refunded}
 
     # ---- keys and audit ----------------------------------------------------------------

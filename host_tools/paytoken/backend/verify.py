@@ -19,11 +19,12 @@ PERIOD = 30
 CODE_INVALID = "CODE_INVALID"
 CODE_REPLAYED = "CODE_REPLAYED"
 CODE_EXPIRED = "CODE_EXPIRED"
+CODE_FUTURE = "CODE_FUTURE"  # right for a step far ahead of the token's known clock
 TOKEN_LOCKED = "TOKEN_LOCKED"
 TOKEN_REVOKED = "TOKEN_REVOKED"
 INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
 LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
-REASONS = (CODE_INVALID, CODE_REPLAYED, CODE_EXPIRED, TOKEN_LOCKED, TOKEN_REVOKED,
+REASONS = (CODE_INVALID, CODE_REPLAYED, CODE_EXPIRED, CODE_FUTURE, TOKEN_LOCKED, TOKEN_REVOKED,
            INSUFFICIENT_FUNDS, LIMIT_EXCEEDED)
 
 
@@ -32,7 +33,6 @@ class Policy:
     """Verification settings. ``window`` steps either side are accepted (1..4)."""
 
     window: int = 1
-    lock_after: int = 5  # consecutive failures that lock a token (RFC 4226 §7.3)
     suspect_ahead: int = 3  # a code this many steps ahead of known drift is flagged
     confirm_tolerance: int = 45  # two jump codes must agree on drift within this (seconds)
     rate_sigma_ppm: float = 30.0  # a new token's unknown crystal error (1 sigma) when none is given
@@ -40,8 +40,6 @@ class Policy:
     def __post_init__(self) -> None:
         if not 1 <= self.window <= 4:
             raise ValueError("window must be 1..4 steps: the step residue pins only ±4")
-        if self.lock_after < 1:
-            raise ValueError("lock_after must be at least 1")
         if not 0 < self.rate_sigma_ppm <= RATE_LIMIT_PPM:
             raise ValueError("rate_sigma_ppm must be above 0 and at most 500")
 

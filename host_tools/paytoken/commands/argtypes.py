@@ -97,6 +97,14 @@ positive_int = integer(1, None, "a positive integer")
 nonneg_int = integer(0, None, "a non-negative integer")
 token_id = integer(0, MAX_TOKEN_ID, "a token id (0 to 99999999)")
 amount = integer(1, MAX_AMOUNT, "an amount in minor units")
+
+
+def amount_or_none(text: str) -> int | None:
+    """A limit in minor units, or ``none`` (no limit)."""
+    return None if text.strip().lower() == "none" else amount(text)
+
+
+amount_or_none.int_bounds = amount.int_bounds  # type: ignore[attr-defined]
 utc_seconds = integer(0, MAX_UTC, "UTC seconds")
 seconds = number(0, 86400, lo_open=True, what="a number of seconds")  # timeouts
 tcp_port = integer(1, 65535, "a TCP port")

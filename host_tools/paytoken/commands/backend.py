@@ -220,9 +220,11 @@ def do_scheme_add(args) -> None:
             key = bytes.fromhex(args.key)
         except ValueError:
             raise CommandError("--key must be 32 hex digits") from None
-    key = _run(_backend(args, key=True).add_scheme, args.prefix, key)
-    data = {"prefix": args.prefix}
-    text = f"scheme {args.prefix} stored (key encrypted at rest)"
+    backend = _backend(args, key=True)
+    key = _run(backend.add_scheme, args.prefix, key, args.limit_per_payment, args.limit_per_day, args.currency)
+    data = dict(_run(backend.scheme_defaults, args.prefix), prefix=args.prefix)
+    text = (f"scheme {args.prefix} stored (key encrypted at rest); new tokens get "
+            f"{data['limit_per_payment']} per payment, {data['limit_per_day']} a day, {data['currency']}")
     if args.show_key:
         data["key"] = key.hex()
         text += f"\nscheme key: {key.hex()}"
@@ -264,6 +266,20 @@ def do_token_show(args) -> None:
 def do_token_revoke(args) -> None:
     t = _run(_backend(args).set_status, args.id, "lost" if args.lost else "revoked", "cli")
     _out(args, t, f"token {args.id} {t['status']}")
+
+
+
+def do_token_set(args) -> None:
+    changes = {k: getattr(args, k) for k in ("limit_per_payment", "limit_per_day", "currency")
+               if getattr(args, k) is not _UNSET}
+    if not changes:
+        raise CommandError("nothing to change: give --limit-per-payment, --limit-per-day or --currency")
+    t = _run(_backend(args).set_token, args.id, "cli", **changes)
+    _out(args, t, f"token {args.id}: {t['limit_per_payment']} per payment, {t['limit_per_day']} a day, "
+                  f"{t['currency']}")
+
+
+_UNSET = object()
 
 
 def do_token_unlock(args) -> None:
@@ -327,13 +343,25 @@ def do_pay(args) -> None:
         key = argtypes.secret_key(key)
     except argparse.ArgumentTypeError as exc:
         raise CommandError(f"$PAYTOKEN_API_KEY: {exc}") from None
+    # One order id per invocation, reused by every retry: a retry after a timeout gets the
+    # first attempt's answer (the payment is idempotent per order id), never a replay refusal.
     order = args.order_id or "cli-" + secrets.token_hex(8)
+    if not args.order_id:
+        print(f"paytoken: order id {order}", file=sys.stderr)
     body = {"code": args.code, "amount": args.amount, "currency": args.currency, "merchant_order_id": order}
-    try:
-        r = httpx.post(args.url.rstrip("/") + "/v1/payments", json=body,
-                       headers={"Authorization": f"Bearer {key}"}, timeout=args.timeout)
-    except httpx.HTTPError as exc:
-        raise CommandError(f"cannot reach {args.url}: {exc.__class__.__name__}") from None
+    for attempt in range(max(0, args.retries) + 1):
+        try:
+            r = httpx.post(args.url.rstrip("/") + "/v1/payments", json=body,
+                           headers={"Authorization": f"Bearer {key}"}, timeout=args.timeout)
+        except httpx.HTTPError as exc:
+            if attempt < args.retries:
+                print(f"paytoken: {exc.__class__.__name__}; retrying order {order}", file=sys.stderr)
+                continue
+            raise CommandError(f"cannot reach {args.url}: {exc.__class__.__name__} "
+                               f"(retry with --order-id {order})") from None
+        if r.status_code < 500 or attempt == args.retries:
+            break
+        print(f"paytoken: server answered {r.status_code}; retrying order {order}", file=sys.stderr)
     try:
         data = r.json()
     except ValueError:
@@ -382,6 +410,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="two digits: scheme digit + version, e.g. 81")
     p.add_argument("--key", help="16-byte key in hex (default: generate one)")
     p.add_argument("--show-key", action="store_true", help="print the key (it is secret)")
+    p.add_argument("--limit-per-payment", type=argtypes.amount, default=None, metavar="MINOR",
+                   help="default for the scheme's new tokens (default: the issuer's, 50000)")
+    p.add_argument("--limit-per-day", type=argtypes.amount, default=None, metavar="MINOR",
+                   help="default for the scheme's new tokens (default: the issuer's, 200000)")
+    p.add_argument("--currency", type=argtypes.currency, default=None,
+                   help="default account currency of new tokens (default CNY)")
     _common(p, key=True)
     p.set_defaults(func=do_scheme_add)
 
@@ -395,14 +429,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix", type=argtypes.prefix, default=None,
                    help="the two-digit prefix (overrides --version)")
     p.add_argument("--sync-key", default=None, help="hex (default: generated)")
-    p.add_argument("--currency", type=argtypes.currency, default="CNY",
-                   help="the account's ISO 4217 currency")
+    p.add_argument("--currency", type=argtypes.currency, default=None,
+                   help="the account's ISO 4217 currency (default: the scheme's)")
     p.add_argument("--limit-per-payment", type=argtypes.amount, default=None, metavar="MINOR",
-                   help="largest single payment, minor units (default: no limit)")
+                   help="largest single payment, minor units (default: the scheme's)")
     p.add_argument("--limit-per-day", type=argtypes.amount, default=None, metavar="MINOR",
-                   help="most paid in a UTC day, minor units (default: no limit)")
+                   help="most paid in a UTC day, minor units (default: the scheme's)")
     _common(p, key=True)
     p.set_defaults(func=do_token_add)
+    p = tks.add_parser("set", help="change a token's limits and currency (admin)")
+    p.add_argument("id", type=argtypes.token_id, help="the token id")
+    p.add_argument("--limit-per-payment", type=argtypes.amount_or_none, default=_UNSET, metavar="N",
+                   help="minor units, or 'none' for no limit")
+    p.add_argument("--limit-per-day", type=argtypes.amount_or_none, default=_UNSET, metavar="N",
+                   help="minor units, or 'none' for no limit")
+    p.add_argument("--currency", type=argtypes.currency, default=_UNSET, metavar="C", help="ISO 4217; only while the balance is 0")
+    _common(p)
+    p.set_defaults(func=do_token_set)
     for name, fn, hlp in (("show", do_token_show, "status, drift, last use"),
                           ("revoke", do_token_revoke, "revoke a token for good"),
                           ("unlock", do_token_unlock, "unlock a token locked by failures")):
@@ -459,5 +502,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", type=argtypes.secret_key, default=None,
                    help="the merchant API key (default $PAYTOKEN_API_KEY)")
     p.add_argument("--timeout", type=argtypes.seconds, default=10.0, help="seconds to wait for the answer")
+    p.add_argument("--retries", type=argtypes.integer(0, 10, "a number of retries"), default=2,
+                   help="retries after a timeout or a 5xx, with the same order id, 0 to 10")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_pay)

@@ -1,0 +1,109 @@
+"""The issuer's rules in one place: guess budgets, cool-downs, search horizons, default limits.
+
+Pure: no database and no clock. The service applies them with conditional UPDATEs, so
+they hold across threads, server processes and uvicorn workers on one database (all the
+state is in the database: per token on its row, the rest in the ``throttles`` table).
+
+A budget is a GCRA (generic cell rate algorithm) bucket: one number per key, its
+*theoretical arrival time* ``tat`` (UTC s). Each charge moves ``tat`` on by ``interval_s``
+(from now, if it lies in the past). A charge is allowed while ``tat <= now + (burst - 1) *
+interval_s``: ``burst`` charges at once, then one per ``interval_s``. In any 24 hours a
+key takes at most ``burst + 86400 / interval_s`` charges.
+
+docs/SECURITY.md states the bound these numbers give (``guess_bound``); a test checks the
+document against this module.
+
+Usage::
+
+    open_by = TOKEN_GUESSES.open_by(now)          # a guess is allowed if tat <= open_by
+    new_tat = TOKEN_GUESSES.charge(tat, now)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OTP_SPACE = 10**6  # 6-digit HOTP (RFC 4226)
+PERIOD = 30  # seconds per TOTP step
+RESIDUE = 10  # the code carries step % 10: it names one step in any 10 consecutive ones
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``burst`` charges at once, then one per ``interval_s`` seconds."""
+
+    burst: int
+    interval_s: int
+
+    def open_by(self, now: int) -> int:
+        """A charge is allowed while the key's ``tat`` is at most this."""
+        return now + (self.burst - 1) * self.interval_s
+
+    def allows(self, tat: int | None, now: int) -> bool:
+        return tat is None or tat <= self.open_by(now)
+
+    def charge(self, tat: int | None, now: int) -> int:
+        return max(tat or now, now) + self.interval_s
+
+    def retry_after(self, tat: int | None, now: int) -> int:
+        """Seconds until the next charge is allowed (at least 1; 0 if allowed now)."""
+        if self.allows(tat, now):
+            return 0
+        return max(1, tat - self.open_by(now))
+
+    def per_day(self) -> int:
+        """The most charges in any 24 hours."""
+        return self.burst + 86_400 // self.interval_s
+
+
+# ---- wrong codes (guesses) ---------------------------------------------------------------
+#
+# A *guess* is a code that decrypts to a real token, whose step residue places it in the
+# accepted window or ahead of it (up to +4 steps), and whose OTP is wrong for that step and
+# for every step searched below. Only guesses are charged. A stale, replayed or far-future
+# code (its OTP right for another step) and a repeat of the token's last wrong guess are
+# refused with their own reason and charge nothing.
+
+# Per token (on its row): 5 guesses at once, then one an hour. While the bucket is full the
+# token is locked (TOKEN_LOCKED, no code is checked) and the lock clears by itself: an hour
+# after a burst of 5.
+TOKEN_GUESSES = Budget(burst=5, interval_s=3600)
+# Per (merchant key, token): 2 at once, then one per 12 hours. 4 in any day is fewer than the
+# token's burst of 5, so one merchant key alone can never lock a customer's token.
+MERCHANT_TOKEN_GUESSES = Budget(burst=2, interval_s=12 * 3600)
+# Per merchant key, over all tokens: 20 at once, then one per 5 minutes (308 a day).
+MERCHANT_GUESSES = Budget(burst=20, interval_s=300)
+# Requests with an unknown API key, per client address: 20 at once, then one per 3 s.
+BAD_KEYS = Budget(burst=20, interval_s=3)
+
+# How far from the step its residue names a code's OTP is looked for, to tell a stale code
+# (a past step: CODE_EXPIRED, or CODE_REPLAYED if used) and a far-future one (CODE_FUTURE)
+# from a guess. Past steps are harmless to reveal; each future step searched is one more
+# usable code a guess can reveal, so the future horizon is short.
+STALE_SEARCH_S = 7 * 86_400  # 2016 candidate steps, about 2 ms of HMAC
+FUTURE_SEARCH_S = 30 * 60  # 6 candidate steps beyond the residue's +4
+
+
+def future_candidates() -> int:
+    return FUTURE_SEARCH_S // (RESIDUE * PERIOD)
+
+
+def guess_bound(days: int = 1) -> tuple[int, float]:
+    """(guesses per token in ``days`` days, the chance that one of them reveals a usable code).
+
+    A guess names one step (its residue) and is also checked against
+    ``future_candidates()`` far-future steps; each is one OTP of ``OTP_SPACE``."""
+    n = TOKEN_GUESSES.burst + days * 86_400 // TOKEN_GUESSES.interval_s
+    p_one = (1 + future_candidates()) / OTP_SPACE
+    return n, 1 - (1 - p_one) ** n
+
+
+# ---- limits -----------------------------------------------------------------------------
+#
+# A scheme carries the default limits and currency that activation applies to each new
+# token (``paytoken scheme add --limit-per-payment --limit-per-day --currency``); these are
+# the issuer's defaults for a scheme added without them. Minor units; None = no limit.
+
+DEFAULT_CURRENCY = "CNY"
+DEFAULT_LIMIT_PER_PAYMENT = 50_000  # 500.00
+DEFAULT_LIMIT_PER_DAY = 200_000  # 2000.00

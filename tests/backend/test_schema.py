@@ -1,0 +1,110 @@
+"""schemathesis (all checks) against a live ``paytoken serve``: the OpenAPI schema tells the truth.
+
+Bounded: a fixed number of examples per operation and a response-time limit; the number of
+operations and checks run goes to the test's output (and reports/schemathesis.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paycode
+import pytest
+from paytoken.backend.db import make_engine
+from paytoken.backend.service import Backend
+
+from .conftest import SECRET, Server
+
+MAX_EXAMPLES = int(os.environ.get("PAYTOKEN_SCHEMA_EXAMPLES", "12"))
+
+CONFIG = """
+[dictionaries.tokens]
+values = [42, 43]
+
+[dictionaries.payments]
+values = ["{payment}"]
+
+[[operations]]
+include-path-regex = "^/v1/payments"
+headers = { Authorization = "Bearer ${PT_API_KEY}" }
+parameters = { "path.payment_id" = { dictionary = "payments", probability = 0.5 } }
+
+[[operations]]
+include-path-regex = "^/v1/tokens"
+headers = { Authorization = "Bearer ${PT_ADMIN_KEY}" }
+parameters = { "path.token_id" = { dictionary = "tokens", probability = 0.5 } }
+"""
+
+
+@pytest.mark.timeout(300)
+def test_schemathesis_all_checks_pass_against_the_live_server(sqlite_template, ring, master_hex, tmp_path):
+    db = tmp_path / "paytoken.db"
+    shutil.copy(sqlite_template, db)
+    url = f"sqlite:///{db}"
+    backend = Backend(make_engine(url), ring)
+    backend.add_scheme("81")
+    backend.add_token(42, SECRET, sync_key=bytes(range(50, 70)))
+    backend.credit(42, 100_000)
+    backend.add_token(43, SECRET)
+    backend.credit(43, 100_000)
+    mid, api_key = backend.add_merchant("shop")
+    code = paycode.payment_code(SECRET, 43, int(time.time()), backend.scheme_keys()["81"])
+    payment = backend.pay(mid, code, 5000, "CNY", "st-1")
+    assert payment["status"] == "succeeded", payment
+    admin_key = backend.add_admin("ops")
+    backend.engine.dispose()
+    # All of schemathesis comes from one address, and its ignored_auth check wants a 401 for
+    # every request without a key: a bigger bad-key burst for this server (the throttle itself:
+    # tests/backend/test_http_rules.py).
+    server = Server(url, master_hex, tmp_path / "server.log", env={"PAYTOKEN_BAD_KEY_BURST": "100000"})
+    cfg = tmp_path / "schemathesis.toml"
+    cfg.write_text(CONFIG.replace("{payment}", payment["payment_id"]))
+    report, events = tmp_path / "st.json", tmp_path / "st.ndjson"
+    st = Path(sys.executable).with_name("st")
+    env = dict(os.environ, PT_API_KEY=api_key, PT_ADMIN_KEY=admin_key, PT_PAYMENT=payment["payment_id"])
+    try:
+        r = subprocess.run(
+            [str(st), "--config-file", str(cfg), "run", server.url + "/openapi.json", "--checks", "all",
+             "--max-examples", str(MAX_EXAMPLES), "--max-response-time", "5", "--seed", "1", "--workers", "1",
+             "--request-timeout", "10", "--report", "json,ndjson", "--report-json-path", str(report),
+             "--report-ndjson-path", str(events),
+             "--no-color"],
+            env=env, capture_output=True, text=True, timeout=280, cwd=tmp_path)  # its cache stays there
+    finally:
+        server.stop()
+    print(r.stdout[-6000:])
+    assert r.returncode == 0, r.stdout[-12000:] + r.stderr[-2000:] + server.log()[-3000:]
+    assert "Traceback" not in server.log()
+    data = json.loads(report.read_text())
+    assert data["complete"] and data["operations"]["tested"] == data["operations"]["total"] >= 11
+    assert data["test_cases"]["with_failures"] == 0 and not data["failures"] and not data["errors"]
+    checks: dict[str, int] = {}
+
+    def walk(x):
+        if isinstance(x, dict):
+            if "name" in x and "status" in x and isinstance(x.get("name"), str) and x["name"] in NAMES:
+                checks[x["name"]] = checks.get(x["name"], 0) + 1
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    for line in events.read_text().splitlines():
+        walk(json.loads(line))
+    print(f"schemathesis: {data['operations']['tested']} operations, {data['test_cases']['generated']} test "
+          f"cases, {sum(checks.values())} checks run: {json.dumps(checks, sort_keys=True)}")
+    assert len(checks) >= 10 and sum(checks.values()) > 500, checks
+
+
+NAMES = {"not_a_server_error", "status_code_conformance", "content_type_conformance",
+         "response_headers_conformance", "response_schema_conformance", "negative_data_rejection",
+         "positive_data_acceptance", "missing_required_header", "unsupported_method",
+         "allow_header_conformance", "use_after_free", "ensure_resource_availability", "ignored_auth",
+         "object_level_authorization", "max_response_time"}
