@@ -446,12 +446,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--currency", type=argtypes.currency, default=_UNSET, metavar="C", help="ISO 4217; only while the balance is 0")
     _common(p)
     p.set_defaults(func=do_token_set)
-    for name, fn, hlp in (("show", do_token_show, "status, drift, last use"),
-                          ("revoke", do_token_revoke, "revoke a token for good"),
-                          ("unlock", do_token_unlock, "unlock a token locked by failures")):
-        p = tks.add_parser(name, help=hlp)
+    for cmd, fn, hlp in (("show", do_token_show, "status, drift, last use"),
+                         ("revoke", do_token_revoke, "revoke a token for good"),
+                         ("unlock", do_token_unlock, "unlock a token locked by failures")):
+        p = tks.add_parser(cmd, help=hlp)
         p.add_argument("id", type=argtypes.token_id, help="the token id")
-        if name == "revoke":
+        if cmd == "revoke":
             p.add_argument("--lost", action="store_true", help="mark it lost instead of revoked")
         _common(p)
         p.set_defaults(func=fn)
