@@ -175,7 +175,7 @@ def test_cli_scheme_defaults_and_token_set(db_url, tmp_path, capsys, monkeypatch
     sc = json.loads(run(capsys, "scheme", "add", "--prefix", "81", "--limit-per-payment", "3000",
                         "--limit-per-day", "9000", "--currency", "EUR", *common, "--json").out)
     assert (sc["limit_per_payment"], sc["limit_per_day"], sc["currency"]) == (3000, 9000, "EUR")
-    assert "three capital letters" in run(capsys, "scheme", "add", "--prefix", "82", "--currency", "eur",
+    assert "is not a currency code" in run(capsys, "scheme", "add", "--prefix", "82", "--currency", "eur",
                                           *common, rc=1).err
     b32 = base64.b32encode(SECRET).decode()
     t = json.loads(run(capsys, "token", "add", "--id", "42", "--secret", b32, *common, "--json").out)

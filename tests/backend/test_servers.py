@@ -155,8 +155,12 @@ def _code(farm, token_id: int, at: float | None = None) -> str:
     return paycode.payment_code(SECRET, token_id, int(time.time() if at is None else at), farm["key"])
 
 
-def _post(client: httpx.Client, url: str, path: str, body: dict | None, key: str) -> httpx.Response:
-    return client.post(url + path, json=body, headers={"Authorization": f"Bearer {key}"})
+def _post(client: httpx.Client, url: str, path: str, body: dict | None, key: str,
+          idem: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"}
+    if idem is not None:
+        headers["Idempotency-Key"] = idem
+    return client.post(url + path, json=body, headers=headers)
 
 
 def _payments(backend) -> int:
@@ -199,13 +203,15 @@ def test_refunds_and_limits_hold_across_servers(farm):
                                                         "currency": "CNY", "merchant_order_id": "refund-me"},
                     api).json()
         assert pay["status"] == "succeeded", pay
-    # 12 refunds of 300 at once, 4 per server: only what the payment holds (3) go through
+    # 12 distinct refunds (own Idempotency-Keys) of 300 at once, 4 per server: only what the
+    # payment holds (3) go through
     n, barrier, codes = 12, threading.Barrier(12), [None] * 12
 
     def refund(i):
         with httpx.Client(timeout=60) as c:
             barrier.wait(30)
-            r = _post(c, servers[i % 3].url, f"/v1/payments/{pay['payment_id']}/refund", {"amount": 300}, api)
+            r = _post(c, servers[i % 3].url, f"/v1/payments/{pay['payment_id']}/refund", {"amount": 300}, api,
+                      idem=f"refund-{i}")
             codes[i] = r.status_code
 
     threads = [threading.Thread(target=refund, args=(i,)) for i in range(n)]

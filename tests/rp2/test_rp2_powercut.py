@@ -25,7 +25,7 @@ from paytoken.station import deploy as deploy_mod
 from paytoken.station.provision import Station
 from paytoken.station.transport import Device, DeviceError
 from paytoken.vdev import rp2
-from rp2kit import _lfs, listdir, read_file, start_pico, token_config, wait_for
+from rp2kit import _lfs, read_file, start_pico, token_config, wait_for
 from stationkit import new_issuer
 
 SOAK = bool(os.environ.get("PAYTOKEN_SOAK"))
@@ -83,11 +83,20 @@ def _deploy(port: str) -> None:
 
 def _check_files(tok, built: dict[str, bytes]) -> tuple[int, int]:
     # every file under its final name is exactly the built one (a cut copy leaves at most
-    # its .tmp); returns (files complete, temp files left)
+    # its .tmp); returns (files complete, temp files left). One snapshot of the flash for
+    # the listing and the reads: the token, powered again, may be writing the image.
+    for _ in range(20):
+        try:
+            fs, _, _ = _lfs(tok.flash)
+            break
+        except Exception:  # a torn snapshot: littlefs-python cannot mount it
+            time.sleep(0.2)
+    else:
+        raise AssertionError("the flash image never mounted")
     names = set()
 
     def walk(d: str) -> None:
-        for n in listdir(tok.flash, d):
+        for n in sorted(fs.listdir(d)):
             p = d.rstrip("/") + "/" + n
             if n.endswith((".py", ".mpy", ".json", ".tmp")):
                 names.add(p)
@@ -98,7 +107,8 @@ def _check_files(tok, built: dict[str, bytes]) -> tuple[int, int]:
     done = 0
     for p in names:
         if p in built:
-            assert read_file(tok.flash, p) == built[p], f"{p}: a half-written file under its name"
+            with fs.open(p, "rb") as f:
+                assert f.read() == built[p], f"{p}: a half-written file under its name"
             done += 1
     return done, sum(p.endswith(".tmp") for p in names)
 

@@ -340,7 +340,9 @@ def test_host_kill_campaign(tokens, issuer, server, tmp_path: Path) -> None:
         assert c.lease_waits >= 1
     else:
         assert counts["kill_points"] + c.finished_first == sum(len(p) for p in SAMPLE)
-        assert counts["kill_points"] >= 7 and len(commands) >= 5
+        # the quick commands (info, sync-clock, deploy) may finish before their signal on a
+        # fast machine; the three that open a token are always interrupted
+        assert counts["kill_points"] >= 6 and {"provision", "update", "cross-verify"} <= commands
     assert sum(c.open_at_kill.values()) >= 1  # some kills landed inside an open session
     assert counts["reruns_completed"] == counts["kill_points"]
 

@@ -73,7 +73,8 @@ def test_update_checks_the_firmware_tree_before_it_unlocks(provisioned, issuer, 
     broken.mkdir()
     (broken / "main.py").write_text("print('hello')\n")
     cases = [
-        ("/nonexistent", "paytoken: update: firmware tree /nonexistent: not a folder"),
+        ("/nonexistent", "paytoken: update: argument --firmware: /nonexistent does not exist "
+                         "(see: paytoken update --help)"),
         (str(broken), f"paytoken: update: firmware tree {broken}: missing app.py, config.py, "
                       "proto.py, lease.py, fwversion.py, paycode/__init__.py"),
     ]

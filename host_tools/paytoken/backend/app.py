@@ -360,8 +360,9 @@ def create_app(backend: Backend) -> FastAPI:
     def unlock_auth(token_id: TokenId, body: NonceIn, actor: Admin) -> dict:
         return backend.unlock_auth(token_id, body.nonce, actor)
 
-    app.include_router(factory_api.router(backend, admin))  # the online factory and desk
-    app.include_router(operators_api.router(backend))  # /v1/admin: the operators' calls
+    # every route of both declares the statuses any admin route can answer
+    app.include_router(factory_api.router(backend, admin), responses=responses(AUTH, BODY, R404, R409))  # the online factory and desk
+    app.include_router(operators_api.router(backend), responses=responses(AUTH, BODY, R404, R409))  # /v1/admin: operators
     app.add_middleware(_BodyLimit)
     return app
 

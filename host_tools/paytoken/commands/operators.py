@@ -16,7 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from paytoken.commands.backend import _backend, _common, _int, _out, _run
+from paytoken.commands import argtypes
+from paytoken.commands.backend import _backend, _common, _out, _run
 from paytoken.errors import CommandError
 
 ACTOR = "cli"
@@ -28,6 +29,12 @@ def _ops():
     return operators
 
 
+# Validators (the CLI fuzz, tests/core/test_cli_fuzz.py, probes each by its type).
+_NAME = argtypes.text(100, what="the name")
+_TEXT = argtypes.text(255, ascii_only=True, what="the value")
+_TIME = argtypes.text(40, ascii_only=True, what="a time")
+
+
 def _time(text: str | None, what: str) -> int | None:
     if text is None:
         return None
@@ -35,14 +42,14 @@ def _time(text: str | None, what: str) -> int | None:
 
 
 def _page_args(p: argparse.ArgumentParser, cursor: str = "CURSOR") -> None:
-    p.add_argument("--limit", type=_int, default=None, metavar="N", help="items per page (1-1000, default 100)")
-    p.add_argument("--after", default=None, metavar=cursor, help="start after this (the cursor a page printed)")
+    p.add_argument("--limit", type=argtypes.integer(1, 1000, "a page size"), default=None, metavar="N", help="items per page (1-1000, default 100)")
+    p.add_argument("--after", type=_TEXT, default=None, metavar=cursor, help="start after this (the cursor a page printed)")
     p.add_argument("--all", action="store_true", help="every page, not only the first")
 
 
 def _time_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--since", default=None, metavar="T", help="from T (UTC seconds or ISO-8601 with Z/offset)")
-    p.add_argument("--until", default=None, metavar="T", help="before T (exclusive)")
+    p.add_argument("--since", type=_TIME, default=None, metavar="T", help="from T (UTC seconds or ISO-8601 with Z/offset)")
+    p.add_argument("--until", type=_TIME, default=None, metavar="T", help="before T (exclusive)")
 
 
 def _pages(args, fetch) -> list[dict]:
@@ -264,21 +271,21 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     for name, fn, hlp in (("revoke", do_merchant_revoke, "revoke a merchant: its key stops working (final)"),
                           ("rotate-key", do_merchant_rotate_key, "a new API key (printed once); the old one stops")):
         p = mcs.add_parser(name, help=hlp)
-        p.add_argument("name", help="the merchant's name (or #ID)")
+        p.add_argument("name", type=_NAME, help="the merchant's name (or #ID)")
         _common(p)
         p.set_defaults(func=fn)
 
     ad = sub.add_parser("admin", help="admin credentials for the admin API: add, list, remove")
     ads = ad.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
     p = ads.add_parser("add", help="create an admin key (printed once)")
-    p.add_argument("name")
+    p.add_argument("name", type=_NAME, help="the name")
     _common(p)
     p.set_defaults(func=do_admin_add)
     p = ads.add_parser("list", help="admins (never a key)")
     _common(p)
     p.set_defaults(func=do_admin_list)
     p = ads.add_parser("remove", help="remove an admin (never the last one)")
-    p.add_argument("name")
+    p.add_argument("name", type=_NAME, help="the name")
     _common(p)
     p.set_defaults(func=do_admin_remove)
 
@@ -287,36 +294,37 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     _common(p)
     p.set_defaults(func=do_scheme_list)
     p = scs.add_parser("retire", help="no new tokens under this prefix; its tokens keep paying")
-    p.add_argument("prefix")
+    p.add_argument("prefix", type=argtypes.prefix, help="two digits, e.g. 81")
     _common(p)
     p.set_defaults(func=do_scheme_retire)
 
     tks = groups["token"]
     p = tks.add_parser("list", help="tokens by id, filtered, a page at a time")
-    p.add_argument("--status", choices=STATUSES, default=None)
-    p.add_argument("--prefix", default=None, help="two digits, e.g. 81")
-    p.add_argument("--currency", default=None, help="the account's currency, e.g. CNY")
+    p.add_argument("--status", choices=STATUSES, default=None, help="only tokens in this status")
+    p.add_argument("--prefix", type=argtypes.prefix, default=None, help="two digits, e.g. 81")
+    p.add_argument("--currency", type=argtypes.currency, default=None, help="the account's currency, e.g. CNY")
     _page_args(p, cursor="ID")
     _common(p)
     p.set_defaults(func=do_token_list)
 
     acs = groups["account"]
     p = acs.add_parser("show", help="a token's balance and currency")
-    p.add_argument("--token-id", type=_int, required=True)
+    p.add_argument("--token-id", type=argtypes.token_id, required=True, help="the token id")
     _common(p)
     p.set_defaults(func=do_account_show)
     for name, fn, hlp in (("credit", do_account_credit, "add funds (minor units), with a reason"),
                           ("debit", do_account_debit, "take funds (minor units), with a reason; never below 0")):
         p = acs.add_parser(name, help=hlp)
-        p.add_argument("--token-id", type=_int, required=True)
-        p.add_argument("--amount", type=_int, required=True, metavar="MINOR")
-        p.add_argument("--reason", required=name == "debit", default="credit" if name == "credit" else None,
+        p.add_argument("--token-id", type=argtypes.token_id, required=True, help="the token id")
+        p.add_argument("--amount", type=argtypes.amount, required=True, metavar="MINOR",
+                       help="minor units (1250 = 12.50)")
+        p.add_argument("--reason", type=_NAME, required=name == "debit", default="credit" if name == "credit" else None,
                        help="why, 1-200 characters: kept in the history and the audit log"
                        + (" (default: credit)" if name == "credit" else ""))
         _common(p)
         p.set_defaults(func=fn)
     p = acs.add_parser("history", help="credits, debits, payments and refunds, oldest first")
-    p.add_argument("--token-id", type=_int, required=True)
+    p.add_argument("--token-id", type=argtypes.token_id, required=True, help="the token id")
     _time_args(p)
     _page_args(p)
     _common(p)
@@ -325,38 +333,39 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     pm = sub.add_parser("payment", help="payments: list, show, refund, export a day")
     pms = pm.add_subparsers(dest="payment_command", metavar="ACTION", required=True)
     p = pms.add_parser("list", help="payments oldest first, filtered, a page at a time")
-    p.add_argument("--token-id", type=_int, default=None)
-    p.add_argument("--merchant", default=None, metavar="NAME", help="the merchant's name (or #ID)")
+    p.add_argument("--token-id", type=argtypes.token_id, default=None, help="the token id")
+    p.add_argument("--merchant", type=_NAME, default=None, metavar="NAME", help="the merchant's name (or #ID)")
     _time_args(p)
-    p.add_argument("--status", default=None, choices=("succeeded", "refused", "refunded"))
+    p.add_argument("--status", default=None, choices=("succeeded", "refused", "refunded"),
+                   help="only payments in this status")
     _page_args(p)
     _common(p)
     p.set_defaults(func=do_payment_list)
     p = pms.add_parser("show", help="one payment with its refunds")
-    p.add_argument("payment_id")
+    p.add_argument("payment_id", type=_TEXT, help="the payment id (pay_...)")
     _common(p)
     p.set_defaults(func=do_payment_show)
     p = pms.add_parser("refund", help="refund all (default) or part of a payment")
-    p.add_argument("payment_id")
-    p.add_argument("--amount", type=_int, default=None, metavar="MINOR", help="default: all that remains")
-    p.add_argument("--idempotency-key", required=True, metavar="KEY",
+    p.add_argument("payment_id", type=_TEXT, help="the payment id (pay_...)")
+    p.add_argument("--amount", type=argtypes.amount, default=None, metavar="MINOR", help="default: all that remains")
+    p.add_argument("--idempotency-key", type=_TEXT, required=True, metavar="KEY",
                    help="yours, unique per refund: a retry with the same key is the same refund")
     _common(p)
     p.set_defaults(func=do_payment_refund)
     p = pms.add_parser("export", help="one UTC day's payments and refunds, for reconciliation")
-    p.add_argument("--day", required=True, metavar="YYYY-MM-DD", help="a UTC date")
+    p.add_argument("--day", type=argtypes.text(10, ascii_only=True, what="a date"), required=True, metavar="YYYY-MM-DD", help="a UTC date")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="CSV with a header row, or JSON lines")
-    p.add_argument("--merchant", default=None, metavar="NAME", help="only this merchant's (name or #ID)")
-    p.add_argument("--output", default=None, metavar="FILE", help="write here (atomically), not to stdout")
+    p.add_argument("--merchant", type=_NAME, default=None, metavar="NAME", help="only this merchant's (name or #ID)")
+    p.add_argument("--output", type=argtypes.out_file, default=None, metavar="FILE", help="write here (atomically), not to stdout")
     _common(p, as_json=False)
     p.set_defaults(func=do_payment_export)
 
     rf = sub.add_parser("refund", help="refunds: list")
     rfs = rf.add_subparsers(dest="refund_command", metavar="ACTION", required=True)
     p = rfs.add_parser("list", help="refunds oldest first, filtered, a page at a time")
-    p.add_argument("--merchant", default=None, metavar="NAME")
-    p.add_argument("--token-id", type=_int, default=None)
-    p.add_argument("--payment-id", default=None)
+    p.add_argument("--merchant", type=_NAME, default=None, metavar="NAME", help="only this merchant's (name or #ID)")
+    p.add_argument("--token-id", type=argtypes.token_id, default=None, help="the token id")
+    p.add_argument("--payment-id", type=_TEXT, default=None, help="only this payment's")
     _time_args(p)
     _page_args(p)
     _common(p)
