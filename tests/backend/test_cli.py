@@ -187,7 +187,7 @@ def test_cli_scheme_defaults_and_token_set(db_url, tmp_path, capsys, monkeypatch
     run(capsys, "account", "credit", "--token-id", "42", "--amount", "10", "--db", db_url)
     assert "balance 0" in run(capsys, "token", "set", "42", "--currency", "USD", "--db", db_url, rc=1).err
     assert "nothing to change" in run(capsys, "token", "set", "42", "--db", db_url, rc=1).err
-    assert "minor units" in run(capsys, "token", "set", "42", "--limit-per-day", "0", "--db", db_url, rc=1).err
+    assert "is out of range (1 to" in run(capsys, "token", "set", "42", "--limit-per-day", "0", "--db", db_url, rc=1).err
     assert "no token" in run(capsys, "token", "set", "7", "--limit-per-day", "5", "--db", db_url, rc=1).err
     run(capsys, "token", "set", "42", "--limit-per-day", "abc", "--db", db_url, rc=1)
     # revoke is final: a revoked token is not re-marked lost

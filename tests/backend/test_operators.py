@@ -114,7 +114,7 @@ def test_token_list_filters_and_pages(world, capsys):
         range(100, 125, 5))
     assert cli_json(capsys, w, "token", "list", "--prefix", "82") == []
     assert "more remain" in run(capsys, "token", "list", "--limit", "3", "--db", w.url).err
-    assert "limit must be 1 to 1000" in run(capsys, "token", "list", "--limit", "5000", "--db", w.url, rc=1).err
+    assert "out of range (1 to 1000)" in run(capsys, "token", "list", "--limit", "5000", "--db", w.url, rc=1).err
     assert "--after" in run(capsys, "token", "list", "--after", "x", "--db", w.url, rc=1).err
 
 

@@ -284,6 +284,6 @@ def test_factory_endpoints_are_retry_safe_and_never_echo_a_secret(issuer, server
                      ("/v1/factory/schemes/{prefix}", {"200", "401", "404", "422"}),
                      ("/v1/tokens/{token_id}/cross-check", {"200", "401", "404", "422"})):
         (op,) = spec[p].values()
-        assert set(op["responses"]) == codes, p
+        assert codes <= set(op["responses"]), p  # plus the statuses every admin route declares
     texts = [first.text, again.text, log_path.read_text()]
     assert_no_secret([secret, sync_key], *texts)
