@@ -5,6 +5,8 @@ limits, and the database holding no code in clear. The wallet key comes from the
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -274,3 +276,32 @@ def test_the_openapi_schema_declares_the_wallet_routes(wallet):
     post_ = spec["paths"]["/v1/online-codes"]["post"]
     assert {"200", "401", "409", "422", "429", "503"} <= set(post_["responses"])
     assert "/v1/wallet" in spec["paths"]
+
+
+def test_wallet_doc_curl_examples_run(wallet):
+    w = wallet
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "WALLET.md").read_text()
+    curls = [ln for b in re.findall(r"```sh\n(.*?)```", doc, re.S) for ln in b.splitlines()
+             if ln.startswith("curl ")]
+    assert len(curls) == 4
+    env = dict(os.environ, URL=w["url"], WALLET_KEY=w["wallet"], API_KEY=w["api"])
+    outs = []
+    for line in curls:
+        r = subprocess.run(["bash", "-c", line + ' -w "\\n%{http_code}"'], env=env, capture_output=True,
+                           text=True, timeout=bound(30))
+        body, status = r.stdout.rsplit("\n", 1)
+        outs.append((int(status), json.loads(body)))
+        if "codes" in outs[-1][1]:
+            env["CODE"] = outs[-1][1]["codes"][0]["code"]
+    (s1, one), (s2, batch), (s3, paid), (s4, view) = outs
+    assert (s1, s2, s3, s4) == (200, 200, 200, 200)
+    assert len(one["codes"]) == 1 and len(batch["codes"]) == 15
+    assert batch["codes"][0]["expires_at"] - one["codes"][0]["expires_at"] >= 3600 - 60 - 5
+    assert paid["status"] == "succeeded" and paid["amount"] == 1250
+    assert view["balance"] == 100_000 - 1250 and view["payments"][0]["payment_id"] == paid["payment_id"]
+    from paytoken.backend.verify import REASONS
+
+    for reason in REASONS:  # every refusal reason is placed for online codes
+        assert f"`{reason}`" in doc
