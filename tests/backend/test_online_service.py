@@ -60,6 +60,7 @@ def test_the_issuer_needs_an_online_scheme_and_keeps_its_key(world):
         b.station_scheme_key("71", "admin:ops")
     assert e.value.status == 422
     assert len(b.station_scheme_key("81", "admin:ops")) == 16
+    assert set(b.scheme_keys()) == {"81"}  # nor an offline batch (batches.create_batch)
     # a newer online scheme takes over issuing; the older one's codes still pay
     (old,) = b.online_codes(key)
     world.clock.t += 1

@@ -24,7 +24,6 @@ from pydantic import StrictInt as _StrictInt
 from paytoken.backend import BackendError, online
 from paytoken.backend.service import Backend
 
-
 # As app.py's: a JSON number with no fraction is an integer (1 and 1.0 are one value).
 StrictInt = Annotated[_StrictInt, BeforeValidator(
     lambda v: int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**63 else v)]

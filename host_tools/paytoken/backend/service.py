@@ -459,9 +459,10 @@ class Backend:
                 "currency": row.currency or rules.DEFAULT_CURRENCY}
 
     def scheme_keys(self) -> dict[str, bytes]:
-        """Every scheme key by prefix (for the factory station and tests)."""
+        """Every offline scheme's key by prefix (for the factory station and tests); an
+        online scheme's key never leaves the issuer (backend/online.py)."""
         with self.engine.begin() as conn:
-            prefixes = conn.execute(select(_s.c.prefix)).scalars().all()
+            prefixes = conn.execute(select(_s.c.prefix).where(_s.c.online.is_(False))).scalars().all()
             return {p: self._scheme_key(conn, p) for p in prefixes}
 
     # ---- tokens ----------------------------------------------------------------------
