@@ -126,3 +126,22 @@ def test_wallet_summary_and_verify(ow):
     assert b.verify(bad).reason == "CODE_INVALID"
     prefix, tid, residue, otp = paycode.parse_code(c, {"71": okey})
     assert online.make_code(okey, prefix, tid, int("%d%s" % (residue, otp))) == c
+
+
+def test_guesses_from_several_merchants_lock_the_token_for_online_codes_too(ow):
+    w, okey, key = ow
+    b = w.backend
+    (real,) = b.online_codes(key, 1, 3600)
+    merchants = [b.add_merchant(f"m{i}")[0] for i in range(3)]
+    serial = 1234
+    for m in merchants:  # 2 guesses each (their per-token budget): 6 > the token's burst of 5
+        for _ in range(rules.MERCHANT_TOKEN_GUESSES.burst):
+            serial += 1
+            out = b.pay(m, online.make_code(okey, "71", 42, serial), 1, "CNY", f"g-{serial}")
+            assert out["reason"] in ("CODE_INVALID", "TOKEN_LOCKED"), out
+    info = b.token_info(42)
+    assert info["status"] == "locked" and info["failures"] == rules.TOKEN_GUESSES.burst
+    out = b.pay(w.merchant_id, real["code"], 1, "CNY", "locked-1")
+    assert out["reason"] == "TOKEN_LOCKED" and out["payment_id"] is None and out["retry_after"] > 0
+    b.unlock(42, "cli")
+    assert b.pay(w.merchant_id, real["code"], 1, "CNY", "locked-2")["status"] == "succeeded"
