@@ -162,3 +162,38 @@ def test_penalty_score_equals_segno_on_arbitrary_matrices(size, bias, data):
         q._put_row(y, w)
     matrix = tuple(bytearray((w >> x) & 1 for x in range(size)) for w in words)
     assert q._penalty() == sum(encoder.mask_scores(matrix, size, size))
+
+
+def _iso_mask(m: int, i: int, j: int) -> bool:
+    # ISO/IEC 18004 table 10, data mask pattern conditions (i = row, j = column)
+    return [(i + j) % 2 == 0, i % 2 == 0, j % 3 == 0, (i + j) % 3 == 0,
+            (i // 2 + j // 3) % 2 == 0, (i * j) % 2 + (i * j) % 3 == 0,
+            ((i * j) % 2 + (i * j) % 3) % 2 == 0, ((i + j) % 2 + (i * j) % 3) % 2 == 0][m]
+
+
+def _iso_function(version: int, x: int, y: int) -> bool:
+    # a function module of ISO/IEC 18004 (finders with separators, format information,
+    # timing patterns, the dark module, version 2's alignment pattern at (18, 18))
+    n = 17 + 4 * version
+    if (x < 9 and y < 9) or (x >= n - 8 and y < 9) or (x < 9 and y >= n - 8):
+        return True
+    if x == 6 or y == 6:
+        return True
+    return version == 2 and abs(x - 18) <= 2 and abs(y - 18) <= 2
+
+
+def test_the_encoders_tables_are_the_standards():
+    # qr.py tabulates the data modules and the eight masks; derive them again here
+    def word(t: bytes, i: int) -> int:
+        return int.from_bytes(t[4 * i : 4 * i + 4], "little")
+
+    for version, base in ((1, 0), (2, 21)):
+        n = 17 + 4 * version
+        for y in range(n):
+            want = sum(1 << x for x in range(n) if not _iso_function(version, x, y))
+            assert word(qr._DATA, base + y) == want, (version, y)
+    for m in range(8):
+        for k in range(25):
+            assert word(qr._MROW, m * 25 + k) == sum(1 << j for j in range(25) if _iso_mask(m, k, j))
+            assert word(qr._MCOL, m * 25 + k) == sum(1 << i for i in range(25) if _iso_mask(m, i, k))
+    assert list(qr._POP8) == [bin(i).count("1") for i in range(256)]
