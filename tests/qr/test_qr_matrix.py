@@ -182,64 +182,18 @@ def _iso_function(version: int, x: int, y: int) -> bool:
     return version == 2 and abs(x - 18) <= 2 and abs(y - 18) <= 2
 
 
-def _gf_mul(a: int, b: int) -> int:
-    # GF(256) with the QR polynomial x^8+x^4+x^3+x^2+1, bit by bit
-    r = 0
-    while b:
-        if b & 1:
-            r ^= a
-        a <<= 1
-        if a & 0x100:
-            a ^= 0x11D
-        b >>= 1
-    return r
-
-
 def test_the_encoders_tables_are_the_standards():
-    # qr.py tabulates what never changes; derive it again here from ISO/IEC 18004
-    def word(t: bytes, i: int) -> int:
-        return int.from_bytes(t[4 * i : 4 * i + 4], "little")
-
-    for version, base, fbase, pos in ((1, 0, 0, qr._POS1), (2, 168, 21, qr._POS2)):
+    # qr.py tabulates the masks; derive them again here from ISO/IEC 18004: the data
+    # modules, and each mask along every row and down every column of version 2
+    for version in (1, 2):
         n = 17 + 4 * version
-        data = [sum(1 << x for x in range(n) if not _iso_function(version, x, y)) for y in range(n)]
-        for m in range(8):
-            for k in range(n):
-                assert word(qr._XROW, base + m * n + k) == sum(
-                    1 << j for j in range(n) if _iso_mask(m, k, j) and data[k] >> j & 1)
-                assert word(qr._XCOL, base + m * n + k) == sum(
-                    1 << i for i in range(n) if _iso_mask(m, i, k) and data[i] >> k & 1)
-        # the zigzag placement (ISO 18004 7.7.3): two-module columns from the right
-        order = []
-        right = n - 1
-        while right >= 1:
-            if right == 6:
-                right = 5
-            rows = range(n - 1, -1, -1) if ((n - 1 - right) // 2 if right > 6 else (n - 2 - right) // 2) % 2 == 0 else range(n)
-            order += [(x, y) for y in rows for x in (right, right - 1) if data[y] >> x & 1]
-            right -= 2
-        total = (26, 44)[version - 1] * 8
-        assert [tuple(pos[i : i + 2]) for i in range(0, len(pos), 2)] == order[:total]
-        # function patterns: finder rings and cores, timing, version 2's alignment
         for y in range(n):
-            dark = 0
-            for x in range(n):
-                for ox, oy in ((0, 0), (n - 7, 0), (0, n - 7)):
-                    if 0 <= x - ox < 7 and 0 <= y - oy < 7:
-                        dark |= (max(abs(x - ox - 3), abs(y - oy - 3)) != 2) << x
-                if 8 <= x < n - 8 and y == 6 or 8 <= y < n - 8 and x == 6:
-                    dark |= ((x + y) % 2 == 0) << x
-                if version == 2 and max(abs(x - 18), abs(y - 18)) in (0, 2):
-                    dark |= 1 << x
-            assert word(qr._FUNC, fbase + y) == dark, (version, y)
-    for ec, at in qr._GENAT.items():
-        g = [1]  # prod (x - 2^i), i < ec, highest coefficient first
-        root = 1
-        for _ in range(ec):
-            g = [a ^ _gf_mul(b, root) for a, b in zip([*g, 0], [0, *g], strict=True)]
-            root = _gf_mul(root, 2)
-        assert [qr._EXP[c] for c in qr._GENLOG[at : at + ec]] == g[1:], ec
-    assert list(qr._POP8) == [bin(i).count("1") for i in range(256)]
+            assert qr._data_row(y, n, version) == sum(
+                1 << x for x in range(n) if not _iso_function(version, x, y)), (version, y)
+    for m in range(8):
+        for k in range(25):
+            assert qr._mrow(m, k) == sum(1 << j for j in range(25) if _iso_mask(m, k, j))
+            assert qr._mcol(m, k) == sum(1 << i for i in range(25) if _iso_mask(m, i, k))
 
 
 @pytest.mark.parametrize("version", [1, 2])
