@@ -14,7 +14,7 @@ import pytest
 from paytoken import rp2image, vhw
 from paytoken.station import ops
 from paytoken.station.transport import Device
-from rp2kit import cli, panel_code, require, serve, start_pico, token_config
+from rp2kit import cli, panel_code, require, serve, start_pico, token_config, wait_for
 from stationkit import assert_no_secret, new_issuer
 
 # one emulated token for the module, on one xdist worker (--dist loadgroup)
@@ -42,8 +42,14 @@ def frozen(tmp_path_factory):
         r = cli("provision", "--port", tok.port, "--board", "pico", "--burn-in", "2", "--json",
                 "--report-dir", str(d / "reports"), "--timeout", "90", env=iss.env())
         assert r.returncode == 0, r.stdout + r.stderr
+        # the config off the flash with the chip off: a locked token records each new
+        # 30 s step there, and a snapshot taken during that write may be torn
+        vhw.power_off(tok.hw)
+        wait_for(lambda: tok.child_pid() is None, 20, "the emulator stops on power-off")
+        cfg = token_config(tok.flash)
+        vhw.power_on(tok.hw)
         srv.wait()
-        yield {"tok": tok, "iss": iss, "url": srv.url, "image": image, "deploy": dep,
+        yield {"tok": tok, "iss": iss, "url": srv.url, "image": image, "deploy": dep, "cfg": cfg,
                "report": json.loads(r.stdout)[0], "out": r.stdout + r.stderr, "dir": d}
     finally:
         srv.close()
@@ -51,12 +57,12 @@ def frozen(tmp_path_factory):
 
 
 def test_nothing_deployed_provisioned_and_locked(frozen) -> None:
-    tok, rep, image = frozen["tok"], frozen["report"], frozen["image"]
+    rep, image = frozen["report"], frozen["image"]
     assert frozen["deploy"]["copied"] == [] and frozen["deploy"]["image"] == image.image_id
     assert rep["status"] == "provisioned", rep
     assert rep["burn_in_s"] == 2 and rep["ppm_measured"] is not None
-    cfg = token_config(tok.flash)  # the flash's littlefs, read by littlefs-python
-    assert cfg["locked"] is True and cfg["token_id"] == rep["token_id"]
+    cfg = frozen["cfg"]  # the flash's littlefs, read by littlefs-python
+    assert cfg is not None and cfg["locked"] is True and cfg["token_id"] == rep["token_id"]
     assert frozen["iss"].secret_of(rep["token_id"]) == cfg["secret"]
     assert_no_secret([cfg["secret"], cfg["sync_key"]], frozen["out"], paths=[frozen["dir"] / "reports"])
 
@@ -75,7 +81,7 @@ def test_a_payment_with_the_panels_qr(frozen, tmp_path: Path) -> None:
     iss.backend.credit(tid, 5_000)
     _, api = iss.backend.add_merchant("rp2-frozen-shop")
     vhw.press(tok.hw)
-    code = panel_code(tok, tmp_path, token_config(tok.flash))
+    code = panel_code(tok, tmp_path, frozen["cfg"])
     r = cli("pay", code, "--amount", "700", "--url", frozen["url"], "--api-key", api, "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout)
