@@ -65,6 +65,29 @@ _LOG = (
 )
 
 
+# Each mask's pattern along a row y repeats every 6 modules (bits 0-5, y mod 12: row
+# y), and down a column x every 12 (bits 0-11, two bytes; x mod 6: column x).
+_MROW = (
+    b"\x15\x2a\x15\x2a\x15\x2a\x15\x2a\x15\x2a\x15\x2a\x3f\x00\x3f\x00"
+    b"\x3f\x00\x3f\x00\x3f\x00\x3f\x00\x09\x09\x09\x09\x09\x09\x09\x09"
+    b"\x09\x09\x09\x09\x09\x24\x12\x09\x24\x12\x09\x24\x12\x09\x24\x12"
+    b"\x07\x07\x38\x38\x07\x07\x38\x38\x07\x07\x38\x38\x3f\x01\x09\x15"
+    b"\x09\x01\x3f\x01\x09\x15\x09\x01\x3f\x07\x1b\x15\x2d\x31\x3f\x07"
+    b"\x1b\x15\x2d\x31\x15\x38\x31\x2a\x07\x0e\x15\x38\x31\x2a\x07\x0e"
+)
+_MCOL = (
+    b"\x55\x05\xaa\x0a\x55\x05\xaa\x0a\x55\x05\xaa\x0a\x55\x05\x55\x05"
+    b"\x55\x05\x55\x05\x55\x05\x55\x05\xff\x0f\x00\x00\x00\x00\xff\x0f"
+    b"\x00\x00\x00\x00\x49\x02\x24\x09\x92\x04\x49\x02\x24\x09\x92\x04"
+    b"\x33\x03\x33\x03\x33\x03\xcc\x0c\xcc\x0c\xcc\x0c\xff\x0f\x41\x00"
+    b"\x49\x02\x55\x05\x49\x02\x41\x00\xff\x0f\xc7\x01\xdb\x06\x55\x05"
+    b"\x6d\x0b\x71\x0c\x55\x05\x38\x0e\x71\x0c\xaa\x0a\xc7\x01\x8e\x03"
+)
+
+# (table 10's mask conditions, tabulated: tests/qr/test_qr_matrix.py derives them again
+# from the standard; kept small, since a deployed qr.mpy loads them into the heap)
+
+
 def _mul(a, b):
     if a == 0 or b == 0:
         return 0
@@ -94,65 +117,45 @@ def _data_row(y, n, version):
     return ((1 << n) - 1) & ~f
 
 
-def _mask_bit(m, i, j):
-    # ISO/IEC 18004 table 10: i = row, j = column; True = invert
-    if m == 0:
-        return (i + j) & 1 == 0
-    if m == 1:
-        return i & 1 == 0
-    if m == 2:
-        return j % 3 == 0
-    if m == 3:
-        return (i + j) % 3 == 0
-    if m == 4:
-        return (i // 2 + j // 3) & 1 == 0
-    t = i * j
-    if m == 5:
-        return (t & 1) + t % 3 == 0
-    if m == 6:
-        return ((t & 1) + t % 3) & 1 == 0
-    return (((i + j) & 1) + t % 3) & 1 == 0
+def _mrow(m, y):
+    # mask m's pattern along row y, 25 modules (bits below 2^30: small ints everywhere)
+    p = _MROW[m * 12 + y % 12]
+    return (p | (p << 6) | (p << 12) | (p << 18) | (p << 24)) & 0x1FFFFFF
 
 
-def _mask_row(m, i, n):
-    # every mask repeats along a row with a period dividing 6
-    p = 0
-    for j in range(6):
-        if _mask_bit(m, i, j):
-            p |= 1 << j
-    return (p | (p << 6) | (p << 12) | (p << 18) | (p << 24)) & ((1 << n) - 1)
+def _mcol(m, x):
+    # mask m's pattern down column x, 25 modules
+    o = (m * 6 + x % 6) * 2
+    p = _MCOL[o] | (_MCOL[o + 1] << 8)
+    return p | (p << 12) | ((p & 1) << 24)
 
 
 def _line(w, n):
     # N1 (runs of 5+ in one colour) and N3 (1:1:3:1:1 with 4 light modules on one
-    # side, outside the symbol counting as light) of one row or column word. The
-    # N3 search resumes like segno's reference: after a hit at k+7, else at k+4.
-    s = 0
-    run = 1
-    prev = w & 1
-    for j in range(1, n):
-        b = (w >> j) & 1
-        if b == prev:
-            run += 1
-        else:
-            if run >= 5:
-                s += run - 2
-            run = 1
-            prev = b
-    if run >= 5:
-        s += run - 2
-    k = 0
-    while k <= n - 7:
-        if (w >> k) & 0x7F != _PAT3:
-            k += 1
-            continue
-        lo = k - 4 if k > 4 else 0
-        hi = k + 11 if k + 11 < n else n
-        if (w >> lo) & ((1 << (k - lo)) - 1) == 0 or (w >> (k + 7)) & ((1 << (hi - k - 7)) - 1) == 0:
-            s += 40
-            k += 7
-        else:
-            k += 4
+    # side, outside the symbol counting as light) of one row or column word, a word
+    # at a time (every intermediate stays below 2^30: a small int on a 32-bit port).
+    full = (1 << n) - 1
+    # N1: e bit j = modules j and j+1 alike; a run of L alike is L - 1 set bits of e,
+    # f keeps L - 4 of them for L >= 5: the run scores (L - 4) + 2 = L - 2.
+    e = ~(w ^ (w >> 1)) & (full >> 1)
+    f = e & (e >> 1) & (e >> 2) & (e >> 3)
+    s = _pop(f) + 2 * _pop(f & ~(f << 1))
+    # N3: m bit k = the 1011101 pattern starts at module k (k <= n - 7). The search
+    # resumes like segno's reference: after a hit at k+7, else at k+4.
+    m = w & ~(w >> 1) & (w >> 2) & (w >> 3) & (w >> 4) & ~(w >> 5) & (w >> 6) & (full >> 6)
+    if m:
+        hit = m & (~((w << 1) | (w << 2) | (w << 3) | (w << 4))
+                   | ~((w >> 7) | (w >> 8) | (w >> 9) | (w >> 10)))
+        k = 0
+        while m >> k:
+            if (m >> k) & 1:
+                if (hit >> k) & 1:
+                    s += 40
+                    k += 7
+                else:
+                    k += 4
+            else:
+                k += 1
     return s
 
 
@@ -162,6 +165,8 @@ class QR:
         self.bits = bytearray(_BITMAP)
         self.cw = bytearray(_MAX_CW)
         self.gen = bytearray(_MAX_EC)
+        # the symbol's columns, as bits holds its rows (for the penalty)
+        self.cols = bytearray(_BITMAP)
         self.version = 0
         self.ecc = "M"
         self.mask = 0
@@ -193,21 +198,43 @@ class QR:
         b[o + 2] = (w >> 16) & 0xFF
         b[o + 3] = (w >> 24) & 0xFF
 
-    def _col(self, x):
-        b = self.bits
-        o = x >> 3
-        s = x & 7
-        w = 0
-        for y in range(self.size):
-            w |= ((b[y * _STRIDE + o] >> s) & 1) << y
-        return w
+    def _data(self, y):
+        # word of the data (non-function) modules of row y (of column y: the function
+        # patterns are symmetric about the diagonal)
+        return _data_row(y, self.size, self.version)
 
     def _apply_mask(self, m):
-        n = self.size
-        for y in range(n):
-            self._put_row(y, self._row(y) ^ (_data_row(y, n, self.version) & _mask_row(m, y, n)))
+        for y in range(self.size):
+            self._put_row(y, self._row(y) ^ (self._data(y) & _mrow(m, y)))
+
+    def _load(self):
+        # the columns of the symbol as it stands (column x is row x of cols)
+        c = self.cols
+        for i in range(_BITMAP):
+            c[i] = 0
+        for y in range(self.size):
+            w = self._row(y)
+            o = y >> 3
+            bit = 1 << (y & 7)
+            x = 0
+            while w:
+                if w & 1:
+                    c[x * _STRIDE + o] |= bit
+                w >>= 1
+                x += 1
+
+    def _col(self, x):
+        c = self.cols
+        o = x * _STRIDE
+        return c[o] | (c[o + 1] << 8) | (c[o + 2] << 16) | (c[o + 3] << 24)
 
     def _penalty(self):
+        # the ISO penalty of the symbol as it stands
+        self._load()
+        return self._score(-1)
+
+    def _score(self, m):
+        # the penalty of the symbol (its columns loaded) with mask m applied (-1: none)
         n = self.size
         s = 0
         dark = 0
@@ -215,7 +242,12 @@ class QR:
         pairs = (1 << (n - 1)) - 1
         for y in range(n):
             w = self._row(y)
-            s += _line(w, n) + _line(self._col(y), n)
+            v = self._col(y)
+            if m >= 0:
+                d = self._data(y)
+                w ^= d & _mrow(m, y)
+                v ^= d & _mcol(m, y)
+            s += _line(w, n) + _line(v, n)
             dark += _pop(w)
             if y:
                 # N2: 2x2 blocks of one colour
@@ -264,7 +296,7 @@ class QR:
             up = (right + 1) & 2 == 0
             for v in range(n):
                 y = n - 1 - v if up else v
-                d = _data_row(y, n, self.version)
+                d = self._data(y)
                 for z in range(2):
                     x = right - z
                     if (d >> x) & 1 and i < total:
@@ -367,10 +399,9 @@ def encode(digits, version=1, ecc="M", mask=None, into=None):
     if mask is None:
         best = 0
         low = -1
+        q._load()  # the unmasked symbol; each mask is applied while scoring
         for m in range(8):
-            q._apply_mask(m)
-            s = q._penalty()
-            q._apply_mask(m)  # XOR again undoes it
+            s = q._score(m)
             if low < 0 or s < low:
                 low = s
                 best = m

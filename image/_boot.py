@@ -8,10 +8,12 @@ micropython.kbd_intr(-1)  # a soft reset could have left it on
 
 import sys  # noqa: E402  (after Ctrl-C is off)
 
-# Frozen modules first: a file in the filesystem never replaces the image's code.
-if ".frozen" in sys.path:
-    sys.path.remove(".frozen")
-sys.path.insert(0, ".frozen")
+# Only the frozen modules: no file in the filesystem is ever imported, so none replaces
+# the image's code; and a built-in module is found without a file lookup first
+# (MicroPython searches sys.path before an extensible built-in such as json or os: a
+# littlefs lookup per entry and import: 1.2 ms against 0.2 ms for `import json`, emulated).
+sys.path.clear()
+sys.path.append(".frozen")
 
 import rp2  # noqa: E402
 import vfs  # noqa: E402

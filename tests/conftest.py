@@ -17,6 +17,24 @@ settings.register_profile(
 settings.load_profile("paytoken")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # `--dist loadgroup` sends the tests of one xdist_group (an emulated Pico shared by a
+    # module) to one worker by a "@group" suffix on their node ids. pytest-xdist 3.8 adds
+    # it by assigning item._nodeid, which pytest 9 no longer reads (the id is item._id):
+    # without this, a group's tests ran on both workers and each booted its own token.
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if not names or item.nodeid.endswith("@" + "_".join(names)) or not hasattr(item, "_id"):
+            continue
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
 @pytest.fixture(scope="session")
 def micropython() -> str:
     return upy.micropython()

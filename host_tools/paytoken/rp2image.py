@@ -369,6 +369,22 @@ def build_image(board_name: str = "pico", *, log: Log = _out, out: Path | None =
     return img
 
 
+def _drop_moved_build(bdir: Path) -> None:
+    """Remove a CMake build folder made in another place (a copied ``build/``): its cache
+    names the other folder, so make would regenerate the frozen modules there and link a
+    stale image here."""
+    cache = bdir / "CMakeCache.txt"
+    try:
+        text = cache.read_text(errors="replace")
+    except OSError:
+        return
+    for line in text.splitlines():
+        if line.startswith("CMAKE_CACHEFILE_DIR:"):
+            if Path(line.split("=", 1)[1]).resolve() != bdir.resolve():
+                shutil.rmtree(bdir, ignore_errors=True)
+            return
+
+
 def _build(board: deploy.Board, key: str, mdir: Path, cached: Path, log: Log) -> None:
     ensure_toolchain(log)
     root = ensure_sources(mdir, build_root() / "rp2", log)
@@ -378,6 +394,7 @@ def _build(board: deploy.Board, key: str, mdir: Path, cached: Path, log: Log) ->
     # another board (or a changed firmware) recompiles that and relinks (builds are
     # serialised by the lock; the image id checked below catches a stale link).
     bdir = root / "build-image"
+    _drop_moved_build(bdir)
     log_file = root / f"build-{board.name}.log"
     log(f"building the {board.name} image {image_id(board.name, key)} (about 2 minutes; log {log_file})")
     # The version banner from the release, not from the git repository the sources sit

@@ -28,7 +28,7 @@ from paytoken import upy
 BOARDS = {"sim": (128, 64), "sim-128x32": (128, 32), "sim-latch": (128, 64)}
 # Boards behind a power latch (boards/sim-latch.py): off between payments; a press on
 # a board the latch switched off powers it up (firmware/sim/latch.py).
-LATCH_BOARDS = ("sim-latch",)
+LATCH_BOARDS = ("sim-latch", "pico-latch")  # pico-latch: the emulated Pico (vdev/rp2.py)
 RTC_CHIPS = ("ds3231", "pcf8563", "mcu")
 
 

@@ -182,5 +182,22 @@ def test_the_boot_path_turns_ctrl_c_off_first():
     assert "micropython.kbd_intr(-1)" in ast.unparse(first.body[1])
     assert isinstance(first.body[2], ast.For)
     assert any(ast.unparse(h.type) == "KeyboardInterrupt" for h in first.handlers), src
-    # the image's own modules come first on sys.path: no file replaces them
-    assert 'sys.path.insert(0, ".frozen")' in (rp2image.IMAGE_DIR / "_boot.py").read_text()
+    # only the image's own modules are on sys.path: no file replaces them
+    text = (rp2image.IMAGE_DIR / "_boot.py").read_text()
+    assert 'sys.path.clear()\nsys.path.append(".frozen")\n' in text
+
+
+def test_a_build_folder_copied_from_elsewhere_is_started_over(tmp_path):
+    # A copied build/ keeps CMake's cache of the other checkout: make would regenerate
+    # the frozen modules there and link a stale image here, so the folder goes.
+    moved = tmp_path / "here" / "build-image"
+    moved.mkdir(parents=True)
+    (moved / "CMakeCache.txt").write_text(f"CMAKE_CACHEFILE_DIR:INTERNAL={tmp_path / 'there' / 'build-image'}\n")
+    rp2image._drop_moved_build(moved)
+    assert not moved.exists()
+    own = tmp_path / "own" / "build-image"
+    own.mkdir(parents=True)
+    (own / "CMakeCache.txt").write_text(f"CMAKE_CACHEFILE_DIR:INTERNAL={own}\n")
+    rp2image._drop_moved_build(own)
+    assert (own / "CMakeCache.txt").exists()
+    rp2image._drop_moved_build(tmp_path / "none")  # no folder yet: nothing to do

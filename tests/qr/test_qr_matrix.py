@@ -162,3 +162,49 @@ def test_penalty_score_equals_segno_on_arbitrary_matrices(size, bias, data):
         q._put_row(y, w)
     matrix = tuple(bytearray((w >> x) & 1 for x in range(size)) for w in words)
     assert q._penalty() == sum(encoder.mask_scores(matrix, size, size))
+
+
+def _iso_mask(m: int, i: int, j: int) -> bool:
+    # ISO/IEC 18004 table 10, data mask pattern conditions (i = row, j = column)
+    return [(i + j) % 2 == 0, i % 2 == 0, j % 3 == 0, (i + j) % 3 == 0,
+            (i // 2 + j // 3) % 2 == 0, (i * j) % 2 + (i * j) % 3 == 0,
+            ((i * j) % 2 + (i * j) % 3) % 2 == 0, ((i + j) % 2 + (i * j) % 3) % 2 == 0][m]
+
+
+def _iso_function(version: int, x: int, y: int) -> bool:
+    # a function module of ISO/IEC 18004 (finders with separators, format information,
+    # timing patterns, the dark module, version 2's alignment pattern at (18, 18))
+    n = 17 + 4 * version
+    if (x < 9 and y < 9) or (x >= n - 8 and y < 9) or (x < 9 and y >= n - 8):
+        return True
+    if x == 6 or y == 6:
+        return True
+    return version == 2 and abs(x - 18) <= 2 and abs(y - 18) <= 2
+
+
+def test_the_encoders_tables_are_the_standards():
+    # qr.py tabulates the masks; derive them again here from ISO/IEC 18004: the data
+    # modules, and each mask along every row and down every column of version 2
+    for version in (1, 2):
+        n = 17 + 4 * version
+        for y in range(n):
+            assert qr._data_row(y, n, version) == sum(
+                1 << x for x in range(n) if not _iso_function(version, x, y)), (version, y)
+    for m in range(8):
+        for k in range(25):
+            assert qr._mrow(m, k) == sum(1 << j for j in range(25) if _iso_mask(m, k, j))
+            assert qr._mcol(m, k) == sum(1 << i for i in range(25) if _iso_mask(m, i, k))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_each_masks_score_is_the_penalty_of_the_masked_symbol(version):
+    # encode() scores each mask from the unmasked rows and columns: the same as
+    # applying the mask and scoring the symbol
+    q = qr.encode("818765432101234567"[: 10 + version * 4], version, "L", 0)
+    q._apply_mask(0)  # back to unmasked
+    for m in range(8):
+        q._load()
+        fast = q._score(m)
+        q._apply_mask(m)
+        assert q._penalty() == fast, m
+        q._apply_mask(m)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "station"))
 from vdevkit import MPREMOTE, VTok, start_vdev  # noqa: E402
 
 __all__ = ("MPREMOTE", "VTok", "require", "start_pico", "read_file", "write_file", "token_config",
-           "fwconfig", "wait_for")
+           "fwconfig", "wait_for", "cli", "serve", "ready", "panel_code")
 
 _spec = importlib.util.spec_from_file_location("fwconfig_rp2", upy.FIRMWARE_DIR / "config.py")
 fwconfig = importlib.util.module_from_spec(_spec)
@@ -67,7 +67,9 @@ def _lfs(flash: Path):
 
 def read_file(flash: Path, path: str) -> bytes | None:
     """A file on the token's littlefs, or None. A running token may be writing the image
-    (a wake records its step): a snapshot caught mid-write is read again."""
+    (a wake records its step): a snapshot caught mid-write is read again, and a file is
+    missing only if four snapshots a quarter second apart miss it."""
+    missing = 0
     for _ in range(20):
         try:
             fs, _, _ = _lfs(flash)
@@ -78,7 +80,11 @@ def read_file(flash: Path, path: str) -> bytes | None:
             with fs.open(path, "rb") as f:
                 return f.read()
         except Exception:  # littlefs-python raises LittlefsError (ENOENT) for a missing file
-            return None
+            # a snapshot torn in another way can miss a file the token is rewriting
+            missing += 1
+            if missing >= 4:
+                return None
+            time.sleep(0.25)
     raise AssertionError("the flash image's littlefs does not mount")
 
 
@@ -129,3 +135,77 @@ def wait_for(cond, timeout: float, what: str, every: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out ({timeout:g} s): {what}")
         time.sleep(every)
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 300):
+    """The real CLI in a subprocess."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "paytoken", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+class serve:
+    """``paytoken serve`` on a free port for an issuer (stationkit.new_issuer); ``.url``."""
+
+    def __init__(self, iss, folder: Path) -> None:
+        import socket
+        import subprocess
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.log = open(folder / "server.log", "wb")  # noqa: SIM115 (closed in close)
+        self.proc = subprocess.Popen([sys.executable, "-m", "paytoken", "serve", "--port", str(port),
+                                      "--log-level", "warning"], env=iss.env(), stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def wait(self) -> None:
+        import httpx
+
+        def up() -> bool:
+            try:
+                return httpx.get(self.url + "/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 30, "the issuer server starts")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+def ready(tok) -> None:
+    """Wait for INFO: a just-booted emulated token on a loaded machine takes many wall
+    seconds to its first frame and the protocol, and some CLIs have short fixed timeouts."""
+    from paytoken.station import ops
+    from paytoken.station.transport import Device
+
+    with Device(tok.port, timeout=180) as dev:
+        ops.info(dev)
+
+
+def panel_code(tok, tmp: Path, cfg: dict) -> str:
+    """The panel's QR, read by zxing-cpp, once it shows a code of the last minute: the
+    frame before a press may be old (on a loaded machine emulated time, which the
+    countdown follows, runs far slower than the DS3231 model's UTC)."""
+    import paycode
+    from paytoken.scan import ScanError, read_qr
+
+    png = tmp / "panel.png"
+
+    def decoded() -> str | None:
+        vhw.snapshot(tok.hw, png)
+        try:
+            code = read_qr(png)
+        except ScanError:
+            return None
+        now = int(time.time())
+        fresh = {paycode.payment_code(cfg["secret"], cfg["token_id"], t, cfg["scheme_key"], cfg["prefix"])
+                 for t in range(now - 60, now + 31, 30)}
+        return code if code in fresh else None
+
+    return wait_for(decoded, 300, "a current code's QR on the panel", every=0.5)

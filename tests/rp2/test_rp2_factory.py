@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
-import paycode
 import pytest
 from paytoken import vhw
-from paytoken.scan import ScanError, read_qr
 from paytoken.station import ops
 from paytoken.station.transport import Device
-from rp2kit import read_file, save_config, start_pico, token_config, wait_for
+from rp2kit import cli, panel_code, read_file, ready, save_config, serve, start_pico, token_config
 from stationkit import assert_no_secret, new_issuer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,9 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.xdist_group("rp2factory")
 
 
-def run(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "paytoken", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+run = cli
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +33,7 @@ def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("rp2factory")
     tok = start_pico(d / "tok")
     iss = new_issuer(f"sqlite:///{d / 'issuer.db'}", d)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(d / "server.log", "wb")
-    srv = subprocess.Popen([sys.executable, "-m", "paytoken", "serve", "--port", str(port), "--log-level",
-                            "warning"], env=iss.env(), stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    srv = serve(iss, d)
     try:
         r = run("deploy", "--port", tok.port, "--board", "pico", "--json", "--timeout", "90")
         assert r.returncode == 0, r.stdout + r.stderr
@@ -57,28 +43,12 @@ def world(tmp_path_factory):
         assert r.returncode == 0, r.stdout + r.stderr
         reps = json.loads(r.stdout)
         cfg = token_config(tok.flash)
-        wait_for(lambda: _up(url), 30, "the issuer server starts")
-        yield {"tok": tok, "iss": iss, "url": url, "deploy": dep, "report": reps[0], "dir": d, "cfg": cfg,
-               "provision_out": r.stdout + r.stderr}
+        srv.wait()
+        yield {"tok": tok, "iss": iss, "url": srv.url, "deploy": dep, "report": reps[0], "dir": d,
+               "cfg": cfg, "provision_out": r.stdout + r.stderr}
     finally:
-        srv.terminate()
-        srv.wait(10)
-        log.close()
+        srv.close()
         tok.stop()
-
-
-def ready(tok) -> None:
-    # a just-booted emulated token on a loaded machine takes many wall seconds to its first
-    # frame and the protocol: wait for INFO before a CLI with short fixed timeouts runs
-    with Device(tok.port, timeout=180) as dev:
-        ops.info(dev)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/v1/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_deployed_as_armv6m_and_provisioned_locked(world) -> None:
@@ -132,33 +102,13 @@ def test_cross_verify(world) -> None:
     assert d["mismatches"] == [] and d["steps"] >= 8
 
 
-def _panel_code(tok, tmp: Path, cfg: dict) -> str:
-    # The panel's QR once it shows a code of the last minute: the frame before the press
-    # may be old (on a loaded machine emulated time, which the countdown follows, runs
-    # far slower than the DS3231 model's UTC).
-    png = tmp / "panel.png"
-
-    def decoded() -> str | None:
-        vhw.snapshot(tok.hw, png)
-        try:
-            code = read_qr(png)
-        except ScanError:
-            return None
-        now = int(time.time())
-        fresh = {paycode.payment_code(cfg["secret"], cfg["token_id"], t, cfg["scheme_key"], cfg["prefix"])
-                 for t in range(now - 60, now + 31, 30)}
-        return code if code in fresh else None
-
-    return wait_for(decoded, 300, "a current code's QR on the panel", every=0.5)
-
-
 def test_payment_with_the_panels_qr(world, tmp_path: Path) -> None:
     tok, iss, rep = world["tok"], world["iss"], world["report"]
     tid = rep["token_id"]
     iss.backend.credit(tid, 10_000)
     _, api = iss.backend.add_merchant("rp2-shop")
     vhw.press(tok.hw)  # wake the panel (it sleeps 20 s after the last press)
-    code = _panel_code(tok, tmp_path, world["cfg"])
+    code = panel_code(tok, tmp_path, world["cfg"])
     assert len(code) == 18 and code.isdigit()
     r = run("pay", code, "--amount", "1250", "--url", world["url"], "--api-key", api, "--json")
     assert r.returncode == 0, r.stdout + r.stderr

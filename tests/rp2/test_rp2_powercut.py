@@ -113,9 +113,23 @@ def _check_files(tok, built: dict[str, bytes]) -> tuple[int, int]:
     return done, sum(p.endswith(".tmp") for p in names)
 
 
+def _cut_after(tok, rng: random.Random, th: threading.Thread, reached, delay: float) -> str:
+    # Wait until the run reached its drawn point (or ended), wait the drawn delay, cut.
+    wait_for(lambda: reached() or not th.is_alive(), 600, "the run reaches its cut point")
+    time.sleep(delay)
+    return _cut(tok, rng)
+
+
+# the provisioning steps (Station.provision's progress names), one drawn per cut
+STEPS = ("connect", "check", "secret", "allocate", "config", "clock", "drift", "verify", "lock")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(7200 if SOAK else 1800)  # emulated boots: minutes each on a loaded machine
 def test_power_cuts_in_deploy_and_provision(tmp_path: Path) -> None:
+    # Each cut point is drawn from the run's own progress: a file of the deploy (cut
+    # while it or the next is copied, or in the final renames), a step of the
+    # provisioning (cut inside it or soon after), so no clean run is needed to time one.
     tok = start_pico(tmp_path / "tok")
     iss = new_issuer(f"sqlite:///{tmp_path / 'issuer.db'}", tmp_path)
     seed = int(os.environ.get("PAYTOKEN_SEED", time.time()))
@@ -123,23 +137,28 @@ def test_power_cuts_in_deploy_and_provision(tmp_path: Path) -> None:
     log: list[dict] = []
     try:
         built = deploy_mod.build(deploy_mod.load_board("pico"))
-        t0 = time.monotonic()
-        _deploy(tok.port)  # a clean deploy first: how long one takes here
-        t_deploy = time.monotonic() - t0
-        for _ in range(DEPLOY_CUTS):
-            _wipe_fs(tok)
+        for n in range(DEPLOY_CUTS):
+            if n:
+                _wipe_fs(tok)  # a Pico fresh from the box again (the first one is)
             err: list[Exception] = []
+            started: list[float] = []
 
-            def go(e: list[Exception] = err) -> None:
+            def go(e: list[Exception] = err, st: list[float] = started) -> None:
                 try:
-                    _deploy(tok.port)
+                    with Device(tok.port, timeout=TIMEOUT) as dev:
+                        deploy_mod.deploy(dev, "pico", built=built,
+                                          progress=lambda _p, _i, _n: st.append(time.monotonic()))
                 except (DeviceError, deploy_mod.DeployError) as x:
                     e.append(x)
 
+            k = rng.randrange(len(built))  # cut while file k (or a later one) is copied
             th = threading.Thread(target=go)
+            t0 = time.monotonic()
             th.start()
-            time.sleep(rng.uniform(0.2, 0.9) * t_deploy)
-            how = _cut(tok, rng)
+            wait_for(lambda st=started, k=k, th=th: len(st) > k or not th.is_alive(), 600,
+                     "the deploy reaches file k")
+            per_file = (time.monotonic() - t0) / (k + 1)
+            how = _cut_after(tok, rng, th, lambda: True, rng.uniform(0, 1.5) * per_file)
             th.join(600)
             assert not th.is_alive(), "deploy hung after the cut"
             wait_for(lambda: tok.child_pid() is not None, 20, "the chip is powered again")
@@ -149,40 +168,41 @@ def test_power_cuts_in_deploy_and_provision(tmp_path: Path) -> None:
             manifest = json.loads(read_file(tok.flash, "/.deploy.json"))
             assert again == len(built) and set(manifest["files"]) == set(built)
             assert all(hashlib.sha256(built[p]).hexdigest() == h for p, h in manifest["files"].items())
-            log.append({"cut": how, "in": "deploy", "files_before": done, "temp_left": tmps,
+            log.append({"cut": how, "in": "deploy", "file": k, "files_before": done, "temp_left": tmps,
                         "deploy_failed": bool(err)})
 
         station = Station(iss.backend, board="pico", timeout=TIMEOUT)
-        t0 = time.monotonic()
-        first = station.provision(tok.port)
-        assert first.status == "provisioned", first.error
-        t_prov = time.monotonic() - t0
-        ids = [first.token_id]
-        for _ in range(PROVISION_CUTS):
-            _remove_config(tok)  # a new board: no config
+        ids = []
+        for n in range(PROVISION_CUTS):
+            if n:
+                _remove_config(tok)  # a new board (powered off above): no config
             box: list = []
             steps: list[str] = []
+
             def prov(b: list = box, s: list[str] = steps) -> None:
                 b.append(station.provision(tok.port, lambda _p, step, _d: s.append(step)))
 
+            target = rng.choice(STEPS)
             th = threading.Thread(target=prov)
             th.start()
-            time.sleep(rng.uniform(0.05, 0.95) * t_prov)
+            how = _cut_after(tok, rng, th, lambda t=target, s=steps: t in s, rng.uniform(0, 2.0))
             at = steps[-1] if steps else "connect"
-            how = _cut(tok, rng)
             th.join(600)
             assert box, "the station hung after the cut"
             wait_for(lambda: tok.child_pid() is not None, 20, "the chip is powered again")
             rep = station.provision(tok.port)
             assert rep.status in ("provisioned", "skipped"), (rep.step, rep.error)
+            # the flash read with the chip off: a locked token records each new 30 s
+            # step on its flash, and a snapshot taken during that write may be torn
+            _off(tok)
             cfg = token_config(tok.flash)
             assert cfg is not None and cfg["locked"] is True and cfg["token_id"] == rep.token_id
             assert iss.secret_of(rep.token_id) == cfg["secret"]
             if box[0].status == "provisioned":
                 assert rep.status == "skipped" and rep.token_id == box[0].token_id
             ids.append(rep.token_id)
-            log.append({"cut": how, "in": "provision", "at": at, "first": box[0].status,
-                        "then": rep.status})
+            log.append({"cut": how, "in": "provision", "drawn": target, "at": at,
+                        "first": box[0].status, "then": rep.status})
         rows = iss.rows()
         assert [r["id"] for r in rows if r["status"] == PENDING] == []  # nothing half-made
         assert {r["id"] for r in rows if r["status"] == ACTIVE} == set(ids)

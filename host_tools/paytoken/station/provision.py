@@ -205,7 +205,9 @@ class Station:
                         if done:
                             opened = False
                             return rep
-                        st = ops.probe(dev)  # unlocked now, in the raw REPL
+                        # unlocked now: the raw REPL must come, after a soft reset that a
+                        # slow board (an emulated one) takes seconds over
+                        st = ops.probe(dev, repl_timeout=max(ops.REPL_PROBE_TIMEOUT, dev.timeout))
                     if st.locked and st.token_id is not None and self._status(st.token_id) == ACTIVE:
                         # a provisioned token stopped at boot (an old firmware): back into
                         # its firmware, confirmed locked

@@ -107,14 +107,40 @@ LOW_IQ_LDO = Part(0.0016, "a low-Iq 3.3 V LDO such as the MCP1700: quiescent cur
 RP2040_125 = Part(20.0, "Raspberry Pi Pico running MicroPython at 125 MHz: ~20 mA (Pico datasheet, "
                   "power consumption section, typical busy figures; approximate)")
 
-# Compute slowdown of MicroPython on the MCU vs the x86-64 unix port (assumption: ×30 for
-# the RP2040 at 125 MHz, ×15 for the ESP32 at 240 MHz), scaled to the clock. On battery
-# each board runs at its MicroPython port's default clock (RP2040 125 MHz, ESP32 160 MHz:
-# ESP-IDF's default, which MicroPython's esp32 port keeps); the lower clock is weighed
-# in clock_tradeoff().
-_RP2040_SLOW = 30.0
+@dataclass(frozen=True)
+class Time:
+    """A time in ms and where the number comes from."""
+
+    ms: float
+    source: str
+
+
+# THE SEAM: every RP2040 time the rows use, in one table, measured on the emulated Pico
+# by `make bench` (tests/bench/bench_rp2.py) with the frozen release image (what a token
+# ships with): EMULATED time, rp2040js 1.4.1 cycles ÷ 125 MHz from its per-instruction
+# costs, no XIP flash cache or wait-state model, the I2C wire apart (counted below from
+# the bytes at 400 kHz). Run 2026-12-01; re-run `make bench` and copy its figures here.
+_EMU = ("emulated Pico (rp2040js 1.4.1: cycles ÷ 125 MHz, no flash-cache model), frozen image "
+        "pico-512c54250d9ac7a9, `make bench` (bench_rp2.py) 2026-12-01")
+RP2040_TIMES = {
+    "boot": Time(18.3, "power-up to the first frame's start: the power-on to the code's compute "
+                 "(215.9 ms, I2C excluded) minus one Token.wake's (197.6 ms); " + _EMU
+                 + "; the crystal's and the regulator's start-up not modelled"),
+    "first_frame": Time(197.6, "Token.wake (config, clock, code, QR, draw), I2C excluded, best of 3; "
+                        + _EMU),
+    "wake_compute": Time(197.6 + 358.8, "the first frame (197.6 ms) and 19 countdown ticks, one "
+                         "of them a new code (358.8 ms), I2C excluded; " + _EMU),
+}
+
+# Compute of MicroPython on the MCU against the x86-64 unix port. The RP2040's is the
+# measured wake above over the unix port's (an effective ratio, not an assumption: its
+# rows' compute is the measured time); the ESP32's is assumed: ×15 at 240 MHz. Both scale
+# with the clock. On battery each board runs at its MicroPython port's default clock
+# (RP2040 125 MHz, ESP32 160 MHz: ESP-IDF's default, which MicroPython's esp32 port
+# keeps); the lower clock is weighed in clock_tradeoff().
+_RP2040_SLOW = RP2040_TIMES["wake_compute"].ms / WAKE_COMPUTE_MS_UNIX_X86
 _ESP32_SLOW = 15.0 * 240 / 160
-_RP2040_LOW = (48, RP2040_48, 30.0 * 125 / 48)
+_RP2040_LOW = (48, RP2040_48, _RP2040_SLOW * 125 / 48)
 _ESP32_LOW = (80, ESP32_80, 15.0 * 240 / 80)
 
 BOARDS = {
@@ -237,13 +263,21 @@ def at_low_clock(board: Board) -> Board:
                  board.rtc_standby, slow, board.extras, board.note, board.low)
 
 
+def first_frame_ms(board: Board) -> float:
+    """The first frame's compute on the board's MCU at its clock: measured on the emulated
+    Pico for the RP2040 (RP2040_TIMES), the unix port's × the slowdown for the others."""
+    if board.mcu.startswith("RP2040"):
+        return RP2040_TIMES["first_frame"].ms * 125 / board.cpu_mhz
+    return FIRST_FRAME_MS_UNIX_X86 * board.slowdown
+
+
 def clock_tradeoff() -> str:
     """Markdown table: each MCU's wake at its lower clock vs its battery (default) clock."""
     lines = ["| MCU | clock MHz | first frame ms | compute ms / wake | mA·s / wake |", "|---|---|---|---|---|"]
     for key in ("pico", "esp32-devkitc"):
         for b in (at_low_clock(BOARDS[key]), BOARDS[key]):
             est = estimate(b, 1, BATTERIES["lipo150"])
-            lines.append(f"| {b.mcu.split(',')[0]} | {b.cpu_mhz} | {FIRST_FRAME_MS_UNIX_X86 * b.slowdown:.0f} "
+            lines.append(f"| {b.mcu.split(',')[0]} | {b.cpu_mhz} | {first_frame_ms(b):.0f} "
                          f"| {est.compute_ms:.0f} | {wake_charge_mas(b):.1f} |")
     return "\n".join(lines)
 
@@ -303,29 +337,6 @@ def sources() -> str:
 # Off between payments: the button switches the cell onto the Pico's VSYS through a load
 # switch, the firmware holds it (HOLD_PIN) and lets go when the display time ends; the
 # DS3231 keeps time on its VBAT pin, wired to the cell. Every wake is a power-up.
-
-@dataclass(frozen=True)
-class Time:
-    """A time in ms and where the number comes from."""
-
-    ms: float
-    source: str
-
-
-# THE SEAM: every RP2040 time the latch rows use, in one table. The assumed ones (×30)
-# are to be replaced by times measured on the emulated Pico (rp2040js: emulated time,
-# cycles ÷ 125 MHz, no flash-cache model), frozen image; nothing else needs to change.
-RP2040_TIMES = {
-    "boot": Time(15.0, "power-up to MicroPython running the frozen main.py: the stock v1.28.0 "
-                 "image reaches its first `>>> ` at 14-15 ms emulated in rp2040js 1.4.1 "
-                 "(materials README; emulated time, no flash-cache model; the crystal's and "
-                 "the regulator's start-up not modelled)"),
-    "first_frame": Time(FIRST_FRAME_MS_UNIX_X86 * _RP2040_SLOW,
-                        "the unix port's first frame (11.1 ms) × the assumed ×30 slowdown"),
-    "wake_compute": Time(wake_compute_ms_unix() * _RP2040_SLOW,
-                         "the unix port's whole wake (22.7 ms: first frame and 19 ticks) × the "
-                         "assumed ×30 slowdown"),
-}
 
 TPS22917_OFF = Part(0.00001, "TI TPS22917 load switch, OFF state (ON held low by its smart "
                     "pull-down): shutdown current ISD 10 nA typ (TI product page)")

@@ -112,6 +112,8 @@ class BoardSpec:
     display_addr: int
     button: int
     vbus: int | None
+    button_high: bool = False  # the pin reads high while pressed (BUTTON_ACTIVE_HIGH)
+    hold: int | None = None  # a power latch's hold pin (HOLD_PIN): low on battery = off
 
 
 def board_spec(name: str) -> BoardSpec:
@@ -125,12 +127,15 @@ def board_spec(name: str) -> BoardSpec:
     if b.family != "rp2040":
         raise Rp2Error(f"board {name!r} is not an RP2040 board (family {b.family or 'unknown'})")
     c = deploy_mod._board_consts(b.path, ("WIDTH", "HEIGHT", "RTC", "I2C_ID", "SDA", "SCL",
-                                          "DISPLAY_ADDR", "BUTTON_PIN", "VBUS_PIN"))
+                                          "DISPLAY_ADDR", "BUTTON_PIN", "VBUS_PIN",
+                                          "BUTTON_ACTIVE_HIGH", "HOLD_PIN"))
     try:
         return BoardSpec(name, int(c["WIDTH"]), int(c["HEIGHT"]), str(c["RTC"]),
                          (int(c["I2C_ID"]), int(c["SDA"]), int(c["SCL"])),
                          int(c.get("DISPLAY_ADDR", 0x3C)), int(c["BUTTON_PIN"]),
-                         None if c.get("VBUS_PIN") is None else int(c["VBUS_PIN"]))
+                         None if c.get("VBUS_PIN") is None else int(c["VBUS_PIN"]),
+                         bool(c.get("BUTTON_ACTIVE_HIGH", False)),
+                         None if c.get("HOLD_PIN") is None else int(c["HOLD_PIN"]))
     except (KeyError, TypeError, ValueError) as e:
         raise Rp2Error(f"board {name!r}: constant missing or not a literal: {e}") from None
 
@@ -214,6 +219,7 @@ class Rp2Supervisor:
         self._power = True
         self._usb: bool | None = None
         self._presses = 0
+        self._cut_now = False
         self.models: ChipModels | None = None
         self.stats: dict[str, Any] = {}
 
@@ -231,7 +237,7 @@ class Rp2Supervisor:
         cfg = {"modules": str(self.mat.modules), "bootrom": str(self.mat.bootrom),
                "uf2": str(self.image), "flash": str(self.flash / FLASH_IMAGE),
                "i2c": list(self.spec.i2c), "addrs": sorted(self.models.devices), "pins": pins,
-               "fastIdle": self.fast_idle}
+               "fastIdle": self.fast_idle, "hold": self.spec.hold}
         ctl_r, ctl_w = os.pipe()
         ev_r, ev_w = os.pipe()
         rep_r, rep_w = os.pipe()
@@ -325,6 +331,16 @@ class Rp2Supervisor:
             vhw._store().save(str(self.hw), STATS, self.stats)
         elif f[0] == "P":
             self._trace({"ev": "press", **_stamp(f[1:4])})
+        elif f[0] == "H":
+            self._trace({"ev": "hold", "level": int(f[1]), **_stamp(f[2:5])})
+            if f[1] == "0" and not self._usb_attached():
+                # A power latch let go on battery: the supply goes. Off "by the latch",
+                # as the sim-latch board's (vhw.latched_off): the next press powers the
+                # board up again (vhw.press). With VBUS present the board stays up.
+                vhw.power_off(self.hw)
+                vhw._store().save(str(self.hw), "power.json", {"on": False, "latch": True})
+                self._power = False
+                self._cut_now = True  # the loop kills the chip at once (not mid-read)
 
     def _trace(self, rec: dict[str, Any]) -> None:
         if self.trace:
@@ -351,7 +367,7 @@ class Rp2Supervisor:
         n = _size(self.hw / "button")
         if n > self._presses:
             self._presses = n
-            self._control(f"press {self.spec.button} {PRESS_MS}")
+            self._control(f"press {self.spec.button} {PRESS_MS} {int(self.spec.button_high)}")
         if self.spec.vbus is not None:
             usb = self._usb_attached()
             if usb != self._usb:
@@ -451,7 +467,8 @@ class Rp2Supervisor:
         next_poll = 0.0
         while not self.stopping:
             now = time.monotonic()
-            if now >= next_poll:
+            if now >= next_poll or self._cut_now:
+                self._cut_now = False
                 next_poll = now + _POLL
                 on = self._powered()
                 if not on and self.proc is not None:

@@ -11,7 +11,8 @@
 // File descriptors (set up by the Python side):
 //   0 / 1  the USB CDC serial, raw bytes (host -> device / device -> host); 2 logs
 //   3      control, lines from Python: "pin N 0|1|-" (drive an input from outside or let
-//          it go), "press N ms" (hold pin N low for ms emulated milliseconds), "stats"
+//          it go), "press N ms [L]" (hold pin N at level L, default 0, for ms emulated
+//          milliseconds), "stats"
 //   4      events and I2C requests to Python, lines:
 //            "W addr hex T"  a finished write transaction (hex data); T is "t wire idle":
 //                            emulated ns since power-on, of them on the I2C wire, idle
@@ -19,6 +20,7 @@
 //                            Python answers on fd 5 with one line, the byte in decimal
 //            "B n reason T"  the chip booted (n-th boot of this process)
 //            "P T"           a press began
+//            "H level T"     the power latch's hold pin (cfg.hold) driven to level 0 or 1
 //            "S {json}"      statistics (answer to "stats"; also at exit)
 //   5      I2C read replies from Python (read synchronously: the chip waits for its chip)
 //
@@ -267,6 +269,14 @@ function createBoard(reason) {
     const v = level(pin); if (v !== null) pin.setInputValue(v);
   }
   mcu.adc.channelValues[4] = 876; // temperature sensor: 27 C
+  if (cfg.hold != null) { // a power latch's hold pin: its output level, to Python
+    const hp = mcu.gpio[cfg.hold];
+    let held = -1;
+    hp.addListener(() => {
+      const v = hp.value === GPIOPinState.High ? 1 : hp.value === GPIOPinState.Low ? 0 : -1;
+      if (v >= 0 && v !== held) { held = v; emit(`H ${v} ${stamp()}`); }
+    });
+  }
 
   // (9) UART TX interrupt
   for (const u of mcu.uart) {
@@ -326,11 +336,11 @@ function createBoard(reason) {
     buf += d.toString();
     let nl;
     while ((nl = buf.indexOf('\n')) >= 0) {
-      const [cmd, a, b] = buf.slice(0, nl).trim().split(' ');
+      const [cmd, a, b, c] = buf.slice(0, nl).trim().split(' ');
       buf = buf.slice(nl + 1);
       if (cmd === 'press') { // hold the pin low for b emulated ms (the board's button)
         const n = Number(a);
-        driven.set(n, false);
+        driven.set(n, c === '1');
         if (board) {
           board.refreshPin(n);
           emit(`P ${stamp()}`);
