@@ -351,7 +351,7 @@ def test_a_power_cut_while_booting_stays_a_cut(vdevs, tmp_path: Path) -> None:
         _wait(lambda: t.child_pid() is not None)
         old = t.child_pid()
         os.kill(t.proc.pid, signal.SIGUSR1)  # a hard reset: a new interpreter boots
-        _wait(lambda: t.child_pid() not in (None, old))
+        _wait(lambda old=old: t.child_pid() not in (None, old))
         vhw.power_off(t.hw)  # while it boots
         _wait(lambda: t.child_pid() is None)
         time.sleep(0.5)  # longer than the supervisor's polls and a boot
