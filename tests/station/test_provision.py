@@ -209,3 +209,18 @@ def test_reports_of_one_second_never_overwrite_each_other(issuer, tmp_path: Path
     assert all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in files)
     audit = [json.loads(line)["report"] for line in (d / "audit.jsonl").read_text().splitlines()]
     assert sorted(audit) == sorted(names)
+
+
+def test_the_ppm_line_says_why_zero_is_stored() -> None:
+    """provision's summary never shows a bare "+0.00 ppm": it says when the burn-in did not
+    run, or measured a rate too coarse to store."""
+    from types import SimpleNamespace
+
+    from paytoken.commands.desk import _ppm_text
+
+    assert _ppm_text(SimpleNamespace(ppm_measured=None, ppm=0.0, ppm_resolution=None)) == \
+        "crystal error not measured (no --burn-in): 0 ppm stored"
+    coarse = _ppm_text(SimpleNamespace(ppm_measured=3.2, ppm=0.0, ppm_resolution=10.0))
+    assert coarse.startswith("+3.20 ± 10.00 ppm measured, too coarse to store: 0 ppm stored")
+    assert _ppm_text(SimpleNamespace(ppm_measured=12.5, ppm=12.5, ppm_resolution=0.5)) == \
+        "+12.50 ppm stored (± 0.50)"
