@@ -39,6 +39,19 @@ _hw = None
 overhead = 0  # heap bytes the models took at creation (their code included)
 
 
+def _unpowered(folder):
+    import os
+
+    if os.getenv("PAYTOKEN_BOOT"):
+        # a virtual token: its supervisor sees power.json and kills the interpreter within
+        # 50 ms (as in latch.power_off: an exit would drop into its REPL meanwhile)
+        import time
+
+        while True:
+            time.sleep_ms(1000)
+    raise OSError("the board's power is off (power.json in %s): power it on first" % folder)
+
+
 class Hardware:
     def __init__(self, folder, width, height):
         # The models are imported here, so that their heap share can be measured.
@@ -53,10 +66,12 @@ class Hardware:
         if cfg is None:
             raise OSError("no hw.json in %s: create it with paytoken.vhw.create" % folder)
         self.config = cfg
-        # Starting the interpreter is powering the board up.
+        # The host powers the board (paytoken.vhw.power_on, the supervisor's start, a press
+        # on a latch board); the board never does. A cut that came while this interpreter
+        # started stays a cut: nothing here runs, writes or turns the RTC's supply back on.
         p = store.load(folder, "power.json", None)
         if p is not None and not p.get("on", True):
-            store.save(folder, "power.json", {"on": True})
+            _unpowered(folder)
         st = store.load(folder, "rtc.json", None)
         if st is not None and not st["powered"]:
             _rtc.power(st, True, store.world_time(folder))

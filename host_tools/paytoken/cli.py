@@ -99,6 +99,25 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    # A Ctrl-C (or SIGTERM) that landed inside an import can come back wrapped, e.g. as the
+    # RuntimeError "Error calling __set_name__": it is still an interrupt.
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _interrupted(exc: KeyboardInterrupt) -> None:
+    print("paytoken: interrupted" + (" (SIGTERM)" if isinstance(exc, Terminated) else ""),
+          file=sys.stderr)
+    sys.exit(143 if isinstance(exc, Terminated) else 130)
+
+
 def main(argv: list[str] | None = None) -> None:
     # first: a command that installs its own (vdev start, serve) replaces it meanwhile
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -110,9 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"paytoken: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as exc:
-        print("paytoken: interrupted" + (" (SIGTERM)" if isinstance(exc, Terminated) else ""),
-              file=sys.stderr)
-        sys.exit(143 if isinstance(exc, Terminated) else 130)
+        _interrupted(exc)
     except BrokenPipeError:
         # Output piped into e.g. `head`: stop quietly, like other Unix tools.
         import os
@@ -120,6 +137,11 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    except Exception as exc:
+        cause = _interrupt_in(exc)
+        if cause is None:
+            raise
+        _interrupted(cause)
     finally:
         if argv is None:
             # the process is done: a signal now has nothing left to stop, and must not

@@ -196,7 +196,7 @@ def power_off(folder: str | os.PathLike[str]) -> None:
 
 
 def power_on(folder: str | os.PathLike[str]) -> None:
-    """Restore power (starting the interpreter also does this)."""
+    """Restore power. Only the host does this: a board that starts unpowered stays off."""
     f = _folder(folder)
     if (Path(f) / "rtc.json").exists():
         _rtc_update(f, lambda st, w: _rtc().power(st, True, w))

@@ -333,3 +333,52 @@ def test_operator_doc_curl_examples_run(admin_live):
             assert body.splitlines()[0] == ",".join(EXPORT_COLUMNS)
         else:
             assert json.loads(body)
+
+
+def test_admin_api_answers_what_its_schema_admits(admin_live):
+    """The constraints the schemathesis run relies on (tests/backend/test_schema.py), one by one."""
+    w, c, server = admin_live
+    code = paycode.payment_code(SECRET, 42, T0, w.scheme_key)
+    w.backend.pay(w.merchant_id, code, 700, "CNY", "api-2")
+    # an empty window is an empty page, not an error; the other filters are still checked
+    q = {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+    for path in ("/v1/admin/payments", "/v1/admin/refunds", "/v1/admin/accounts/42/history"):
+        r = c.get(path, params=q)
+        assert r.status_code == 200 and r.json() == {"items": [], "next": None}, (path, r.text)
+    assert c.get("/v1/admin/payments", params=dict(q, merchant="nobody")).status_code == 404
+    assert c.get("/v1/admin/accounts/99/history", params=q).status_code == 404
+    assert len(c.get("/v1/admin/payments", params={"since": "0"}).json()["items"]) == 1
+    # what the domain refuses, the schema refuses first (422 from the schema, with its rule)
+    spec = c.get("/openapi.json").json()
+    for bad in ("1970-01-01T00:00:00+01:00", "2026-02-29T00:00:00Z", "2026-01-01T00:00:00", "١٢"):
+        assert c.get("/v1/admin/payments", params={"since": bad}).status_code == 422, bad
+    assert c.get("/v1/admin/payments", params={"since": "2028-02-29T23:59:59-23:59"}).status_code == 200
+    assert c.get("/v1/admin/export", params={"day": "2100-02-29"}).status_code == 422  # not a leap year
+    assert c.get("/v1/admin/export", params={"day": "2000-02-29"}).status_code == 200
+    assert c.post("/v1/admin/schemes", json={"prefix": "30"}).status_code == 422  # another wallet's start
+    assert c.post("/v1/admin/schemes", json={"prefix": "31"}).status_code == 200
+    assert c.post("/v1/admin/merchants", json={"name": "tab\there"}).status_code == 422
+    assert c.get("/v1/admin/accounts/42/history", params={"after": "x"}).status_code == 422
+    assert "pattern" in spec["components"]["schemas"]["SchemeIn"]["properties"]["prefix"]
+    # a JSON number without a fraction is an integer
+    r = c.post("/v1/admin/accounts/42/credit", json={"amount": 50.0, "reason": "float"})
+    assert r.status_code == 200 and r.json()["amount"] == 50
+    assert c.post("/v1/admin/accounts/42/credit", json={"amount": 50.5, "reason": "x"}).status_code == 422
+    # an id that is not a payment id names no payment
+    assert c.get("/v1/admin/payments/null").status_code == 404
+    assert c.post("/v1/admin/payments/null/refund", json={"idempotency_key": "k1"}).status_code == 404
+
+
+def test_admin_routes_share_the_bad_key_throttle(admin_live):
+    """Unknown keys on /v1/admin are charged to the client address like any other: past the
+    burst, 429 with Retry-After, never an endless stream of 401s."""
+    w, c, server = admin_live
+    seen = []
+    for i in range(40):
+        r = httpx.get(server.url + "/v1/admin/merchants", timeout=10,
+                      headers={"Authorization": f"Bearer ptk_admin_wrong{i}"})
+        seen.append(r.status_code)
+        if r.status_code == 429:
+            assert int(r.headers["Retry-After"]) >= 1 and r.json()["error"] == "throttled"
+            break
+    assert seen[0] == 401 and seen[-1] == 429, seen

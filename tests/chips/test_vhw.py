@@ -116,3 +116,36 @@ def test_set_rtc_time_clears_lost(hw):
     assert vhw.rtc_state(f)["lost"] and vhw.rtc_time(f) == 946684800
     vhw.set_rtc(f, time=4_000_000_123)
     assert not vhw.rtc_state(f)["lost"] and vhw.rtc_time(f) == 4_000_000_123
+
+
+def test_a_cut_while_the_board_starts_stays_a_cut(hw):
+    """The interpreter never powers its board: started (or still starting) after a cut, it
+    neither runs, nor writes power.json "on", nor turns the RTC's supply back on."""
+    f = hw(battery=True)
+    vhw.power_off(f)
+    rtc_before = vhw.rtc_state(f)
+    assert rtc_before["powered"] is False
+    code = "import board\nboard.i2c()\nprint('BOARD-RAN')\n"
+    # alone: a one-line error, and the folder as the cut left it
+    p = _start(f, code)
+    out, err = p.communicate(timeout=bound(STEP))
+    assert p.returncode != 0 and "BOARD-RAN" not in out and "power is off" in out + err, (out, err)
+    assert not vhw.is_powered(f) and vhw.rtc_state(f) == rtc_before
+    # under a supervisor (PAYTOKEN_BOOT): it waits, silent, to be killed, as a latch board does
+    flash = f.with_suffix(".flash")
+    env = dict(os.environ, MICROPYPATH=upy.micropypath([flash]), PAYTOKEN_HW=str(f), PAYTOKEN_BOOT="1")
+    p = subprocess.Popen([upy.micropython(), "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.communicate(timeout=1.5)
+        assert not vhw.is_powered(f) and vhw.rtc_state(f) == rtc_before
+    finally:
+        p.kill()
+        out, _ = p.communicate()
+    assert "BOARD-RAN" not in out
+    # powered by the host, the same board runs
+    vhw.power_on(f)
+    p = _start(f, code)
+    out, err = p.communicate(timeout=bound(STEP))
+    assert p.returncode == 0 and "BOARD-RAN" in out, err

@@ -179,3 +179,40 @@ def test_demo_runs_briefly_with_countdown(capsys) -> None:
             story.DEMO_SECRET, story.DEMO_TOKEN_ID, t, story.DEMO_SCHEME_KEY
         )
     assert len({line.split()[8] for line in lines}) >= 2  # the TOTP refreshed
+
+
+def test_an_interrupt_wrapped_by_an_import_is_still_an_interrupt(monkeypatch, capsys) -> None:
+    """Ctrl-C inside an import can come back as another exception (Python wraps errors of
+    ``__set_name__`` in a RuntimeError): the tool still exits 130 with one line."""
+    import pytest as _pytest
+    from paytoken import cli
+
+    def boom(_args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Error calling __set_name__ on 'cached_property'") from e
+
+    def other(_args):
+        raise ValueError("a plain bug")
+
+    for func, want in ((boom, 130), (other, None)):
+        monkeypatch.setattr(cli, "build_parser", lambda f=func: _Parser(f))
+        if want is None:
+            with _pytest.raises(ValueError):
+                cli.main([])
+            continue
+        with _pytest.raises(SystemExit) as ex:
+            cli.main([])
+        assert ex.value.code == want
+        assert capsys.readouterr().err == "paytoken: interrupted\n"
+
+
+class _Parser:
+    def __init__(self, func) -> None:
+        self.func = func
+
+    def parse_args(self, argv):
+        import argparse
+
+        return argparse.Namespace(func=self.func)

@@ -287,3 +287,32 @@ def test_factory_endpoints_are_retry_safe_and_never_echo_a_secret(issuer, server
         assert codes <= set(op["responses"]), p  # plus the statuses every admin route declares
     texts = [first.text, again.text, log_path.read_text()]
     assert_no_secret([secret, sync_key], *texts)
+
+
+def test_cross_check_over_http_in_parts_and_with_unequal_lists(issuer, server) -> None:
+    """A desk's 5000 times go in requests of 250 (each under the 16 KiB body limit); a time
+    with no code is a mismatch, never a pass."""
+    from paytoken.backend.factory_api import MAX_TIMES
+    from paytoken.station import online
+
+    url, _ = server
+    secret = os.urandom(20)
+    issuer.backend.add_token(777, secret)
+    key = issuer.backend.scheme_keys()["81"]
+    times = [1_767_225_600 + 30 * i for i in range(5000)]
+    good = ops.host_codes(secret, 777, times, key, "81")
+    assert online.CROSS_CHECK_PER_CALL == MAX_TIMES
+    api = HttpIssuer(url, issuer.admin_key)
+    assert api.cross_check(777, times, good) == []
+    bad = list(good)
+    bad[0], bad[4321] = "0" * 18, "1" * 18
+    assert api.cross_check(777, times, bad) == [times[0], times[4321]]
+    assert len(_audit(issuer, "CODES_EXPECTED")) == 2 * 20
+    h = {"Authorization": f"Bearer {issuer.admin_key}"}
+    r = httpx.post(url + "/v1/tokens/777/cross-check", headers=h, json={"times": times[:3], "codes": good[:1]})
+    assert r.status_code == 200 and r.json() == {"token_id": 777, "compared": 3, "mismatches": times[1:3]}
+    r = httpx.post(url + "/v1/tokens/777/cross-check", headers=h, json={"times": times[:1], "codes": good[:2]})
+    assert r.json() == {"token_id": 777, "compared": 1, "mismatches": []}
+    r = httpx.post(url + "/v1/tokens/777/cross-check", headers=h,
+                   json={"times": times[:MAX_TIMES + 1], "codes": good[:MAX_TIMES + 1]})
+    assert r.status_code == 422

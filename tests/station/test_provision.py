@@ -183,3 +183,44 @@ def test_device_error_mid_provisioning_is_clear_and_leaks_nothing(tokens, issuer
     rep = Station(issuer.backend, board="sim").provision(tok.port)
     assert rep.status == "provisioned", rep.error
     assert_consistent(issuer, [tok.flash])
+
+
+def test_reports_of_one_second_never_overwrite_each_other(issuer, tmp_path: Path) -> None:
+    """Two runs of one token in one second, or ports whose names map alike, each keep their
+    own report: written whole under a private temp name, then linked to a free name."""
+    import os
+    import stat
+    from concurrent.futures import ThreadPoolExecutor
+
+    from paytoken.station.provision import TokenReport
+
+    d = tmp_path / "reports"
+    station = Station(issuer.backend, board="sim", report_dir=d)
+    reps = [TokenReport(port=p, board="sim", token_id=tid, error=f"run {i}", started_at=1_767_225_600.5)
+            for i, (p, tid) in enumerate([("a", 42)] * 6 + [("/dev/pts/1", None), ("dev/pts/1", None)])]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(station._record, reps))
+    files = sorted(d.glob("token-*.json"))
+    assert len(files) == 8 and not list(d.glob(".*tmp"))
+    assert {json.loads(p.read_text())["error"] for p in files} == {f"run {i}" for i in range(8)}
+    names = {p.name for p in files}
+    assert {"token-00000042-1767225600.json", "token-00000042-1767225600_6.json",
+            "token-dev_pts_1-1767225600.json", "token-dev_pts_1-1767225600_2.json"} <= names
+    assert all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in files)
+    audit = [json.loads(line)["report"] for line in (d / "audit.jsonl").read_text().splitlines()]
+    assert sorted(audit) == sorted(names)
+
+
+def test_the_ppm_line_says_why_zero_is_stored() -> None:
+    """provision's summary never shows a bare "+0.00 ppm": it says when the burn-in did not
+    run, or measured a rate too coarse to store."""
+    from types import SimpleNamespace
+
+    from paytoken.commands.desk import _ppm_text
+
+    assert _ppm_text(SimpleNamespace(ppm_measured=None, ppm=0.0, ppm_resolution=None)) == \
+        "crystal error not measured (no --burn-in): 0 ppm stored"
+    coarse = _ppm_text(SimpleNamespace(ppm_measured=3.2, ppm=0.0, ppm_resolution=10.0))
+    assert coarse.startswith("+3.20 ± 10.00 ppm measured, too coarse to store: 0 ppm stored")
+    assert _ppm_text(SimpleNamespace(ppm_measured=12.5, ppm=12.5, ppm_resolution=0.5)) == \
+        "+12.50 ppm stored (± 0.50)"

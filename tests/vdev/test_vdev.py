@@ -334,3 +334,28 @@ def test_no_ctrl_c_window_before_main_py(vdevs, tmp_path: Path) -> None:
     # after main.py returned, the REPL is there and takes Ctrl-C as usual
     r = mpremote(t.port, "exec", "print('ok')")
     assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_a_power_cut_while_booting_stays_a_cut(vdevs, tmp_path: Path) -> None:
+    """Cut the power just as the interpreter (re)starts: the board stays off until the host
+    powers it. End to end only: the narrow window (a cut in the last poll, <= 50 ms, before
+    the board's first use, which used to write power.json "on") is pinned down without a
+    supervisor in tests/chips/test_vhw.py::test_a_cut_while_the_board_starts_stays_a_cut."""
+    import signal
+
+    t = vdevs(tmp_path / "tok")
+    assert mpremote(t.port, "eval", "1+1").stdout.strip() == "2"
+    link = Path(t.port)
+    assert not [p.name for p in link.parent.iterdir() if p.name.endswith(".new")]  # no link temp left
+    for _ in range(3):
+        _wait(lambda: t.child_pid() is not None)
+        old = t.child_pid()
+        os.kill(t.proc.pid, signal.SIGUSR1)  # a hard reset: a new interpreter boots
+        _wait(lambda old=old: t.child_pid() not in (None, old))
+        vhw.power_off(t.hw)  # while it boots
+        _wait(lambda: t.child_pid() is None)
+        time.sleep(0.5)  # longer than the supervisor's polls and a boot
+        assert not vhw.is_powered(t.hw) and t.child_pid() is None
+        vhw.power_on(t.hw)
+    with Device(t.port, timeout=bound(STEP)) as dev:
+        assert dev.eval("'alive'") == "alive"

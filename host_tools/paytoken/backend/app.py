@@ -20,11 +20,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, WithJsonSchema
-from pydantic import StrictInt as _StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paytoken.backend import BackendError, factory_api, online_api, operators_api, rules
+from paytoken.backend.apitypes import JsonInt
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import DEFAULT_URL
 from paytoken.backend.service import MAX_AMOUNT, MAX_TOKEN_ID, Backend
@@ -35,10 +35,8 @@ MAX_BODY = 16 * 1024
 ENV_DB = "PAYTOKEN_DB"
 ENV_WINDOW = "PAYTOKEN_WINDOW"
 
-# A JSON number with no fraction is an integer (JSON has one number type: 1250 and 1250.0 are
-# the same value); 12.5, strings and booleans are not.
-StrictInt = Annotated[_StrictInt, BeforeValidator(
-    lambda v: int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**63 else v)]
+# A JSON number with no fraction is an integer (apitypes.JsonInt).
+StrictInt = JsonInt
 
 # An amount or limit in minor units (its schema spelled out: pydantic loses it inside ``| None``).
 Minor = Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT),
@@ -363,7 +361,7 @@ def create_app(backend: Backend) -> FastAPI:
 
     # every route of both declares the statuses any admin route can answer
     app.include_router(factory_api.router(backend, admin), responses=responses(AUTH, BODY, R404, R409))  # the online factory and desk
-    app.include_router(operators_api.router(backend), responses=responses(AUTH, BODY, R404, R409))  # /v1/admin: operators
+    app.include_router(operators_api.router(backend, admin), responses=responses(AUTH, BODY, R404, R409))  # /v1/admin: operators
     # the wallet: online codes and its account (Authorization: Bearer <wallet key>)
     app.include_router(online_api.router(backend, refuse, responses(R400, R401, R409, R413, R422, R429, R503)))
     app.add_middleware(_BodyLimit)

@@ -26,20 +26,19 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
 from paytoken.backend import BackendError
+from paytoken.backend.apitypes import JsonInt, JsonNumber
 from paytoken.backend.service import MAX_TOKEN_ID, Backend
 
 TokenId = Annotated[int, Path(ge=0, le=MAX_TOKEN_ID, description="token id, 0 to 99999999")]
 Prefix = Annotated[str, Path(pattern=r"^[0-9]{2}$", description="scheme prefix, two digits")]
-MAX_TIMES = 5000
+# Times per request: the largest body the schema admits (250 times of 13 digits and codes of
+# 24) stays under the app's 16 KiB body limit. A desk sends more in several requests.
+MAX_TIMES = 250
+MAX_TIME = 2**40 - 1  # Backend.cross_check: UTC seconds below 2**40
 _HEX_KEY = r"^(?:[0-9a-f]{2}){16,64}$"  # 16 to 64 bytes, lower-case hex
-
-
-class ErrorOut(BaseModel):
-    error: Literal["refused", "invalid_request", "server_error", "too_large"]
-    detail: str | list = Field(description="what is wrong (never a secret or the input)")
 
 
 class SchemeKeyOut(BaseModel):
@@ -62,8 +61,9 @@ class ActivateIn(BaseModel):
     secret: StrictStr = Field(pattern=_HEX_KEY, description="the token secret, hex (16+ bytes)")
     sync_key: StrictStr = Field(pattern=_HEX_KEY, description="the sync key given at allocation, hex")
     prefix: StrictStr = Field(pattern=r"^[0-9]{2}$", description="scheme prefix")
-    drift_ppm: StrictFloat | StrictInt | None = Field(
-        default=None, ge=-500, le=500, description="residual clock rate when known (else learned)")
+    drift_ppm: Annotated[JsonNumber, Field(ge=-500, le=500),
+                         WithJsonSchema({"type": "number", "minimum": -500, "maximum": 500})] | None = Field(
+        default=None, description="residual clock rate when known, ppm (else learned)")
 
 
 class ActivateOut(BaseModel):
@@ -89,10 +89,17 @@ class UnlockMacOut(BaseModel):
 
 
 class CrossCheckIn(BaseModel):
+    """``codes[i]`` is the token's code at ``times[i]``. A time with no code counts as a
+    mismatch, and codes past the last time are not compared (``compared`` says how many
+    were): JSON Schema cannot tie two lengths, so unequal ones are answered, never refused."""
+
     model_config = ConfigDict(extra="forbid")
-    times: list[StrictInt] = Field(min_length=1, max_length=MAX_TIMES, description="UTC seconds")
-    codes: list[StrictStr] = Field(min_length=1, max_length=MAX_TIMES,
-                                   description="the token's code at each time, in order")
+    times: list[Annotated[JsonInt, Field(ge=0, le=MAX_TIME),
+                          WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_TIME})]] = Field(
+        min_length=1, max_length=MAX_TIMES, description="UTC seconds")
+    codes: list[Annotated[StrictStr, Field(pattern=r"^[0-9A-Za-z]{0,24}$")]] = Field(
+        min_length=1, max_length=MAX_TIMES, description="the token's code at each time, in order, "
+                                                         "as it showed it (up to 24 letters or digits)")
 
 
 class CrossCheckOut(BaseModel):
@@ -101,8 +108,10 @@ class CrossCheckOut(BaseModel):
     mismatches: list[int] = Field(description="the times at which the codes differ")
 
 
-def _errors(*statuses: int) -> dict:
-    return {s: {"model": ErrorOut} for s in (401, 422, *statuses)}
+# The app declares the statuses every admin route can answer (400, 401, 404, 409, 413, 422,
+# 429) when it includes this router, all with its one error body; a route adds the others.
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+R503 = {503: {"description": "no free token id was found (try again)", "content": _ERROR_BODY}}
 
 
 def _key(hex_text: str) -> bytes:
@@ -114,26 +123,25 @@ def router(backend: Backend, admin: Callable[..., str]) -> APIRouter:
     r = APIRouter(tags=["factory"])
     Admin = Annotated[str, Depends(admin)]
 
-    @r.get("/v1/factory/schemes/{prefix}", response_model=SchemeKeyOut, responses=_errors(404))
+    @r.get("/v1/factory/schemes/{prefix}", response_model=SchemeKeyOut)
     def scheme_key(prefix: Prefix, actor: Admin, response: Response) -> dict:
         """The scheme key a station writes onto its tokens (audited; not cached)."""
         response.headers["Cache-Control"] = "no-store"
         return {"prefix": prefix, "scheme_key": backend.station_scheme_key(prefix, actor).hex()}
 
-    @r.post("/v1/factory/tokens", status_code=201, response_model=AllocateOut,
-            responses=_errors(503))
+    @r.post("/v1/factory/tokens", status_code=201, response_model=AllocateOut, responses=R503)
     def allocate(body: AllocateIn, actor: Admin) -> dict:
         """A fresh ``pending`` token id holding the station's sync key. Not idempotent: a
         lost answer leaves a pending record that never verifies (the station does not retry)."""
         return {"token_id": backend.allocate_token(actor, sync_key=_key(body.sync_key)),
                 "status": "pending"}
 
-    @r.post("/v1/factory/tokens/{token_id}/activate", response_model=ActivateOut,
-            responses=_errors(409))
+    @r.post("/v1/factory/tokens/{token_id}/activate", response_model=ActivateOut)
     def activate(token_id: TokenId, body: ActivateIn, actor: Admin) -> dict:
         """Record the secret and sync key; the token becomes ``active``. Repeating an
         activation that went through (same secret and sync key) answers it again."""
         secret, sync_key = _key(body.secret), _key(body.sync_key)
+        backend.scheme_defaults(body.prefix)  # an unknown prefix is a 404 (the schema admits any two digits)
         try:
             backend.activate_token(token_id, secret, sync_key, body.prefix, actor=actor,
                                    drift_ppm=body.drift_ppm)
@@ -146,8 +154,7 @@ def router(backend: Backend, admin: Callable[..., str]) -> APIRouter:
         return {"token_id": token_id, "status": info["status"], "prefix": info["prefix"],
                 "already": already}
 
-    @r.post("/v1/factory/tokens/{token_id}/discard", response_model=DiscardOut,
-            responses=_errors(409))
+    @r.post("/v1/factory/tokens/{token_id}/discard", response_model=DiscardOut)
     def discard(token_id: TokenId, actor: Admin) -> dict:
         """Remove a pending record (a run that failed before its lock). Idempotent; a
         token past pending is refused with 409."""
@@ -161,19 +168,18 @@ def router(backend: Backend, admin: Callable[..., str]) -> APIRouter:
             raise
         raise BackendError(f"token {token_id} is {status}, not pending: not discarded", 409)
 
-    @r.post("/v1/factory/tokens/{token_id}/pending-unlock", response_model=UnlockMacOut,
-            responses=_errors(409))
+    @r.post("/v1/factory/tokens/{token_id}/pending-unlock", response_model=UnlockMacOut)
     def pending_unlock(token_id: TokenId, body: NonceIn, actor: Admin) -> dict:
         """``sync_mac(sync_key, 'UNLOCK', nonce, id)`` for a locked token still pending."""
         return {"token_id": token_id, "mac": backend.pending_unlock_mac(token_id, body.nonce, actor)}
 
-    @r.post("/v1/tokens/{token_id}/cross-check", response_model=CrossCheckOut,
-            responses=_errors(404))
+    @r.post("/v1/tokens/{token_id}/cross-check", response_model=CrossCheckOut)
     def cross_check(token_id: TokenId, body: CrossCheckIn, actor: Admin) -> dict:
-        """Compare a token's codes with the issuer's for its sealed secret; changes no state."""
-        if len(body.codes) != len(body.times):
-            raise BackendError("give one code per time", 422)
-        bad = backend.cross_check(token_id, body.times, body.codes, actor)
-        return {"token_id": token_id, "compared": len(body.times), "mismatches": bad}
+        """Compare a token's codes with the issuer's for its sealed secret; changes no state.
+        ``compared`` is the number of times; a time without a code is a mismatch."""
+        n = len(body.times)
+        codes = body.codes[:n] + [""] * (n - len(body.codes))  # "" never equals a code
+        bad = backend.cross_check(token_id, body.times, codes, actor)
+        return {"token_id": token_id, "compared": n, "mismatches": bad}
 
     return r

@@ -18,15 +18,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic import StrictInt as _StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from paytoken.backend import BackendError, online
+from paytoken.backend.apitypes import JsonInt as StrictInt
 from paytoken.backend.service import Backend
-
-# As app.py's: a JSON number with no fraction is an integer (1 and 1.0 are one value).
-StrictInt = Annotated[_StrictInt, BeforeValidator(
-    lambda v: int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**63 else v)]
 
 
 class OnlineCodesIn(BaseModel):

@@ -392,13 +392,15 @@ class Station:
         d.mkdir(parents=True, exist_ok=True)
         data = asdict(rep)
         name = f"{rep.token_id:08d}" if rep.token_id else _safe(rep.port)
-        path = d / f"token-{name}-{int(rep.started_at)}.json"
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        base = f"token-{name}-{int(rep.started_at)}"
+        tmp = d / f".{base}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp"
         # private (0600) like everything of the station's: ids, ports and times only,
         # but nobody else's business
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
             f.write(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())
+        path = _publish_new(tmp, d, base)
         line = json.dumps({
             "ts": int(time.time()), "actor": self.actor, "port": rep.port,
             "token_id": rep.token_id, "status": rep.status, "step": rep.step,
@@ -409,6 +411,23 @@ class Station:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def _publish_new(tmp: Path, folder: Path, base: str) -> Path:
+    """Give the written ``tmp`` its name ``base.json`` in one step, never over another
+    report: two runs of one token in one second (a redo, parallel ports whose names map
+    alike) get ``base_2.json``, ``base_3.json``, ... (sorted after the first)."""
+    n = 1
+    try:
+        while True:
+            path = folder / (base + ("" if n == 1 else f"_{n}") + ".json")
+            try:
+                os.link(tmp, path)  # atomic, and refuses an existing name
+                return path
+            except FileExistsError:
+                n += 1
+    finally:
+        os.unlink(tmp)
 
 
 def _safe(port: str) -> str:

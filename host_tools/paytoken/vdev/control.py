@@ -62,6 +62,18 @@ def registry_dir() -> Path:
     return Path(d) if d else Path(tempfile.gettempdir()) / f"paytoken-vdev-{os.getuid()}"
 
 
+def replace_link(link: Path, target: str) -> None:
+    """Point the symlink ``link`` at ``target`` in one step: a new link under a name no other
+    process or thread uses, then renamed over ``link`` (a reader sees the old or the new)."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.{threading.get_ident()}.{os.urandom(4).hex()}.new")
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_state(flash: Path | str, state: dict[str, Any]) -> None:
     """Record the running supervisor (atomically), and list it in the registry."""
     p = hw_folder(flash) / STATE
@@ -72,7 +84,7 @@ def write_state(flash: Path | str, state: dict[str, Any]) -> None:
         reg = registry_dir()
         reg.mkdir(mode=0o700, parents=True, exist_ok=True)
         entry = reg / f"{os.getpid()}.json"
-        tmp = entry.with_name(entry.name + ".tmp")
+        tmp = entry.with_name(f".{entry.name}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps({"flash": str(Path(flash).resolve()), "port": state.get("port"),
                                    "pid": os.getpid()}))
         os.replace(tmp, entry)

@@ -427,11 +427,7 @@ class Rp2Supervisor:
         except (vhw.VirtualHardwareError, OSError) as e:
             raise Rp2Error(f"hardware folder {self.hw}: {e}") from None
         name = self._name = self._open_client()
-        tmp = self.link.with_name(self.link.name + ".new")
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(name, tmp)
-        os.replace(tmp, self.link)
+        control.replace_link(self.link, name)
         self._write_state()
         rfd, wfd = os.pipe()
         os.set_blocking(rfd, False)

@@ -439,11 +439,7 @@ class Supervisor:
         check_flash(self.flash)
         self._wdt_stop()  # plugged in: the watchdog starts off
         name = self._name = self._open_client()
-        tmp = self.link.with_name(self.link.name + ".new")
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(name, tmp)
-        os.replace(tmp, self.link)
+        control.replace_link(self.link, name)
         self._write_state()
         rfd, wfd = os.pipe()
         os.set_blocking(rfd, False)
