@@ -20,6 +20,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 
+from paycode import PERIOD
 from sqlalchemy import func, select, update
 
 from paytoken.backend import BackendError, audit
@@ -32,7 +33,7 @@ from paytoken.pskc import KeyPackage
 
 _t = Token.__table__
 _b = BatchRow.__table__
-TOTP_PERIOD = 30
+TOTP_PERIOD = PERIOD
 TOTP_DIGITS = 6
 MAX_DRIFT_STEPS = 2880  # a day: more is a broken clock, not a drift
 

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from paycode import FORMATS
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from paytoken.backend import BackendError, operators
@@ -39,6 +40,7 @@ class NameIn(BaseModel):
 class SchemeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prefix: StrictStr = Field(pattern=r"^\d{2}$", description="scheme digit + version, e.g. 82")
+    format: StrictInt = Field(default=1, ge=1, le=len(FORMATS), description="the code format (docs/FORMAT.md)")
 
 
 class AdjustIn(BaseModel):
@@ -117,7 +119,7 @@ def router(backend) -> APIRouter:
     @r.post("/schemes")
     def scheme_add(body: SchemeIn, actor: Actor) -> dict:
         """Generate and store a scheme key (sealed); the key is never returned."""
-        operators.add_scheme(backend, body.prefix, None, actor)
+        operators.add_scheme(backend, body.prefix, None, actor, body.format)
         return next(s for s in operators.list_schemes(backend) if s["prefix"] == body.prefix)
 
     @r.post("/schemes/{prefix}/retire")

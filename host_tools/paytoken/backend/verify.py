@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PERIOD = 30
+from paycode import PERIOD
 
 # Refusal reasons (fixed names; the HTTP API and docs/MERCHANT.md use them).
 CODE_INVALID = "CODE_INVALID"
