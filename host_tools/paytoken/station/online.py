@@ -136,7 +136,13 @@ class HttpIssuer:
             if status == 404:
                 return None
             self._keys[prefix] = bytes.fromhex(data["scheme_key"])
+            self._formats[prefix] = int(data.get("format", 1))
         return self._keys[prefix]
+
+    def scheme_format(self, prefix: str) -> int:
+        if self.scheme_key(prefix) is None:
+            raise BackendError(f"no scheme key for prefix {prefix}", 404)
+        return self._formats[prefix]
 
     def allocate(self, actor: str) -> tuple[int, bytes]:
         # ``actor``: the issuer records the admin key's name (the station is that key)
@@ -160,7 +166,7 @@ class HttpIssuer:
         key = self.scheme_key(prefix)
         if key is None:
             raise ops.OpsError("verify", f"no scheme key for prefix {prefix}")
-        return ops.host_codes(secret, token_id, times, key, prefix)
+        return ops.host_codes(secret, token_id, times, key, prefix, self.scheme_format(prefix))
 
     def activate(self, token_id: int, secret: bytes, sync_key: bytes, prefix: str, *,
                  actor: str, drift_ppm: float | None) -> None:
@@ -184,3 +190,10 @@ class HttpIssuer:
     def cross_check(self, token_id: int, times: list[int], codes: list[str]) -> list[int]:
         _, d = self._ok("POST", f"/v1/tokens/{token_id}/cross-check", {"times": times, "codes": codes})
         return [int(t) for t in d["mismatches"]]
+
+    def move_token(self, token_id: int, prefix: str) -> tuple[bytes, int]:
+        _, d = self._ok("POST", f"/v1/tokens/{token_id}/move", {"prefix": prefix})
+        return bytes.fromhex(d["scheme_key"]), int(d["format"])
+
+    def finish_move(self, token_id: int, prefix: str) -> None:
+        self._ok("POST", f"/v1/tokens/{token_id}/move/finish", {"prefix": prefix})
