@@ -42,7 +42,8 @@ _HEX_KEY = r"^(?:[0-9a-f]{2}){16,64}$"  # 16 to 64 bytes, lower-case hex
 
 
 class ErrorOut(BaseModel):
-    error: Literal["refused", "invalid_request", "server_error", "too_large"]
+    error: Literal["refused", "invalid_request", "server_error", "too_large", "unauthorized", "not_found",
+                   "throttled"]
     detail: str | list = Field(description="what is wrong (never a secret or the input)")
 
 
@@ -52,9 +53,13 @@ class SchemeKeyOut(BaseModel):
     format: int = Field(default=1, description="the scheme's code format (docs/FORMAT.md)")
 
 
+# a prefix paycode.check_prefix admits: no leading 0, none of another wallet's starts
+_OUR_PREFIX = r"^(1[6-9]|2[0-4]|3[1-9]|[45][0-9]|6[013-9]|[7-9][0-9])$"
+
+
 class MoveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    prefix: StrictStr = Field(pattern=r"^[0-9]{2}$", description="the scheme the token moves to")
+    prefix: StrictStr = Field(pattern=_OUR_PREFIX, description="the scheme the token moves to")
 
 
 class MoveOut(BaseModel):
