@@ -80,6 +80,7 @@ class HttpIssuer:
         self._client = httpx.Client(base_url=self.url, timeout=timeout,
                                     headers={"Authorization": f"Bearer {admin_key}"})
         self._keys: dict[str, bytes] = {}
+        self._formats: dict[str, int] = {}
 
     def close(self) -> None:
         self._client.close()
