@@ -12,8 +12,8 @@ import gc
 import sys
 
 import fwversion
+from paycode import PERIOD as _STEP  # seconds per code step: the one constant
 
-_STEP = const(30)
 _PATH = "/paytoken.cfg"  # config.PATH; config itself is loaded only while a wake needs it
 # The display sleeps this long after the last press. A payment takes a scan (2-5 s
 # from the press) or, when the till cannot scan, 18 typed digits (10-15 s); 20 s
@@ -59,7 +59,9 @@ def decide(cfg, dt, lost, build_year=fwversion.BUILD_YEAR):
 def code_at(cfg, t):
     from paycode.code import payment_code
 
-    return payment_code(cfg["secret"], cfg["token_id"], t, cfg["scheme_key"], cfg["prefix"])
+    # the config names the token's format (its scheme's), and the code follows it
+    return payment_code(cfg["secret"], cfg["token_id"], t, cfg["scheme_key"], cfg["prefix"],
+                        cfg["format"])
 
 
 def drop(*names):
@@ -158,7 +160,7 @@ class Token:
         if self._ui is None:
             import ui
 
-            self._ui = ui.UI(self.disp, self.bd.WIDTH, self.bd.HEIGHT)
+            self._ui = ui.UI(self.disp, self.bd.WIDTH, self.bd.HEIGHT, _STEP)
         return self._ui
 
     @property

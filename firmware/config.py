@@ -18,6 +18,7 @@ _FIELDS = {
     "secret": (b"", "bytes"),
     "scheme_key": (b"", "bytes"),
     "prefix": ("81", "str"),
+    "format": (1, "int"),  # the code format (paycode.FORMATS); the scheme's
     "sync_key": (b"", "bytes"),
     "ppm": (0.0, "num"),
     "ref_time": (0, "int"),
@@ -89,6 +90,8 @@ def _check(cfg):
     p = cfg.get("prefix", "81")
     if type(p) is not str or len(p) != 2 or not ("0" <= p[0] <= "9" and "0" <= p[1] <= "9"):
         raise ValueError("config field prefix must be two digits")
+    if cfg.get("format", 1) < 1:
+        raise ValueError("config field format must be a format number (1, 2, ...)")
     sk = cfg.get("scheme_key", b"")
     if len(sk) not in (0, 16):
         raise ValueError("config field scheme_key must be 16 bytes")

@@ -74,20 +74,20 @@ class Proto:
 
     def _info(self):
         import fwversion
-        import paycode
 
         cfg = self._cfg()
         if cfg == "corrupt":
-            tid, sync, locked = "-", 0, 1
+            tid, sync, locked, fmt = "-", 0, 1, "-"
         elif cfg is None:
-            tid, sync, locked = "-", 0, 0
+            tid, sync, locked, fmt = "-", 0, 0, "-"
         else:
             tid, sync, locked = "%08d" % cfg["token_id"], cfg["last_sync"], int(cfg["locked"])
+            fmt = str(cfg["format"])  # this token's own code format
         # time: the token's code time (drift-corrected UTC; 0 untrusted), for the
         # service desk's offset record; a clock is no secret.
         now = self.ctx.now() if hasattr(self.ctx, "now") else 0
-        return "OK id=%s fw=%s board=%s code=%d clock=%s sync=%d locked=%d time=%d image=%s" % (
-            tid, fwversion.VERSION, self.ctx.board, paycode.FORMAT_VERSION,
+        return "OK id=%s fw=%s board=%s code=%s clock=%s sync=%d locked=%d time=%d image=%s" % (
+            tid, fwversion.VERSION, self.ctx.board, fmt,
             self.ctx.clock_state(), sync, locked, now, image())
 
     def _auth(self, verb, value, mac):
@@ -120,10 +120,11 @@ class Proto:
         if err:
             return err
         self.ctx.set_clock(utc)
+        from paycode import PERIOD
         # The station's time is trusted: drift is measured from here, and the
         # tamper floor moves to the new step (a clock that ran fast comes back).
         self.ctx.config.update(self.ctx.cfg_path, ref_time=utc, last_sync=utc,
-                               last_step=utc // 30)
+                               last_step=utc // PERIOD)
         return "OK time set %d" % utc
 
     def _unlock(self, mac):

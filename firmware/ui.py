@@ -1,18 +1,10 @@
 """The code screen of the token: QR, digits in fours, countdown bar (error screens: screens.py).
 
-Usage: u = ui.UI(display, 128, 64); u.code(code, 17, wake); display.show(); u.countdown(16)
+Usage: u = ui.UI(display, 128, 64, 30); u.code(code, 17, wake); display.show(); u.countdown(16)
 """
-
-try:
-    from micropython import const
-except ImportError:
-    const = lambda x: x  # noqa: E731
 
 # font and qr are imported where they draw: a tick (the countdown) needs neither,
 # so the app can drop them from the heap between codes.
-
-_STEP = const(30)
-
 
 
 def __getattr__(name):
@@ -25,8 +17,11 @@ def __getattr__(name):
 
 
 class UI:
-    def __init__(self, fb, width, height):
+    def __init__(self, fb, width, height, period):
+        # period: seconds per code step (paycode.PERIOD, passed in so the
+        # screen never loads paycode), the full length of the countdown bar
         self.fb = fb
+        self.period = period
         self.w = width
         self.h = height
         # Countdown bar interior (x, y, w, h) and its lit width; None off the code screen.
@@ -95,13 +90,14 @@ class UI:
         self._lit = 0
 
     def countdown(self, remaining):
-        # Shrink the bar to remaining/30 of its width; touches only the changed columns.
+        # Shrink the bar to remaining/period of its width; touches only the changed columns.
         if self._bar is None:
             return
         x, y, w, h = self._bar
         if remaining < 0:
             remaining = 0
-        lit = (remaining * w + _STEP - 1) // _STEP
+        p = self.period
+        lit = (remaining * w + p - 1) // p
         if lit > w:
             lit = w
         if lit < self._lit:

@@ -5,7 +5,13 @@ Names load on first use (module __getattr__), so a token pays RAM only for the
 modules it calls: the payment-code path never loads base32 or the calendar.
 """
 
-FORMAT_VERSION = 1
+# The payment-code formats (docs/FORMAT.md): the one table, for the token and the
+# issuer. Every format has format 1's layout (18 digits: prefix | FF1(token id (8),
+# step residue (1), TOTP (6 digits)) | Damm) and PERIOD-second steps; format n's
+# TOTP uses the HMAC hash FORMATS[n - 1] (parse.format_hash). Here because this file
+# is on every heap anyway: a table module of its own costs a token's wake its RAM.
+PERIOD = 30  # seconds per TOTP step (T0 = 0): the project's one period
+FORMATS = ("sha1", "sha256")  # formats 1, 2
 
 # Modules searched for a public name, the token's hot path first. A tuple scan
 # instead of a name table: this file is on every token's heap.

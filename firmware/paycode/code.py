@@ -1,15 +1,17 @@
-"""Payment code format v1, the token's side: 18 digits, P V | C(15) | K (docs/FORMAT.md).
+"""Payment codes, the token's side: 18 digits, P V | C(15) | K (docs/FORMAT.md).
 
 Usage: payment_code(secret, 12345678, 1700000000, scheme_key)  # -> "81...." (18 digits)
-The issuer's side (parse_code, resolve_step) is parse.py, never loaded on a token.
+       payment_code(secret, 12345678, 1700000000, scheme_key, "82", 2)  # format 2
+The issuer's side (parse_code, resolve_step, group4) is parse.py, never loaded on a token.
 """
 
+from . import FORMATS, PERIOD
 from .check import damm
 from .ff1 import ff1_encrypt
 from .otp import totp
 
-# Fixed by format v1: the TOTP inside is RFC 6238 SHA-1, 30 s steps, 6 digits;
-# token ids have 8 digits.
+# The format table is paycode.FORMATS; every format's TOTP has 6 digits
+# (parse.DIGITS on the issuer). The issuer's lookup in the table is parse.format_hash.
 
 
 def check_prefix(prefix):
@@ -29,16 +31,14 @@ def check_prefix(prefix):
     return prefix
 
 
-def payment_code(secret, token_id, unix_time, scheme_key, prefix="81"):
+def payment_code(secret, token_id, unix_time, scheme_key, prefix="81", fmt=1):
+    # fmt: the code format, which names the TOTP's hash (FORMATS[fmt - 1])
     check_prefix(prefix)
+    if not 0 < fmt <= len(FORMATS):
+        raise ValueError("unknown code format")
     if not 0 <= token_id <= 99999999:
         raise ValueError("token id must be 0 to 99999999")
-    step = unix_time // 30
-    inner = "%08d%d%s" % (token_id, step % 10, totp(secret, unix_time))
+    otp = totp(secret, unix_time, PERIOD, 6, FORMATS[fmt - 1])
+    inner = "%08d%d%s" % (token_id, unix_time // PERIOD % 10, otp)
     body = prefix + ff1_encrypt(scheme_key, prefix.encode(), inner)
     return body + str(damm(body))
-
-
-def group4(code):
-    # "818765432101234567" -> "8187 6543 2101 2345 67": groups of four from the left.
-    return " ".join(code[i : i + 4] for i in range(0, len(code), 4))

@@ -1,10 +1,22 @@
-"""Payment code format v1, the issuer's side: check, decrypt, place in time.
+"""Payment codes, the issuer's side: check, decrypt, place in time (every format so far).
 
 Usage: prefix, token_id, residue, otp = parse_code(code, scheme_key)
 """
 
+from . import FORMATS, PERIOD
 from .check import damm
 from .ff1 import ff1_decrypt
+
+DIGITS = 6  # TOTP digits in every format (code.py passes them to totp)
+
+
+def format_hash(fmt):
+    # The TOTP hash of code format fmt (the table is paycode.FORMATS); ValueError
+    # for a format this code does not know. (The token's code.py checks inline.)
+    if type(fmt) is not int or not 0 < fmt <= len(FORMATS):
+        raise ValueError("unknown code format %r" % (fmt,))
+    return FORMATS[fmt - 1]
+
 
 WINDOW = 4  # time steps the issuer accepts either side of its own clock
 
@@ -34,10 +46,15 @@ def parse_code(code, scheme_key, decrypt=ff1_decrypt):
 def resolve_step(residue, unix_time, window=WINDOW):
     # The one time step within +-window of unix_time whose last digit is residue,
     # or -1 if none (a code older or newer than the window).
-    now = unix_time // 30
+    now = unix_time // PERIOD
     d = (residue - now) % 10
     if d > 5:
         d -= 10
     if -window <= d <= window:
         return now + d
     return -1
+
+
+def group4(code):
+    # "818765432101234567" -> "8187 6543 2101 2345 67": groups of four from the left.
+    return " ".join(code[i : i + 4] for i in range(0, len(code), 4))

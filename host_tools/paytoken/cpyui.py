@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from paycode import PERIOD
+
 from paytoken import upy
 
 _FW = str(upy.FIRMWARE_DIR)
@@ -70,7 +72,7 @@ def render(
     width: int = 128,
     height: int = 64,
     code: str | None = None,
-    remaining: int = 30,
+    remaining: int = PERIOD,
     wake: int = 0,
     note: str | None = None,
     ticks: tuple[int, ...] = (),
@@ -95,7 +97,7 @@ def render(
     model = SSD1306Model(width, height)
     bus.attach(0x3C, model)
     disp = adafruit_ssd1306.SSD1306_I2C(width, height, BusioI2C(bus), addr=0x3C)
-    u = ui.UI(disp, width, height)
+    u = ui.UI(disp, width, height, PERIOD)
     if screen == "code":
         u.code(code, remaining, wake)
     else:

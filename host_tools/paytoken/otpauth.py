@@ -29,14 +29,19 @@ class OtpParams:
 
     secret: bytes
     digits: int = 6
-    period: int = 30
+    period: int = paycode.PERIOD  # RFC 6238's default, 30 s, is every code format's
     algorithm: str = "sha1"
     from_uri: bool = False
 
     @property
     def is_default(self) -> bool:
-        """True for SHA-1, 6 digits and 30 s: what payment codes (format v1) use."""
-        return (self.digits, self.period, self.algorithm) == (6, 30, "sha1")
+        """True for SHA-1, 6 digits and 30 s: what payment codes of format 1 use."""
+        return self.fits(1)
+
+    def fits(self, fmt: int) -> bool:
+        """True when these are the TOTP parameters of payment-code format ``fmt``."""
+        return (self.digits, self.period, self.algorithm) == (paycode.DIGITS, paycode.PERIOD,
+                                                              paycode.format_hash(fmt))
 
 
 def _decimal(name: str, value: str, lo: int, hi: int) -> int:
@@ -69,7 +74,7 @@ def parse_uri(text: str) -> OtpParams:
         raise ValueError("otpauth URI has no secret parameter")
     secret = paycode.decode_secret(seen["secret"])
     digits = _decimal("digits", seen["digits"], 6, 10) if "digits" in seen else 6
-    period = _decimal("period", seen["period"], 1, MAX_PERIOD) if "period" in seen else 30
+    period = _decimal("period", seen["period"], 1, MAX_PERIOD) if "period" in seen else paycode.PERIOD
     algorithm = seen.get("algorithm", "SHA1").strip().lower()
     if algorithm not in ALGORITHMS:
         raise ValueError(f"otpauth URI: algorithm={seen['algorithm'][:20]!r} is not supported "
@@ -84,11 +89,13 @@ def parse_secret(text: str) -> OtpParams:
     return OtpParams(paycode.decode_secret(text))
 
 
-def payment_secret(text: str) -> bytes:
-    """The secret of a payment token: its URI, if any, must ask for SHA-1, 6 digits, 30 s."""
+def payment_secret(text: str, fmt: int = 1) -> bytes:
+    """The secret of a payment token of format ``fmt``: its URI, if any, must ask for that
+    format's TOTP (format 1: SHA-1, 6 digits, 30 s; format 2: SHA-256)."""
     p = parse_secret(text)
-    if not p.is_default:
+    if p.from_uri and not p.fits(fmt):
         raise ValueError(
             f"this URI asks for {p.algorithm.upper()}, {p.digits} digits, {p.period} s; "
-            "payment codes (format v1) use SHA-1, 6 digits and 30 s")
+            f"payment codes of format {fmt} use {paycode.format_hash(fmt).upper().replace('SHA', 'SHA-')}, "
+            f"{paycode.DIGITS} digits and {paycode.PERIOD} s")
     return p.secret

@@ -30,7 +30,7 @@ def test_cli_end_to_end(db_url, tmp_path, capsys, monkeypatch):
     assert oct(mk.stat().st_mode & 0o777) == "0o600"
     assert "refusing" in run(capsys, "db", "new-master-key", str(mk), rc=1).err
     init = json.loads(run(capsys, "db", "init", "--db", db_url, "--json").out)
-    assert init["schema"] == "0006"  # the template was migrated already; rerunning is a no-op
+    assert init["schema"] == "0007"  # the template was migrated already; rerunning is a no-op
     assert "scheme key" not in run(capsys, "scheme", "add", "--prefix", "81", "--db", db_url,
                                    "--master-key-file", str(mk)).out
     err = run(capsys, "scheme", "add", "--prefix", "12", "--db", db_url, "--master-key-file", str(mk), rc=1).err
@@ -113,7 +113,7 @@ def test_token_add_reads_the_secret_from_stdin(db_url, tmp_path, capsys, monkeyp
     monkeypatch.setattr("sys.stdin", io.StringIO(f"otpauth://totp/x?secret={b32}&digits=8\n"))
     err = run(capsys, "token", "add", "--id", "43", "--secret", "-", "--db", db_url,
               "--master-key-file", str(mk), rc=1).err
-    assert "payment codes (format v1) use SHA-1, 6 digits and 30 s" in err and b32 not in err
+    assert "payment codes of format 1 use SHA-1, 6 digits and 30 s" in err and b32 not in err
 
 
 @pytest.mark.parametrize("argv", [["token", "list"], ["account", "credit", "--token-id", "1", "--amount", "5"],

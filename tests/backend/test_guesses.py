@@ -129,7 +129,11 @@ def test_concurrent_guesses_never_exceed_the_budget(world, via):
     assert set(out) <= {"CODE_INVALID", "TOKEN_LOCKED", None, 429}, out
     with w.backend.engine.connect() as c:
         failures = c.execute(text("SELECT failures FROM tokens WHERE id = 42")).scalar()
-    assert failures == checked
+        charged = c.execute(text("SELECT count(*) FROM audit_log WHERE token_id = 42 AND action = 'CODE_FAILED'")
+                            ).scalar()
+    assert charged == checked  # every answered guess was charged once, and no other
+    # the right code, when it was accepted, resets the counter: only the guesses after it remain
+    assert failures == checked if None not in out else failures <= checked
 
 
 def test_security_doc_states_the_bound_of_rules_py():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -216,3 +217,28 @@ class _Parser:
         import argparse
 
         return argparse.Namespace(func=self.func)
+@pytest.mark.parametrize("t", [59, 1111111109, 1700000000, 2000000000])
+def test_payment_code_of_format_2(capsys, t: int) -> None:
+    # paytoken code SECRET --payment --token-id N --scheme-key HEX --prefix PV --format 2 --at T:
+    # format 1's layout with the SHA-256 TOTP, which pyotp computes independently.
+    rc, out, _ = run(capsys, "code", RFC_SECRET, "--payment", "--token-id", "42", "--scheme-key", KEY_HEX,
+                     "--prefix", "82", "--format", "2", "--at", str(t))
+    code = out.strip()
+    assert rc == 0 and len(code) == 18 and code.startswith("82")
+    otp = pyotp.TOTP(RFC_SECRET, digest=hashlib.sha256).at(t)
+    assert paycode.parse_code(code, KEY) == ("82", 42, (t // 30) % 10, otp)
+    rc, out, _ = run(capsys, "code", RFC_SECRET, "--payment", "--token-id", "42", "--scheme-key", KEY_HEX,
+                     "--prefix", "82", "--at", str(t), "--json")
+    v1 = json.loads(out)
+    assert v1["format"] == 1 and v1["code"] != code  # the same layout, another TOTP
+    assert paycode.parse_code(v1["code"], KEY)[3] == pyotp.TOTP(RFC_SECRET).at(t)
+    rc, _, err = run(capsys, "code", RFC_SECRET, "--payment", "--token-id", "42", "--scheme-key", KEY_HEX,
+                     "--format", "3")
+    assert rc == 1 and "--format" in err and len(err.strip().splitlines()) == 1
+    uri = f"otpauth://totp/x?secret={RFC_SECRET}&algorithm=SHA256"
+    rc, out, _ = run(capsys, "code", uri, "--payment", "--token-id", "42", "--scheme-key", KEY_HEX,
+                     "--prefix", "82", "--format", "2", "--at", str(t))
+    assert rc == 0 and out.strip() == code  # a SHA-256 URI fits format 2
+    rc, _, err = run(capsys, "code", uri, "--payment", "--token-id", "42", "--scheme-key", KEY_HEX,
+                     "--at", str(t))
+    assert rc == 1 and "format 1 fixes SHA-1" in err

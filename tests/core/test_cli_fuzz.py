@@ -50,6 +50,7 @@ SANE = {
     "url": "http://127.0.0.1:9", "api_key": "k", "admin_key": "k", "ppm": "1",
     "psk_file": "k.psk", "pskc": "t.pskc", "count": "2", "out": "batch.json",
     "payment_id": "pay_x", "day": "2026-01-01", "reason": "r", "idempotency_key": "k",
+    "format": "1",
 }  # fmt: skip
 # Per command: valid values that differ from SANE, and the world each fails in.
 BASE = {

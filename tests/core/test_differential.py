@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import paycode
 import pyotp
 import pytest
 from paytoken import upy
@@ -78,7 +79,7 @@ def _run_upy(path: Path, hide_cryptolib: bool) -> list[str]:
 
 def _check_cpython_against_oracles(cases: list[str], lines: list[str]) -> None:
     for case, line in zip(cases, lines, strict=True):
-        sh, ts, _tid, _kh, prefix = case.split()
+        sh, ts, tid, kh, prefix = case.split()
         f = line.split()
         secret, t = bytes.fromhex(sh), int(ts)
         b32 = base64.b32encode(secret).decode()
@@ -92,6 +93,11 @@ def _check_cpython_against_oracles(cases: list[str], lines: list[str]) -> None:
             assert f[7] == f"{d.year}-{d.month}-{d.day}-{d.hour}-{d.minute}-{d.second}"
             assert int(f[8]) == t
         assert f[11] == f[2][:15] and f[13] == f[2][17]
+        # format 2: RFC 6238's SHA-256 TOTP, as pyotp computes it, inside format 1's layout
+        assert f[14] == pyotp.TOTP(b32, digest=hashlib.sha256).at(t)
+        if int(tid) % 4 == 0:
+            assert f[15] != f[2] and paycode.parse_code(f[15], bytes.fromhex(kh)) == (
+                prefix, int(tid), (t // 30) % 10, f[14])
 
 
 def _compare(cases: list[str], want: list[str], got: list[str], backend: str) -> None:

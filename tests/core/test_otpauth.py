@@ -101,7 +101,7 @@ def test_payment_codes_refuse_a_uri_with_other_parameters(capsys) -> None:
     for q in ("&digits=8", "&period=60", "&algorithm=SHA256"):
         rc, _, err = run(capsys, "code", f"otpauth://totp/x?secret={RFC}{q}", "--payment",
                          "--token-id", "1", "--scheme-key", KEY_HEX)
-        assert rc == 1 and "format v1 fixes SHA-1, 6 digits and 30 s" in err
+        assert rc == 1 and "format 1 fixes SHA-1, 6 digits and 30 s" in err
         with pytest.raises(ValueError, match="payment codes"):
             otpauth.payment_secret(f"otpauth://totp/x?secret={RFC}{q}")
     rc, out, _ = run(capsys, "code", f"otpauth://totp/x?secret={RFC}&algorithm=SHA1&digits=6",

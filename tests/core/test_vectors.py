@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 
 import paycode
+import pyotp
 import pytest
 from paycode import aes, aeshost, aespure
 
@@ -56,6 +58,35 @@ def test_rfc4226_hmac_and_hotp(counter: int) -> None:
     mac = paycode.hmac_sha1(RFC4226_KEY, counter.to_bytes(8, "big"))
     assert mac.hex() == RFC4226_HMAC[counter]
     assert paycode.hotp(RFC4226_KEY, counter) == RFC4226_HOTP[counter]
+
+
+@pytest.mark.parametrize("t,sha1,sha256", RFC6238)
+def test_format2_totp_is_rfc6238_sha256_six_digits(t: int, sha1: str, sha256: str) -> None:
+    # Format 2's TOTP: RFC 6238's SHA-256 variant, dynamic truncation on the 32-byte MAC
+    # (offset = low nibble of byte 31), 6 digits = the truncation mod 10^6, i.e. the last
+    # six digits of the RFC's 8-digit values; pyotp (digest=sha256) agrees.
+    key = RFC6238_KEYS["sha256"]
+    mac = hmac.new(key, (t // 30).to_bytes(8, "big"), hashlib.sha256).digest()
+    o = mac[31] & 0x0F
+    six = "%06d" % ((int.from_bytes(mac[o:o + 4], "big") & 0x7FFFFFFF) % 10**6)
+    assert six == sha256[2:]
+    assert paycode.totp(key, t, paycode.PERIOD, 6, paycode.format_hash(2)) == six
+    assert pyotp.TOTP(base64.b32encode(key).decode(), digest=hashlib.sha256).at(t) == six
+    from paytoken.backend import codes
+
+    assert codes.hotp(key, t // paycode.PERIOD, 2) == six
+    assert codes.hotp(RFC6238_KEYS["sha1"], t // paycode.PERIOD, 1) == sha1[2:]
+    # in a code: format 2 carries it where format 1 carries the SHA-1 TOTP
+    code = paycode.payment_code(key, 42, t, NIST_KEY, "82", 2)
+    assert paycode.parse_code(code, NIST_KEY) == ("82", 42, (t // 30) % 10, six)
+
+
+def test_unknown_format_is_refused() -> None:
+    for bad in (0, 3, -1):
+        with pytest.raises(ValueError, match="unknown code format"):
+            paycode.payment_code(b"k" * 20, 1, 1700000000, NIST_KEY, "81", bad)
+        with pytest.raises(ValueError, match="unknown code format"):
+            paycode.format_hash(bad)
 
 
 @pytest.mark.parametrize("t,sha1,sha256", RFC6238)

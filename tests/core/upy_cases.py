@@ -24,7 +24,10 @@ def one(line):
     enc = paycode.ff1_encrypt(key, unhexlify(sh[:8]), code[:15])
     dec = paycode.ff1_decrypt(key, unhexlify(sh[:8]), enc)
     h = hexlify(paycode.hmac_sha1(key, secret)).decode()
-    return "%s %s %s %s %d %d %s %s %d %s %s %s %s %d" % (
+    # format 2 (TOTP HMAC-SHA256): its OTP on every case, a whole code on every fourth
+    otp2 = paycode.totp(secret, t, 30, 6, "sha256")
+    code2 = paycode.payment_code(secret, tid, t, key, prefix, 2) if tid % 4 == 0 else "-"
+    return "%s %s %s %s %d %d %s %s %d %s %s %s %s %d %s %s" % (
         otp,
         otp8,
         code,
@@ -39,6 +42,8 @@ def one(line):
         dec,
         h,
         paycode.damm(code[:17]),
+        otp2,
+        code2,
     )
 
 

@@ -31,6 +31,7 @@ def token_config(**over) -> dict:
         "secret": SECRET,
         "scheme_key": SCHEME_KEY,
         "prefix": "81",
+        "format": 1,
         "sync_key": SYNC_KEY,
         "ppm": 0.0,
         "ref_time": 1767225600,  # 2026-01-01T00:00:00Z

@@ -21,7 +21,7 @@ _EXPECTED = """
 def expected(i):
     return {'token_id': i % 100000000, 'last_step': i, 'locked': bool(i & 1),
             'secret': bytes([(i * 7 + k) & 255 for k in range(16 + i % 41)]),
-            'scheme_key': bytes([i & 255]) * 16, 'prefix': '81',
+            'scheme_key': bytes([i & 255]) * 16, 'prefix': '81', 'format': 1 + i % 2,
             'ppm': (i % 200) / 8 - 10, 'ref_time': 1767225600 + i, 'last_sync': i,
             'sync_key': b''}
 """

@@ -165,3 +165,31 @@ def test_a_board_with_a_pcf8563_on_i2c1(tmp_path: Path) -> None:
         assert vhw.hw_config(tok.hw)["rtc"] == "pcf8563"
     finally:
         tok.stop()
+
+
+def test_format_2_code_on_the_rp2_port(pico) -> None:
+    # Code format 2 (TOTP HMAC-SHA256) computed by the paycode files on the real rp2 port:
+    # one code at one time, the same as CPython's, its TOTP as pyotp computes it.
+    import base64
+    import hashlib
+
+    import paycode
+    import pyotp
+    from paytoken import upy
+
+    src = upy.FIRMWARE_DIR / "paycode"
+    files = [str(src / f) for f in ("__init__.py", "code.py", "otp.py", "ff1.py", "check.py", "aes.py",
+                                    "aespure.py")]
+    secret, key, t = bytes(range(1, 21)), bytes(range(100, 116)), 1_800_000_017
+    try:
+        mp(pico, "fs", "mkdir", ":paycode")
+        mp(pico, "fs", "cp", *files, ":paycode/", timeout=180)
+        out = mp(pico, "exec", f"from paycode import payment_code\n"
+                               f"print('CODE', payment_code({secret!r}, 4242, {t}, {key!r}, '82', 2))")
+    finally:
+        mp(pico, "exec", "import os\nfor f in os.listdir('paycode'):\n os.remove('paycode/' + f)\n"
+                         "os.rmdir('paycode')")
+    code = out.split("CODE")[-1].strip()
+    assert code == paycode.payment_code(secret, 4242, t, key, "82", 2)
+    otp = pyotp.TOTP(base64.b32encode(secret).decode(), digest=hashlib.sha256).at(t)
+    assert paycode.parse_code(code, key) == ("82", 4242, (t // 30) % 10, otp)

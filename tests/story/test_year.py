@@ -103,3 +103,23 @@ def test_cli_refuses_bad_input():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "paytoken: simulate-year: argument --tokens: 0 is out of range (1 to 1000)" in out.stderr
+
+
+def test_a_mixed_fleet_moves_to_format_2_mid_year():
+    # Every other token on format 2 from the factory, the rest moved at the desk from day
+    # 20 (within 30 days), then scheme 81 closed: every genuine payment accepted, in both
+    # formats, and a format 1 code then gets "unknown prefix". Through the CLI.
+    days = 365 if SOAK else 60
+    out = subprocess.run(
+        [sys.executable, "-m", "paytoken", "simulate-year", "--tokens", "6", "--days", str(days),
+         "--seed", "9", "--migrate-day", str(days // 3), "--json"],
+        capture_output=True, text=True, timeout=600, check=True)
+    rep = json.loads(out.stdout)
+    assert rep["migration"]["moved"] == 3 and rep["migration"]["old_code_after_close"] == ["unknown prefix 81"]
+    assert rep["refusals"] == {} and rep["wrong_screens"] == {}
+    assert rep["acceptance_rate"] == 1.0 and rep["accepted"] == rep["payments"]
+    f1, f2 = rep["by_format"]["1"], rep["by_format"]["2"]
+    assert f1["payments"] > 10 and f2["payments"] > f1["payments"]  # both formats really paid
+    assert f1["accepted"] == f1["payments"] and f2["accepted"] == f2["payments"]
+    with pytest.raises(year.SimulationError, match="migration day"):
+        year.simulate(tokens=1, days=10, migrate_day=5)

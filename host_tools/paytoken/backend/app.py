@@ -138,6 +138,8 @@ class TokenOut(BaseModel):
     status: str
     locked_until: int | None = Field(default=None, description="UTC s when a lock after wrong codes clears")
     prefix: str | None
+    moving_from: str | None = Field(default=None, description="the scheme a token moving at the desk "
+                                    "leaves: its codes are accepted too until the move finishes")
     drift_steps: int
     drift_seconds: int
     drift_ppm: float | None = Field(default=None, description="learned clock rate, parts per million")

@@ -20,6 +20,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 
+from paycode import PERIOD
 from sqlalchemy import func, select, update
 
 from paytoken.backend import BackendError, audit
@@ -32,7 +33,7 @@ from paytoken.pskc import KeyPackage
 
 _t = Token.__table__
 _b = BatchRow.__table__
-TOTP_PERIOD = 30
+TOTP_PERIOD = PERIOD
 TOTP_DIGITS = 6
 MAX_DRIFT_STEPS = 2880  # a day: more is a broken clock, not a drift
 
@@ -55,6 +56,10 @@ def create_batch(backend: Backend, prefix: str, count: int, psk_id: str,
     key = backend.scheme_keys().get(prefix)
     if key is None:
         raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 422)
+    if backend.scheme_format(prefix) != 1:
+        # PSKC carries the TOTP as HOTP-SHA1 (import checks it): offline batches are format 1
+        raise BackendError(f"scheme {prefix} is of format {backend.scheme_format(prefix)}: "
+                           "offline batches are of format 1", 422)
     sync_master = secrets.token_bytes(32)
     for _ in range(20):
         first = secrets.randbelow(MAX_TOKEN_ID - count + 1) + 1

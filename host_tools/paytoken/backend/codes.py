@@ -7,13 +7,14 @@ the first CBC-MAC block ``AES(P)`` depends only on the key, tweak and length, so
 computed once. Same checks, same errors and same results as ``paycode.parse_code``
 (tests: NIST SP 800-38G samples and agreement with paycode on random codes).
 
-HOTP (RFC 4226, 6 digits, SHA-1) uses the standard library's C HMAC (``hmac.digest``)
-instead of paycode's two-pass pure-Python one.
+HOTP (RFC 4226, 6 digits, the format's hash from ``paycode.FORMATS``: SHA-1 in format 1,
+SHA-256 in format 2) uses the standard library's C HMAC (``hmac.digest``) instead of
+paycode's two-pass pure-Python one.
 
 Usage::
 
     prefix, token_id, residue, otp = parse_code(code, {"81": scheme_key})
-    ok = hmac.compare_digest(hotp(secret, step), otp)
+    ok = hmac.compare_digest(hotp(secret, step, fmt), otp)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hmac
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from paycode.parse import DIGITS, format_hash
 from paycode.parse import parse_code as _parse
 
 
@@ -79,16 +81,22 @@ def parse_code(code: str, keys: dict[str, bytes]) -> tuple[str, int, int, str]:
     return _parse(code, keys, ff1_decrypt)
 
 
-def hotp(key: bytes, counter: int) -> str:
-    """RFC 4226 HOTP, 6 digits, HMAC-SHA-1: ``paycode.hotp(key, counter)``, faster."""
-    mac = hmac.digest(key, counter.to_bytes(8, "big"), "sha1")
-    o = mac[19] & 0x0F
-    return "%06d" % ((int.from_bytes(mac[o:o + 4], "big") & 0x7FFFFFFF) % 1_000_000)
+_MOD = 10**DIGITS
 
 
-def find_step(key: bytes, otp: str, steps) -> int | None:
+def hotp(key: bytes, counter: int, fmt: int = 1) -> str:
+    """RFC 4226 HOTP, 6 digits, with format ``fmt``'s HMAC (``paycode.FORMATS``):
+    ``paycode.hotp(key, counter, algorithm=format_hash(fmt))``, faster. Dynamic
+    truncation takes the offset from the last byte of the MAC, whatever its length
+    (RFC 6238's SHA-256 variant: 32 bytes)."""
+    mac = hmac.digest(key, counter.to_bytes(8, "big"), format_hash(fmt))
+    o = mac[-1] & 0x0F
+    return "%0*d" % (DIGITS, (int.from_bytes(mac[o:o + 4], "big") & 0x7FFFFFFF) % _MOD)
+
+
+def find_step(key: bytes, otp: str, steps, fmt: int = 1) -> int | None:
     """The first of ``steps`` whose HOTP is ``otp`` (constant-time compares), or None."""
     for s in steps:
-        if hmac.compare_digest(hotp(key, s), otp):
+        if hmac.compare_digest(hotp(key, s, fmt), otp):
             return s
     return None

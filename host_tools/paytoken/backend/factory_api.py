@@ -14,6 +14,10 @@ response echoes the token secret or sync key sent, and no error names them.
   pending token (a run cut after its lock).
 - ``POST /v1/tokens/{id}/cross-check``: the desk's codes vs the issuer's; answers only
   which times differ, so it never hands out a valid payment code.
+- ``POST /v1/tokens/{id}/move`` ``{prefix}``: the desk moves a token to another scheme
+  (a new code format); the scheme it leaves stays accepted for it until
+  ``POST /v1/tokens/{id}/move/finish`` ``{prefix}`` (docs/FORMAT.md). The move answers
+  the new scheme's key for the token's config (no-store).
 
 Usage (in ``app.create_app``)::
 
@@ -44,6 +48,30 @@ _HEX_KEY = r"^(?:[0-9a-f]{2}){16,64}$"  # 16 to 64 bytes, lower-case hex
 class SchemeKeyOut(BaseModel):
     prefix: str
     scheme_key: str = Field(description="the AES-128 scheme key, 32 hex digits (a secret)")
+    format: int = Field(default=1, description="the scheme's code format (docs/FORMAT.md)")
+
+
+# a prefix paycode.check_prefix admits: no leading 0, none of another wallet's starts
+_OUR_PREFIX = r"^(1[6-9]|2[0-4]|3[1-9]|[45][0-9]|6[013-9]|[7-9][0-9])$"
+
+
+class MoveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prefix: StrictStr = Field(pattern=_OUR_PREFIX, description="the scheme the token moves to")
+
+
+class MoveOut(BaseModel):
+    token_id: int
+    prefix: str
+    format: int = Field(description="the new scheme's code format")
+    prev_prefix: str | None = Field(description="the scheme left: accepted too until the move finishes")
+    scheme_key: str = Field(description="the new scheme's key, 32 hex digits (a secret, for the token)")
+
+
+class MoveDoneOut(BaseModel):
+    token_id: int
+    prefix: str
+    finished: bool = Field(description="false: there was no move to finish")
 
 
 class AllocateIn(BaseModel):
@@ -127,7 +155,8 @@ def router(backend: Backend, admin: Callable[..., str]) -> APIRouter:
     def scheme_key(prefix: Prefix, actor: Admin, response: Response) -> dict:
         """The scheme key a station writes onto its tokens (audited; not cached)."""
         response.headers["Cache-Control"] = "no-store"
-        return {"prefix": prefix, "scheme_key": backend.station_scheme_key(prefix, actor).hex()}
+        key = backend.station_scheme_key(prefix, actor).hex()
+        return {"prefix": prefix, "scheme_key": key, "format": backend.scheme_format(prefix) or 1}
 
     @r.post("/v1/factory/tokens", status_code=201, response_model=AllocateOut, responses=R503)
     def allocate(body: AllocateIn, actor: Admin) -> dict:
@@ -181,5 +210,17 @@ def router(backend: Backend, admin: Callable[..., str]) -> APIRouter:
         codes = body.codes[:n] + [""] * (n - len(body.codes))  # "" never equals a code
         bad = backend.cross_check(token_id, body.times, codes, actor)
         return {"token_id": token_id, "compared": n, "mismatches": bad}
+
+    @r.post("/v1/tokens/{token_id}/move", response_model=MoveOut)
+    def move(token_id: TokenId, body: MoveIn, actor: Admin, response: Response) -> dict:
+        """Step 1 of a token's move to the scheme ``prefix`` (idempotent; audited)."""
+        response.headers["Cache-Control"] = "no-store"
+        d = backend.move_token(token_id, body.prefix, actor)
+        return dict(d, scheme_key=d["scheme_key"].hex())
+
+    @r.post("/v1/tokens/{token_id}/move/finish", response_model=MoveDoneOut)
+    def move_finish(token_id: TokenId, body: MoveIn, actor: Admin) -> dict:
+        """Step 2, once the token computes the new scheme's codes: the old one is refused."""
+        return backend.finish_move(token_id, body.prefix, actor)
 
     return r

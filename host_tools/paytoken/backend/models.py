@@ -1,6 +1,7 @@
 """The backend's tables (SQLAlchemy 2). Alembic migrations in ``migrations/`` create them.
 
-Amounts are integers in minor units; times are UTC seconds; steps are 30 s TOTP steps.
+Amounts are integers in minor units; times are UTC seconds; steps are TOTP steps of
+``paycode.PERIOD`` seconds.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Scheme(Base):
     # An online scheme (0006): the issuer makes its codes (backend/online.py); its key never
     # leaves the issuer and no token is activated under it.
     online: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The code format (paycode.FORMATS) of the scheme's tokens (0007).
+    format: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    closed_at: Mapped[int | None] = mapped_column(BigInteger)  # its codes refused once set (0007)
 
 
 class Token(Base):
@@ -50,6 +54,9 @@ class Token(Base):
     __table_args__ = (CheckConstraint("id >= 0 AND id <= 99999999", name="ck_tokens_id"),)
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     prefix: Mapped[str | None] = mapped_column(String(2), ForeignKey("schemes.prefix"))
+    # The scheme the token is moving away from at the desk: accepted too until the
+    # token is seen on ``prefix`` (0007; docs/FORMAT.md).
+    prev_prefix: Mapped[str | None] = mapped_column(String(2))
     status: Mapped[str] = mapped_column(String(16))
     secret_enc: Mapped[str | None] = mapped_column(Text)
     sync_key_enc: Mapped[str | None] = mapped_column(Text)

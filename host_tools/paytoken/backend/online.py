@@ -163,7 +163,7 @@ class Online:
         open_by = rules.TOKEN_GUESSES.open_by(now)
         if r.status == LOCKED or (r.guess_tat is not None and r.guess_tat > open_by):
             return b._locked(token_id, r.status, r.guess_tat, now)
-        key = b._fast_scheme_key(prefix)
+        key = b._code_scheme(prefix)[0]
         h = code_hash(key, prefix, token_id, "%d%s" % (residue, otp))
         if tx.run(_USE, {"h": h, "id": token_id, "now": now}) == 1:
             if tx.run(_TOUCH, {"id": token_id, "now": now, "open_by": open_by}) != 1:

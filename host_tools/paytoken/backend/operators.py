@@ -34,6 +34,8 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 from paytoken.backend import BackendError, audit
 from paytoken.backend.crypto import hash_api_key, new_api_key
 from paytoken.backend.models import (
+    ACTIVE,
+    LOCKED,
     STATUSES,
     Account,
     Adjustment,
@@ -267,37 +269,58 @@ def remove_admin(backend: Backend, name: str, actor: str) -> dict:
 # ---- schemes ------------------------------------------------------------------------------------
 
 
-def add_scheme(backend: Backend, prefix: str, key: bytes | None, actor: str) -> bytes:
-    """Store a scheme key (generated when None); returns it for the caller to show or not."""
-    return backend.add_scheme(prefix, key, actor=actor)
+def add_scheme(backend: Backend, prefix: str, key: bytes | None, actor: str, fmt: int = 1) -> bytes:
+    """Store a scheme key (generated when None) for codes of format ``fmt``; returns it
+    for the caller to show or not."""
+    return backend.add_scheme(prefix, key, actor=actor, fmt=fmt)
 
 
 def list_schemes(backend: Backend) -> list[dict]:
     """Prefixes with their state and token counts by status; never a key."""
     with backend.engine.connect() as conn:
-        rows = conn.execute(select(_s.c.prefix, _s.c.created_at, _s.c.retired_at).order_by(_s.c.prefix)).all()
+        rows = conn.execute(select(_s.c.prefix, _s.c.format, _s.c.created_at, _s.c.retired_at, _s.c.closed_at)
+                            .order_by(_s.c.prefix)).all()
         counts: dict[str, dict[str, int]] = {}
         for prefix, status, n in conn.execute(
                 select(_t.c.prefix, _t.c.status, func.count()).where(_t.c.prefix.is_not(None))
                 .group_by(_t.c.prefix, _t.c.status)):
             counts.setdefault(prefix, {})[status] = n
-    return [{"prefix": r.prefix, "created_at": r.created_at, "retired_at": r.retired_at,
-             "status": "retired" if r.retired_at is not None else "active",
+    return [{"prefix": r.prefix, "format": r.format, "created_at": r.created_at, "retired_at": r.retired_at,
+             "closed_at": r.closed_at,
+             "status": "closed" if r.closed_at is not None else "retired" if r.retired_at is not None else "active",
              "tokens": {s: counts.get(r.prefix, {}).get(s, 0) for s in STATUSES}} for r in rows]
 
 
-def retire_scheme(backend: Backend, prefix: str, actor: str) -> dict:
+def retire_scheme(backend: Backend, prefix: str, actor: str, close: bool = False) -> dict:
     """No new token is activated under a retired prefix; its tokens keep paying until
-    they are replaced (revoke them to stop them)."""
+    they are moved to another scheme at the desk (``update --prefix``) or replaced.
+
+    ``close``: the last stage, once no token uses the scheme: its codes are refused as
+    "unknown prefix" (a server sees it within ``SCHEME_CACHE_S``). Refused (409) while an
+    active or locked token is on it or still moving away from it."""
     now = backend.now()
     with backend.engine.begin() as conn:
-        row = conn.execute(select(_s.c.prefix, _s.c.retired_at).where(_s.c.prefix == prefix)).first()
+        row = conn.execute(select(_s.c.prefix, _s.c.retired_at, _s.c.closed_at).where(_s.c.prefix == prefix)).first()
         if row is None:
             raise BackendError(f"no scheme {prefix!r}", 404)
-        if row.retired_at is not None:
+        if row.closed_at is not None:
+            raise BackendError(f"scheme {prefix} is already closed", 409)
+        if row.retired_at is not None and not close:
             raise BackendError(f"scheme {prefix} is already retired", 409)
-        conn.execute(update(_s).where(_s.c.prefix == prefix).values(retired_at=now))
-        audit.append(conn, now, actor, "SCHEME_RETIRE", None, {"prefix": prefix})
+        if close:
+            users = conn.execute(select(func.count()).select_from(_t).where(
+                _t.c.status.in_((ACTIVE, LOCKED)), or_(_t.c.prefix == prefix, _t.c.prev_prefix == prefix))).scalar()
+            if users:
+                raise BackendError(f"{users} tokens still use scheme {prefix}: move them "
+                                   "(paytoken update --prefix ...) or revoke them first", 409)
+        values = {"closed_at": now} if close else {}
+        if row.retired_at is None:
+            values["retired_at"] = now
+            audit.append(conn, now, actor, "SCHEME_RETIRE", None, {"prefix": prefix})
+        if close:
+            audit.append(conn, now, actor, "SCHEME_CLOSE", None, {"prefix": prefix})
+        conn.execute(update(_s).where(_s.c.prefix == prefix).values(**values))
+    backend.forget_schemes()
     return next(s for s in list_schemes(backend) if s["prefix"] == prefix)
 
 

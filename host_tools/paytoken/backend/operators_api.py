@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from paycode import FORMATS
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
 from paytoken.backend import BackendError, operators
@@ -70,6 +71,7 @@ class SchemeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prefix: StrictStr = Field(pattern=PREFIX_RE, description="scheme digit + version, e.g. 82: two digits, "
                               "not 0x, 10-15, 25-30 or 62 (other wallets' starts)")
+    format: JsonInt = Field(default=1, ge=1, le=len(FORMATS), description="the code format (docs/FORMAT.md)")
 
 
 class AdjustIn(BaseModel):
@@ -170,7 +172,7 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
     @r.post("/schemes")
     def scheme_add(body: SchemeIn, actor: Actor) -> dict:
         """Generate and store a scheme key (sealed); the key is never returned."""
-        operators.add_scheme(backend, body.prefix, None, actor)
+        operators.add_scheme(backend, body.prefix, None, actor, body.format)
         return next(s for s in operators.list_schemes(backend) if s["prefix"] == body.prefix)
 
     @r.post("/schemes/{prefix}/retire")

@@ -74,6 +74,7 @@ log = logging.getLogger("paytoken.backend")
 MAX_AMOUNT = 10**12  # minor units; larger amounts are malformed requests
 MAX_TOKEN_ID = 99_999_999
 MERCHANT_CACHE_S = 60.0
+SCHEME_CACHE_S = 10.0  # seconds a server trusts its memory of a scheme's format and closure
 _CURRENCY = re.compile(r"\A[A-Z]{3}\Z")
 _ORDER_ID = re.compile(r"\A[A-Za-z0-9._:/-]{1,64}\Z")
 _NONCE = re.compile(r"\A[A-Za-z0-9]{8,64}\Z")
@@ -95,7 +96,7 @@ THROTTLED = "THROTTLED"  # a Verdict reason that becomes HTTP 429, never a store
 
 _TOK_COLS = ("status", "prefix", "secret_enc", "drift_s", "last_step", "pending_drift", "pending_step",
              "drift_at", "drift_off", "drift_ppm", "drift_p00", "drift_p01", "drift_p11",
-             "last_used_at", "created_at", "guess_tat", "guess_hash")
+             "last_used_at", "created_at", "guess_tat", "guess_hash", "prev_prefix")
 _N_TOK = len(_TOK_COLS)
 _TokRow = namedtuple("_TokRow", _TOK_COLS)
 _PayTokRow = namedtuple("_PayTokRow", _TOK_COLS + ("limit_per_payment", "limit_per_day", "balance",
@@ -372,6 +373,9 @@ class Backend:
         self.policy = policy or Policy()
         self.clock = clock
         self._scheme_keys: dict[str, bytes] = {}
+        # prefix -> (format, closed, monotonic expiry): what codes of a prefix mean; a
+        # scheme closed elsewhere (another process) is seen within SCHEME_CACHE_S
+        self._scheme_meta: dict[str, tuple[int, bool, float]] = {}
         self._secrets: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
         self._secret_cache_size = max(0, int(secret_cache))
         self._cache_lock = threading.Lock()
@@ -404,14 +408,18 @@ class Backend:
 
     def add_scheme(self, prefix: str, key: bytes | None = None, limit_per_payment: int | None = None,
                    limit_per_day: int | None = None, currency: str | None = None,
-                   actor: str = "cli", online: bool = False) -> bytes:
+                   actor: str = "cli", online: bool = False, fmt: int = 1) -> bytes:
         """Store the scheme key of ``prefix`` (generated when None); returns it.
 
-        The limits and currency are the defaults activation gives the scheme's new tokens;
-        None means the issuer's (rules.DEFAULT_*). ``online``: the issuer makes this
-        scheme's codes (backend/online.py); no token is activated under it."""
+        ``fmt``: the code format of the scheme's tokens (``paycode.FORMATS``). The limits
+        and currency are the defaults activation gives the scheme's new tokens; None means
+        the issuer's (rules.DEFAULT_*). ``online``: the issuer makes this scheme's codes
+        (backend/online.py); no token is activated under it, and it has no code format."""
+        if online and fmt != 1:
+            raise BackendError("an online scheme has no code format: the issuer makes its codes", 422)
         try:
             paycode.check_prefix(prefix)
+            paycode.format_hash(fmt)
         except ValueError as exc:
             raise BackendError(str(exc), 422) from None
         _check_limit(limit_per_payment, "limit_per_payment")
@@ -427,8 +435,9 @@ class Backend:
             with self.engine.begin() as conn:
                 conn.execute(_s.insert().values(prefix=prefix, key_enc=enc, created_at=self.now(),
                                                 limit_per_payment=limit_per_payment, limit_per_day=limit_per_day,
-                                                currency=currency, online=bool(online)))
-                audit.append(conn, self.now(), actor, "SCHEME_ADD", None, {"prefix": prefix, "online": bool(online)})
+                                                currency=currency, online=bool(online), format=fmt))
+                audit.append(conn, self.now(), actor, "SCHEME_ADD", None,
+                             {"prefix": prefix, "online": bool(online), "format": fmt})
         except IntegrityError:
             raise BackendError(f"scheme prefix {prefix} already exists", 409) from None
         return key
@@ -441,6 +450,32 @@ class Backend:
                 return None
             key = self._scheme_keys[prefix] = self._ring().open(enc, f"scheme:{prefix}")
         return key
+
+    def scheme_format(self, prefix: str) -> int | None:
+        """The code format of ``prefix``'s scheme (None: no such scheme)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(_s.c.format).where(_s.c.prefix == prefix)).scalar()
+
+    def _code_scheme(self, prefix: str) -> tuple[bytes, int] | None:
+        """(key, format) that codes of ``prefix`` are read with; None for an unknown or a
+        closed scheme (its codes get "unknown prefix"). Cached for SCHEME_CACHE_S."""
+        meta = self._scheme_meta.get(prefix)
+        mono = time.monotonic()
+        if meta is None or meta[2] <= mono:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(_s.c.format, _s.c.closed_at).where(_s.c.prefix == prefix)).first()
+                if row is None:
+                    return None
+                if prefix not in self._scheme_keys:
+                    self._scheme_key(conn, prefix)
+            meta = self._scheme_meta[prefix] = (row.format, row.closed_at is not None, mono + SCHEME_CACHE_S)
+        if meta[1]:
+            return None
+        return self._scheme_keys[prefix], meta[0]
+
+    def forget_schemes(self) -> None:
+        """Drop this process's cache of scheme formats and closures (after a close)."""
+        self._scheme_meta.clear()
 
     def scheme_defaults(self, prefix: str) -> dict:
         """The limits and currency a new token of ``prefix`` gets (the scheme's, else the issuer's)."""
@@ -610,6 +645,7 @@ class Backend:
             status, until = LOCKED, row.guess_tat - (b.burst - 1) * b.interval_s
         return {
             "token_id": row.id, "status": status, "locked_until": until, "prefix": row.prefix,
+            "moving_from": row.prev_prefix,
             "drift_steps": row.drift, "drift_seconds": row.drift_s, "drift_ppm": row.drift_ppm,
             "last_step": None if row.last_step < 0 else row.last_step,
             "last_used_at": row.last_used_at, "failures": row.failures,
@@ -728,9 +764,10 @@ class Backend:
             key = self._scheme_key(conn, row.prefix)
             if key is None:
                 raise BackendError(f"no scheme key for prefix {row.prefix}", 422)
+            fmt = conn.execute(select(_s.c.format).where(_s.c.prefix == row.prefix)).scalar()
             secret = self._ring().open(row.secret_enc, f"token:{token_id}:secret")
             audit.append(conn, self.now(), actor, "CODES_EXPECTED", token_id, {"count": len(times)})
-        return [paycode.payment_code(secret, token_id, int(t), key, row.prefix) for t in times]
+        return [paycode.payment_code(secret, token_id, int(t), key, row.prefix, fmt) for t in times]
 
     def record_clock_offset(self, token_id: int, offset_s: int, actor: str) -> dict:
         """After a service-desk SETTIME: the token read ``offset_s`` seconds ahead of UTC
@@ -904,13 +941,6 @@ class Backend:
         with self._tx() as tx:
             return fn(tx)
 
-    def _fast_scheme_key(self, prefix: str) -> bytes | None:
-        key = self._scheme_keys.get(prefix)
-        if key is None:
-            with self.engine.connect() as conn:
-                key = self._scheme_key(conn, prefix)
-        return key
-
     def _secret(self, token_id: int, envelope: str) -> bytes:
         """A token's secret, unsealed once and kept in a bounded LRU (see __init__)."""
         cache = self._secrets
@@ -928,14 +958,17 @@ class Backend:
         return secret
 
     def _parse(self, code: str):
+        # -> (prefix, token_id, residue, otp, format) or a Verdict. The prefix picks the
+        # scheme, and the scheme its key and format (paycode.FORMATS).
         prefix = code.replace(" ", "")[:2]
         keys = {}
+        fmt = 1
         if len(prefix) == 2 and prefix.isascii() and prefix.isdigit():
-            key = self._fast_scheme_key(prefix)
-            if key is not None:
-                keys[prefix] = key
+            scheme = self._code_scheme(prefix)
+            if scheme is not None:
+                keys[prefix], fmt = scheme
         try:  # length, digits, Damm and prefix first; then FF1 (codes.py: paycode's, faster)
-            return codes.parse_code(code, keys)
+            return codes.parse_code(code, keys) + (fmt,)
         except ValueError as exc:
             return Verdict(CODE_INVALID, detail=str(exc))
 
@@ -965,10 +998,12 @@ class Backend:
         the accepting UPDATE is the transaction's only write (verify, not pay). With
         ``merchant_id`` a guess is also charged to that merchant key (rules.py)."""
         pol = self.policy
-        prefix, token_id, residue, otp = parsed
+        prefix, token_id, residue, otp, fmt = parsed
         if self.online.is_online(tx, prefix):  # an issuer-made code: looked up, not computed
-            return self.online.check(tx, r, parsed, now, actor, merchant_id)
-        if r is None or r.status == PENDING or r.prefix != prefix:
+            return self.online.check(tx, r, parsed[:4], now, actor, merchant_id)
+        # a token's codes are those of its scheme, and during a move at the desk also
+        # those of the scheme it leaves (move_token)
+        if r is None or r.status == PENDING or (prefix != r.prefix and prefix != r.prev_prefix):
             return Verdict(CODE_INVALID, detail="no such token")
         if r.status in (REVOKED, LOST):
             return Verdict(TOKEN_REVOKED, token_id)
@@ -979,8 +1014,8 @@ class Backend:
         drift = self._drift(r)
         predicted = round(drift.predict(now))
         step, off = locate_step(now, predicted, residue)
-        if step < 0 or not paycode.equal(codes.hotp(secret, step), otp):
-            return self._miss(tx, r, token_id, secret, step, off, otp, now, predicted, actor, merchant_id)
+        if step < 0 or not paycode.equal(codes.hotp(secret, step, fmt), otp):
+            return self._miss(tx, r, token_id, secret, step, off, otp, now, predicted, actor, merchant_id, fmt)
         if step <= r.last_step:
             audit.append_raw(tx, now, actor, "CODE_REPLAYED", token_id, {"step": step})
             return Verdict(CODE_REPLAYED, token_id, step, off)
@@ -1028,13 +1063,14 @@ class Backend:
         return Verdict(CODE_REPLAYED, token_id, step, off)
 
     def _miss(self, tx: _Tx, r: _TokRow, token_id: int, secret: bytes, step: int, off: int, otp: str,
-              now: int, predicted: int, actor: str, merchant_id: int | None) -> Verdict:
+              now: int, predicted: int, actor: str, merchant_id: int | None, fmt: int) -> Verdict:
         """The OTP is wrong for the step the residue names: a far-future, stale or replayed
         code (right for another step), or a guess. Only a guess is charged (rules.py)."""
         pol = self.policy
         if step >= 0:
             span = rules.RESIDUE
-            ahead = codes.find_step(secret, otp, range(step + span, step + span * rules.future_candidates() + 1, span))
+            ahead = codes.find_step(secret, otp, range(step + span, step + span * rules.future_candidates() + 1, span),
+                                    fmt)
             if ahead is not None:
                 if tx.run(_SUSPECT, {"id": token_id, "open_by": rules.TOKEN_GUESSES.open_by(now)}) != 1:
                     return self._recheck(tx, token_id, now)
@@ -1043,7 +1079,7 @@ class Backend:
                 return Verdict(CODE_FUTURE, token_id, ahead, off + (ahead - step),
                                detail="for a time far ahead of the token's known clock")
             lo = max(0, (now + predicted - rules.STALE_SEARCH_S) // PERIOD)
-            past = codes.find_step(secret, otp, range(step - span, lo - 1, -span))
+            past = codes.find_step(secret, otp, range(step - span, lo - 1, -span), fmt)
             if past is not None:
                 if past <= r.last_step:
                     audit.append_raw(tx, now, actor, "CODE_REPLAYED", token_id, {"step": past})
@@ -1353,6 +1389,64 @@ class Backend:
         same_secret = hmac.compare_digest(ring.open(row.secret_enc, f"token:{token_id}:secret"), secret)
         same_sync = hmac.compare_digest(ring.open(row.sync_key_enc, f"token:{token_id}:sync"), sync_key)
         return same_secret and same_sync
+
+    # ---- a token's move to another scheme (a new format) at the service desk ----------------
+
+    def move_token(self, token_id: int, prefix: str, actor: str) -> dict:
+        """Step 1 of a move: the token's scheme becomes ``prefix`` and the one it leaves
+        stays accepted (``prev_prefix``) until ``finish_move``; so whichever config the
+        token holds while the desk rewrites it, its codes pay. Returns ``{token_id,
+        prefix, format, prev_prefix, scheme_key}`` (the key for the token's config).
+        Repeating a started move is a no-op; a token already moving elsewhere is 409."""
+        _check_token_id(token_id)
+        try:
+            paycode.check_prefix(prefix)
+        except ValueError as exc:
+            raise BackendError(str(exc), 422) from None
+        with self.engine.begin() as conn:
+            row = conn.execute(select(_t.c.status, _t.c.prefix, _t.c.prev_prefix)
+                               .where(_t.c.id == token_id)).first()
+            if row is None or row.status == PENDING:
+                raise BackendError(f"no token {token_id}", 404)
+            if row.status in (REVOKED, LOST):
+                raise BackendError(f"token {token_id} is {row.status}", 409)
+            sch = conn.execute(select(_s.c.format, _s.c.closed_at).where(_s.c.prefix == prefix)).first()
+            key = self._scheme_key(conn, prefix)
+            if sch is None or key is None:
+                raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 404)
+            if sch.closed_at is not None:
+                raise BackendError(f"scheme {prefix} is closed: its codes are refused", 409)
+            operators.require_open_scheme(conn, prefix)
+            prev = row.prev_prefix
+            if row.prefix != prefix:
+                if prev is not None:
+                    raise BackendError(f"token {token_id} is still moving from {prev} to {row.prefix}: "
+                                       f"finish that move first (update --prefix {row.prefix})", 409)
+                prev = row.prefix
+                conn.execute(update(_t).where(_t.c.id == token_id).values(prefix=prefix, prev_prefix=prev))
+                audit.append(conn, self.now(), actor, "TOKEN_MOVE", token_id,
+                             {"from": prev, "to": prefix, "format": sch.format})
+        return {"token_id": token_id, "prefix": prefix, "format": sch.format, "prev_prefix": prev,
+                "scheme_key": key}
+
+    def finish_move(self, token_id: int, prefix: str, actor: str) -> dict:
+        """Step 2 of a move, once the token was seen computing ``prefix``'s codes: the scheme
+        it left is no longer accepted for it. ``{token_id, prefix, finished}``; finished is
+        False when there was nothing to finish."""
+        _check_token_id(token_id)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(_t.c.status, _t.c.prefix, _t.c.prev_prefix)
+                               .where(_t.c.id == token_id)).first()
+            if row is None or row.status == PENDING:
+                raise BackendError(f"no token {token_id}", 404)
+            if row.prefix != prefix:
+                raise BackendError(f"token {token_id} is on scheme {row.prefix}, not {prefix}", 409)
+            if row.prev_prefix is None:
+                return {"token_id": token_id, "prefix": prefix, "finished": False}
+            conn.execute(update(_t).where(_t.c.id == token_id).values(prev_prefix=None))
+            audit.append(conn, self.now(), actor, "TOKEN_MOVED", token_id,
+                         {"from": row.prev_prefix, "to": prefix})
+        return {"token_id": token_id, "prefix": prefix, "finished": True}
 
     def cross_check(self, token_id: int, times: list[int], codes: list[str], actor: str) -> list[int]:
         """The times at which ``codes`` (a token's, in order) differ from the issuer's for

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PERIOD = 30
+from paycode import PERIOD
 
 # Refusal reasons (fixed names; the HTTP API and docs/MERCHANT.md use them).
 CODE_INVALID = "CODE_INVALID"
@@ -47,7 +47,7 @@ class Policy:
 def locate_step(now: int, drift_s: int, residue: int) -> tuple[int, int]:
     """The step with ``step % 10 == residue`` nearest the token's expected step.
 
-    The expectation is ``(now + drift_s) // 30``: the drift is kept in seconds, so the
+    The expectation is ``(now + drift_s) // PERIOD``: the drift is kept in seconds, so the
     window is not spent on rounding. Returns ``(step, offset)``, offset in -5..4.
     """
     expected = (now + drift_s) // PERIOD

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from paycode import FORMATS
+
 # The latest time any command takes: 9999-12-31T23:59:59Z (a four-digit year).
 MAX_UTC = 253_402_300_799
 MAX_TOKEN_ID = 99_999_999
@@ -154,6 +156,10 @@ def currency(value: str) -> str:
     if not re.fullmatch(r"[A-Z]{3}", value):
         raise ArgumentTypeError(f"{_shown(value)} is not a currency code (three capitals, e.g. CNY)")
     return value
+
+
+# A payment-code format number (paycode.FORMATS: 1 or 2).
+code_format = integer(1, len(FORMATS), "a code format")
 
 
 def prefix(value: str) -> str:

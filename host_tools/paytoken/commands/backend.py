@@ -222,14 +222,15 @@ def do_scheme_add(args) -> None:
             raise CommandError("--key must be 32 hex digits") from None
     backend = _backend(args, key=True)
     key = _run(backend.add_scheme, args.prefix, key, args.limit_per_payment, args.limit_per_day, args.currency,
-               online=args.online)
+               online=args.online, fmt=args.format)
     data = dict(_run(backend.scheme_defaults, args.prefix), prefix=args.prefix, online=args.online)
     if args.online:
         text = (f"online scheme {args.prefix} stored (key encrypted at rest): the issuer makes its codes "
                 "for wallets (docs/WALLET.md)")
     else:
-        text = (f"scheme {args.prefix} stored (key encrypted at rest); new tokens get "
-                f"{data['limit_per_payment']} per payment, {data['limit_per_day']} a day, {data['currency']}")
+        data["format"] = args.format
+        text = (f"scheme {args.prefix} (code format {args.format}) stored (key encrypted at rest); new tokens "
+                f"get {data['limit_per_payment']} per payment, {data['limit_per_day']} a day, {data['currency']}")
     if args.show_key:
         data["key"] = key.hex()
         text += f"\nscheme key: {key.hex()}"
@@ -240,8 +241,9 @@ def do_token_add(args) -> None:
     from paytoken import otpauth
     from paytoken.commands.code import read_secret_text
 
+    text = read_secret_text(args.secret)
     try:
-        secret = otpauth.payment_secret(read_secret_text(args.secret))
+        otpauth.parse_secret(text)
     except ValueError as exc:
         raise CommandError(f"--secret: {exc}") from None
     sync = None
@@ -251,6 +253,11 @@ def do_token_add(args) -> None:
         except ValueError:
             raise CommandError("--sync-key must be hex") from None
     backend = _backend(args, key=True)
+    fmt = _run(backend.scheme_format, _prefix(args)) or 1  # an unknown prefix: add_token says so
+    try:
+        secret = otpauth.payment_secret(text, fmt)  # a URI must ask for the scheme's TOTP
+    except ValueError as exc:
+        raise CommandError(f"--secret: {exc}") from None
     _run(backend.add_token, args.id, secret, _prefix(args), sync, args.currency,
          args.limit_per_payment, args.limit_per_day)
     info = _run(backend.token_info, args.id)
@@ -436,6 +443,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--online", action="store_true",
                    help="an online scheme: the issuer makes its codes for wallets (docs/WALLET.md); "
                         "its key never leaves the issuer and no token is activated under it")
+    p.add_argument("--format", type=argtypes.code_format, default=1, metavar="N",
+                   help="the code format of the scheme's tokens: 1 (TOTP HMAC-SHA1) or 2 (HMAC-SHA256); "
+                   "default 1 (docs/FORMAT.md)")
     _common(p, key=True)
     p.set_defaults(func=do_scheme_add)
 

@@ -119,21 +119,20 @@ def do_code(args: argparse.Namespace) -> int:
     secret = otp_params.secret
     t = parse_time(args.at)
     if args.payment:
-        if not otp_params.is_default:
+        fmt = args.format
+        alg = paycode.format_hash(fmt)
+        fixed = f"format {fmt} fixes {alg.upper().replace('SHA', 'SHA-')}, {paycode.DIGITS} digits and {paycode.PERIOD} s"
+        if otp_params.from_uri and (otp_params.digits, otp_params.period, otp_params.algorithm) != (
+                paycode.DIGITS, paycode.PERIOD, alg):
             raise CommandError(
-                "the secret's otpauth URI asks for other TOTP parameters than --payment's: "
-                "format v1 fixes SHA-1, 6 digits and 30 s"
-            )
+                f"the secret's otpauth URI asks for other TOTP parameters than --payment's: {fixed}")
         if args.digits is not None or args.period is not None or args.algorithm is not None:
-            raise CommandError(
-                "--digits, --period and --algorithm do not apply to --payment: "
-                "format v1 fixes SHA-1, 6 digits and 30 s"
-            )
+            raise CommandError(f"--digits, --period and --algorithm do not apply to --payment: {fixed}")
         if args.token_id is None or args.scheme_key is None:
             raise CommandError("--payment needs --token-id and --scheme-key")
         key = read_scheme_key(args.scheme_key)
         try:
-            code = paycode.payment_code(secret, args.token_id, t, key, args.prefix)
+            code = paycode.payment_code(secret, args.token_id, t, key, args.prefix, fmt)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         data = {
@@ -143,14 +142,14 @@ def do_code(args: argparse.Namespace) -> int:
             "token_id": args.token_id,
             "at": t,
             "at_iso": iso(t),
-            "step": t // 30,
-            "valid_for": 30 - t % 30,
-            "format_version": paycode.FORMAT_VERSION,
+            "step": t // paycode.PERIOD,
+            "valid_for": paycode.PERIOD - t % paycode.PERIOD,
+            "format": fmt,
         }
         _emit(args, data, code)
         return 0
-    if args.token_id is not None or args.scheme_key is not None or args.prefix != "81":
-        raise CommandError("--token-id, --scheme-key and --prefix need --payment")
+    if args.token_id is not None or args.scheme_key is not None or args.prefix != "81" or args.format != 1:
+        raise CommandError("--token-id, --scheme-key, --prefix and --format need --payment")
     digits, period, algorithm = otp_params.digits, otp_params.period, otp_params.algorithm
     for name, given, own in (("digits", args.digits, digits), ("period", args.period, period),
                              ("algorithm", args.algorithm, algorithm)):
@@ -189,7 +188,6 @@ def do_decode(args: argparse.Namespace) -> int:
         "token_id": token_id,
         "step_residue": residue,
         "otp": otp,
-        "format_version": paycode.FORMAT_VERSION,
     }
     text = "\n".join(
         [
@@ -205,7 +203,7 @@ def do_decode(args: argparse.Namespace) -> int:
         data["at"] = t
         data["step"] = step if step >= 0 else None
         text += (
-            f"\nstep          {step} ({iso(step * 30)})"
+            f"\nstep          {step} ({iso(step * paycode.PERIOD)})"
             if step >= 0
             else (f"\nstep          none within ±{paycode.WINDOW} steps of {iso(t)}")
         )
@@ -227,7 +225,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--digits", type=argtypes.integer(6, 10, "a digit count"), metavar="N",
                    help="TOTP digits, 6 to 10 (default 6, or the otpauth URI's)")
     p.add_argument("--period", type=argtypes.integer(1, otpauth.MAX_PERIOD, "a period in seconds"),
-                   metavar="S", help="TOTP step in seconds (default 30, or the otpauth URI's)")
+                   metavar="S", help=f"TOTP step in seconds (default {paycode.PERIOD}, or the otpauth URI's)")
     p.add_argument(
         "--algorithm",
         choices=otpauth.ALGORITHMS,
@@ -241,6 +239,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--prefix", type=argtypes.prefix, default="81", metavar="PV",
         help="scheme and version digits (default 81)",
     )
+    p.add_argument("--format", type=argtypes.code_format, default=1, metavar="N",
+                   help="the code format, the scheme's: 1 (TOTP HMAC-SHA1) or 2 (HMAC-SHA256); default 1")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_code)
 

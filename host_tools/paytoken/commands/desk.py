@@ -270,11 +270,12 @@ def do_update(args: argparse.Namespace) -> None:
     api = _api(args)
     with _device(args) as dev:
         try:
-            r = update(dev, api, args.board, firmware_dir=args.firmware)
+            r = update(dev, api, args.board, firmware_dir=args.firmware, prefix=args.prefix)
         except DeskError as e:
             raise CommandError(str(e)) from None
+    moved = "" if r.prefix is None else f", moved to scheme {r.prefix} (code format {r.code_format})"
     _print(args, asdict(r), f"token {r.token_id:08d}: firmware {r.fw_before} -> {r.fw_after} "
-           f"({len(r.copied)} files copied), locked again")
+           f"({len(r.copied)} files copied){moved}, locked again")
 
 
 def do_info(args: argparse.Namespace) -> None:
@@ -344,6 +345,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--board", type=argtypes.board, required=True, help="board name (boards/<name>.py)")
     p.add_argument("--firmware", type=argtypes.existing_dir, default=None, metavar="DIR",
                    help="firmware tree to deploy (default: the installed firmware/)")
+    p.add_argument("--prefix", type=argtypes.prefix, default=None, metavar="PV",
+                   help="also move the token to this scheme and its code format (same secret; "
+                   "docs/FORMAT.md)")
     _http_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=do_update)

@@ -111,14 +111,18 @@ def do_admin_remove(args) -> None:
 
 def do_scheme_list(args) -> None:
     rows = _run(_ops().list_schemes, _backend(args))
-    _out(args, rows, _lines(rows, lambda s: f"{s['prefix']}  {s['status']:<8} tokens "
+    _out(args, rows, _lines(rows, lambda s: f"{s['prefix']}  format {s['format']}  {s['status']:<8} tokens "
                             + " ".join(f"{k}={v}" for k, v in s["tokens"].items() if v), "no schemes"))
 
 
 def do_scheme_retire(args) -> None:
-    s = _run(_ops().retire_scheme, _backend(args), args.prefix, ACTOR)
+    s = _run(_ops().retire_scheme, _backend(args), args.prefix, ACTOR, args.close)
+    if args.close:
+        _out(args, s, f"scheme {s['prefix']} closed: its codes are refused (unknown prefix)")
+        return
     _out(args, s, f"scheme {s['prefix']} retired: no new tokens under it; its "
-                  f"{s['tokens']['active']} active tokens keep paying until replaced")
+                  f"{s['tokens']['active']} active tokens keep paying until moved (update --prefix) "
+                  "or replaced")
 
 
 # ---- tokens ---------------------------------------------------------------------------------
@@ -295,6 +299,8 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     p.set_defaults(func=do_scheme_list)
     p = scs.add_parser("retire", help="no new tokens under this prefix; its tokens keep paying")
     p.add_argument("prefix", type=argtypes.prefix, help="two digits, e.g. 81")
+    p.add_argument("--close", action="store_true",
+                   help="the last stage, once no token uses it: refuse its codes (unknown prefix)")
     _common(p)
     p.set_defaults(func=do_scheme_retire)
 

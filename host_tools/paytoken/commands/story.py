@@ -32,7 +32,7 @@ def demo_frame(t: int) -> dict:
     step = paycode.resolve_step(residue, t)
     ok = (
         token_id == DEMO_TOKEN_ID
-        and step == t // 30
+        and step == t // paycode.PERIOD
         and paycode.equal(paycode.hotp(DEMO_SECRET, step), otp)
     )
     return {
@@ -41,7 +41,7 @@ def demo_frame(t: int) -> dict:
         "code": code,
         "grouped": paycode.group4(code),
         "totp": paycode.totp(DEMO_SECRET, t),
-        "valid_for": 30 - t % 30,
+        "valid_for": paycode.PERIOD - t % paycode.PERIOD,
         "issuer_ok": ok,
         "token_id": token_id,
         "step": step,
@@ -154,6 +154,7 @@ def do_simulate_year(args: argparse.Namespace) -> int:
             task = bar.add_task(f"{args.tokens} tokens x {args.days:g} days", total=1.0)
             report = year.simulate(tokens=args.tokens, days=args.days, seed=args.seed,
                                    burn_in=args.burn_in, window=args.window, jobs=jobs,
+                                   migrate_day=args.migrate_day,
                                    db_dir=args.keep, progress=lambda f: bar.update(task, completed=f))
         if args.plot:
             year.plot(report, args.plot)
@@ -195,6 +196,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     y.add_argument("--window", type=argtypes.integer(1, 4, "a number of steps"), default=1,
                    metavar="STEPS",
                    help="the backend's acceptance window, steps either side, 1 to 4 (default 1)")
+    y.add_argument("--migrate-day", type=argtypes.number(0, 3650, what="a day of the simulation"),
+                   default=None, metavar="DAY",
+                   help="a mixed fleet: every other token on code format 2, the rest moved from format 1 "
+                   "to 2 at the desk from this day on (within 30 days), then format 1 closed")
     y.add_argument("--jobs", type=argtypes.integer(1, 64, "a number of processes"), default=None,
                    metavar="J", help="processes (default: the CPU count, at most 4); no effect on results")
     y.add_argument("--keep", type=argtypes.out_dir, default=None, metavar="DIR",

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import paycode
+
 from paytoken.backend import BackendError
 from paytoken.backend.service import Backend
 from paytoken.station import deploy as deploy_mod
@@ -144,6 +146,8 @@ class UpdateResult:
     fw_after: str | None
     copied: list[str] = field(default_factory=list)
     was_locked: bool = True
+    prefix: str | None = None  # the scheme moved to (update --prefix), else None
+    code_format: int | None = None  # the token's code format after the update (INFO's code=)
 
 
 class _Open:
@@ -204,9 +208,10 @@ def _hold(dev: Device) -> None:
 
 
 def update(dev: Device, api: DeskIssuer | Backend, board: str, *,
-           firmware_dir: Path | None = None) -> UpdateResult:
+           firmware_dir: Path | None = None, prefix: str | None = None) -> UpdateResult:
     """Build and check the firmware tree, then authenticated UNLOCK (mac from the issuer),
     deploy with the config kept, and lock (a hard reset; the lock flag never left flash).
+    ``prefix``: also move the token to that scheme (its format), see ``_move``.
 
     A token found open (an update cut short, or a token left without firmware) is
     hard-reset first, then unlocked, or deployed and locked if it stays open. Any error
@@ -234,11 +239,41 @@ def update(dev: Device, api: DeskIssuer | Backend, board: str, *,
             after = ops.probe(dev)
             if after.token_id != token_id or not after.has_secret:
                 raise DeskError(f"{dev.port}: the config did not survive the deploy")
-            ops.lock(dev, token_id, flag_set=after.locked)
+            fmt = _move(dev, api, token_id, prefix) if prefix is not None else None
+            locked = ops.lock(dev, token_id, flag_set=after.locked)
             session.active = False
+            if prefix is not None:
+                # the token boots locked computing the new scheme's codes: only now does the
+                # issuer stop accepting the old scheme's for it
+                if locked.code_format != fmt:
+                    raise DeskError(f"{dev.port}: the token reports code format {locked.code_format}, "
+                                    f"not {fmt}: the move is not finished (both schemes still pay)")
+                api.finish_move(token_id, prefix)
     except (ops.OpsError, DeviceError, deploy_mod.DeployError, BackendError) as e:
         raise DeskError(f"update: {e}") from None
-    return UpdateResult(dev.port, token_id, st.fw, after.fw, res.copied, was_locked)
+    return UpdateResult(dev.port, token_id, st.fw, after.fw, res.copied, was_locked, prefix,
+                        locked.code_format)
+
+
+def _move(dev: Device, api: DeskIssuer, token_id: int, prefix: str) -> int:
+    # A token's move to another scheme (a new code format) in the open session, the
+    # same secret: (1) the issuer takes the new scheme for the token and keeps the old
+    # one accepted; (2) the config gets the new prefix, scheme key and format (one
+    # atomic write: a cut leaves the old or the new, and both pay); (3) the token's codes
+    # under it are cross-checked with the issuer's. The caller locks, then finishes the
+    # move at the issuer, after which the old scheme's codes are refused for it.
+    key, fmt = api.move_token(token_id, prefix)
+    _hold(dev)
+    ops.move_config(dev, prefix, key, fmt)
+    _hold(dev)
+    now = int(time.time())
+    times = [now, now + paycode.PERIOD] + ops.spread_times(now, now + 10 * 365 * 86400, 8)
+    got = ops.device_codes(dev, times, between=lambda: _hold(dev))
+    bad = api.cross_check(token_id, times, got)
+    if bad:
+        raise DeskError(f"{dev.port}: under scheme {prefix} the token's codes differ from the "
+                        f"issuer's at {len(bad)} of {len(times)} times: the move is not finished")
+    return fmt
 
 
 def _config_state(dev: Device, st: ops.TokenState) -> ops.TokenState:

@@ -36,6 +36,9 @@ class Issuer(Protocol):
     def scheme_key(self, prefix: str) -> bytes | None:
         """The scheme key the tokens get (None: the issuer has no such prefix)."""
 
+    def scheme_format(self, prefix: str) -> int:
+        """The code format of the scheme (``paycode.FORMATS``), written into the config."""
+
     def allocate(self, actor: str) -> tuple[int, bytes]:
         """A fresh ``pending`` token id and the sync key that goes with it."""
 
@@ -72,6 +75,13 @@ class DeskIssuer(Protocol):
     def cross_check(self, token_id: int, times: list[int], codes: list[str]) -> list[int]:
         """The times at which the token's ``codes`` differ from the issuer's."""
 
+    def move_token(self, token_id: int, prefix: str) -> tuple[bytes, int]:
+        """Start a move to the scheme ``prefix``: (its key, its format); the issuer accepts
+        the old scheme's codes too until ``finish_move``."""
+
+    def finish_move(self, token_id: int, prefix: str) -> None:
+        """The token computes ``prefix``'s codes: the old scheme's are refused from now."""
+
 
 class DbIssuer:
     """The issuer database in this process (needs the master key)."""
@@ -81,11 +91,17 @@ class DbIssuer:
         self.backend = backend
         self.actor = actor
         self._keys: dict[str, bytes] | None = None
+        self._formats: dict[str, int] = {}
 
     def scheme_key(self, prefix: str) -> bytes | None:
         if self._keys is None:
             self._keys = self.backend.scheme_keys()
         return self._keys.get(prefix)
+
+    def scheme_format(self, prefix: str) -> int:
+        if prefix not in self._formats:
+            self._formats[prefix] = self.backend.scheme_format(prefix) or 1
+        return self._formats[prefix]
 
     def allocate(self, actor: str) -> tuple[int, bytes]:
         sync_key = secrets.token_bytes(SYNC_KEY_BYTES)
@@ -109,7 +125,7 @@ class DbIssuer:
         key = self.scheme_key(prefix)
         if key is None:
             raise ops.OpsError("verify", f"no scheme key for prefix {prefix}")
-        return ops.host_codes(secret, token_id, times, key, prefix)
+        return ops.host_codes(secret, token_id, times, key, prefix, self.scheme_format(prefix))
 
     def activate(self, token_id: int, secret: bytes, sync_key: bytes, prefix: str, *,
                  actor: str, drift_ppm: float | None) -> None:
@@ -130,3 +146,10 @@ class DbIssuer:
 
     def cross_check(self, token_id: int, times: list[int], codes: list[str]) -> list[int]:
         return self.backend.cross_check(token_id, times, codes, self.actor)
+
+    def move_token(self, token_id: int, prefix: str) -> tuple[bytes, int]:
+        d = self.backend.move_token(token_id, prefix, self.actor)
+        return d["scheme_key"], int(d["format"])
+
+    def finish_move(self, token_id: int, prefix: str) -> None:
+        self.backend.finish_move(token_id, prefix, self.actor)

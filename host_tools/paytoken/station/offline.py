@@ -101,6 +101,11 @@ class OfflineIssuer:
     def scheme_key(self, prefix: str) -> bytes | None:
         return self._scheme_key if prefix == self.batch.prefix else None
 
+    def scheme_format(self, prefix: str) -> int:
+        # A batch is of format 1: its PSKC carries HOTP-SHA1 TOTP parameters, and
+        # batches.create_batch refuses a scheme of another format.
+        return 1
+
     def allocate(self, actor: str) -> tuple[int, bytes]:
         with pskc.locked(self.ledger_path):
             led = self._load()

@@ -82,6 +82,7 @@ class HttpIssuer:
         self._client = httpx.Client(base_url=self.url, timeout=timeout,
                                     headers={"Authorization": f"Bearer {admin_key}"})
         self._keys: dict[str, bytes] = {}
+        self._formats: dict[str, int] = {}
 
     def close(self) -> None:
         self._client.close()
@@ -138,7 +139,13 @@ class HttpIssuer:
             if status == 404:
                 return None
             self._keys[prefix] = bytes.fromhex(data["scheme_key"])
+            self._formats[prefix] = int(data.get("format", 1))
         return self._keys[prefix]
+
+    def scheme_format(self, prefix: str) -> int:
+        if self.scheme_key(prefix) is None:
+            raise BackendError(f"no scheme key for prefix {prefix}", 404)
+        return self._formats[prefix]
 
     def allocate(self, actor: str) -> tuple[int, bytes]:
         # ``actor``: the issuer records the admin key's name (the station is that key)
@@ -162,7 +169,7 @@ class HttpIssuer:
         key = self.scheme_key(prefix)
         if key is None:
             raise ops.OpsError("verify", f"no scheme key for prefix {prefix}")
-        return ops.host_codes(secret, token_id, times, key, prefix)
+        return ops.host_codes(secret, token_id, times, key, prefix, self.scheme_format(prefix))
 
     def activate(self, token_id: int, secret: bytes, sync_key: bytes, prefix: str, *,
                  actor: str, drift_ppm: float | None) -> None:
@@ -194,3 +201,10 @@ class HttpIssuer:
                             {"times": times[part], "codes": codes[part]})
             bad += [int(t) for t in d["mismatches"]]
         return bad
+
+    def move_token(self, token_id: int, prefix: str) -> tuple[bytes, int]:
+        _, d = self._ok("POST", f"/v1/tokens/{token_id}/move", {"prefix": prefix})
+        return bytes.fromhex(d["scheme_key"]), int(d["format"])
+
+    def finish_move(self, token_id: int, prefix: str) -> None:
+        self._ok("POST", f"/v1/tokens/{token_id}/move/finish", {"prefix": prefix})

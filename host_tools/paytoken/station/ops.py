@@ -79,6 +79,7 @@ class TokenState:
     clock: str | None = None
     time: int | None = None  # INFO's time= (locked mode only)
     image: str | None = None  # "files" (deployed) or the frozen image's id (fwimage.ID)
+    code_format: int | None = None  # INFO's code=: the token's own code format (locked mode)
 
 
 def host_fw_version(firmware_dir: Path | None = None) -> str:
@@ -155,6 +156,7 @@ def info(dev: Device, *, timeout: float | None = None) -> TokenState:
         clock=d.get("clock"),
         time=int(d["time"]) if d.get("time", "").isdigit() else None,
         image=d.get("image"),
+        code_format=int(d["code"]) if d.get("code", "").isdigit() else None,
     )
 
 
@@ -449,9 +451,20 @@ def mismatches(times: list[int], got: list[str], want: list[str]) -> list[int]:
 
 
 def host_codes(secret: bytes, token_id: int, times: Iterable[int], scheme_key: bytes,
-               prefix: str) -> list[str]:
-    """The same codes by CPython's paycode."""
-    return [paycode.payment_code(secret, token_id, int(t), scheme_key, prefix) for t in times]
+               prefix: str, fmt: int = 1) -> list[str]:
+    """The same codes by CPython's paycode (code format ``fmt``)."""
+    return [paycode.payment_code(secret, token_id, int(t), scheme_key, prefix, fmt) for t in times]
+
+
+def move_config(dev: Device, prefix: str, scheme_key: bytes, fmt: int) -> None:
+    """The token's config moves to another scheme: ``config.update`` of its prefix, scheme
+    key and code format in one atomic write (the secret and the rest stay)."""
+    try:
+        dev.exec("import config\nconfig.update(config.PATH, prefix=%r, format=%d, "
+                 "scheme_key=bytes.fromhex(%r))\n"
+                 % (prefix, fmt, scheme_key.hex()))
+    except DeviceError as e:
+        raise OpsError("config", scrub(f"moving the config to scheme {prefix} failed: {e}", scheme_key)) from None
 
 
 def spread_times(start: int, end: int, n: int) -> list[int]:

@@ -45,6 +45,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import paycode
+
 from paytoken.backend import BackendError
 from paytoken.backend.models import ACTIVE, PENDING
 from paytoken.backend.service import Backend
@@ -131,6 +133,10 @@ class Station:
             raise ops.OpsError(
                 "setup", f"no scheme key for prefix {prefix} in the database: run `paytoken scheme add`"
             )
+        try:
+            self.code_format = self.issuer.scheme_format(prefix)  # a token's format is its scheme's
+        except BackendError as e:
+            raise ops.OpsError("setup", str(e)) from None
         self._audit_lock = _AUDIT_LOCK  # one per process: Stations may share a report folder
         self._stop = threading.Event()
 
@@ -239,7 +245,8 @@ class Station:
                     wrote = True
                     ops.write_config(dev, {
                         "token_id": pending, "secret": secret, "scheme_key": self.scheme_key,
-                        "prefix": self.prefix, "sync_key": sync_key, "ppm": 0.0, "ref_time": 0,
+                        "prefix": self.prefix, "format": self.code_format, "sync_key": sync_key,
+                        "ppm": 0.0, "ref_time": 0,
                         "locked": True, "last_step": 0, "last_sync": 0,
                     })
 
@@ -283,11 +290,11 @@ class Station:
                         ppm = max(-ops.MAX_PPM, min(ops.MAX_PPM, ops.ppm_to_store(measured, res)))
                     rep.ppm = round(ppm, 3)
                     ops.update_config(dev, "drift", ppm=rep.ppm, ref_time=cs.utc, last_sync=cs.utc,
-                                      last_step=cs.utc // 30)
+                                      last_step=cs.utc // paycode.PERIOD)
 
                     step("verify")
                     ops.hold_lease(dev)
-                    times = list(ops.FIXED_TIMES) + [cs.utc, cs.utc + 30]
+                    times = list(ops.FIXED_TIMES) + [cs.utc, cs.utc + paycode.PERIOD]
                     got = ops.device_codes(dev, times)
                     want = self.issuer.expected_codes(pending, secret, self.prefix, times)
                     bad = ops.mismatches(times, got, want)

@@ -401,8 +401,8 @@ def step_refusals(d: Demo, wait: Callable[[float, str], None]) -> None:
     d.say(f"token {a.name} revoked at the desk; its next code -> refused {res['reason']}")
     # an expired code: B's first code, photographed and shown two steps later
     code_b = d.results["code_B"]
-    step_b = d.results["code_B_at"] // 30
-    left = (step_b + 2) * 30 + 1 - time.time()
+    step_b = d.results["code_B_at"] // paycode.PERIOD
+    left = (step_b + 2) * paycode.PERIOD + 1 - time.time()
     if left > 0:
         wait(left, f"token {b.name}'s first code grows stale (two 30 s steps)")
     res = d.pay(code_b)

@@ -27,6 +27,14 @@ link's jitter (±2 ms); the same again after the burn-in (600 s) gives
 temperature (21..25 °C), so the stored ppm also misses the field's temperature term.
 ``burn_in=0`` is the station's default: nothing measured, ppm 0 on the token.
 
+With ``migrate_day`` the fleet is mixed (docs/FORMAT.md): every other token leaves the
+factory on scheme 82 (code format 2, TOTP HMAC-SHA256), the rest on scheme 81 (format
+1); from that day on the service desk moves the format 1 tokens to 82 one by one, each
+at a random time within ``MIGRATION_DAYS``, as ``paytoken update --prefix 82`` does it
+(the issuer's ``move_token``, the config's new prefix, scheme key and format, then
+``finish_move``; same secret). When all have moved, scheme 81 is retired and closed,
+and a code of its format is checked to get "unknown prefix".
+
 Usage::
 
     report = simulate(tokens=20, days=365, seed=1)
@@ -45,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paycode import PERIOD
+
 from paytoken import upy
 
 K_TEMP = -0.034  # ppm / °C², tuning-fork crystal parabola
@@ -52,6 +62,8 @@ T_TURNOVER = 25.0  # °C
 START = 1_798_761_600  # 2027-01-01T00:00:00Z: the field year starts here
 DAY = 86400
 HOUR = 3600
+MIGRATION_DAYS = 30.0  # the desk moves the format 1 tokens within this many days
+_MOVE = -1  # an event's amount: the desk moves the token to format 2
 
 
 class SimulationError(ValueError):
@@ -80,6 +92,7 @@ class Params:
     scan_s: tuple[float, float] = (2.0, 20.0)  # button press -> the till scans the screen
     network_s: tuple[float, float] = (0.2, 3.0)  # scan -> the backend's clock reads the request
     window: int = 1  # acceptance window, steps either side (Policy.window)
+    migrate_day: float | None = None  # a mixed fleet, format 1 moved to 2 from this day on
 
     def check(self) -> None:
         if not 1 <= self.tokens <= 1000:
@@ -92,6 +105,9 @@ class Params:
             raise SimulationError("burn-in must be 0 (not measured) or 10 s .. 7 days")
         if not 1 <= self.window <= 4:
             raise SimulationError("window must be 1..4 steps")
+        if self.migrate_day is not None and not 0 <= self.migrate_day <= self.days - MIGRATION_DAYS:
+            raise SimulationError(f"the migration day must be 0 .. days - {MIGRATION_DAYS:g} "
+                                  "(the desk takes that long to move the fleet)")
 
 
 @dataclass
@@ -249,6 +265,9 @@ def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
     ring, _ = Keyring.generate()
     backend = Backend(engine, ring, Policy(window=p.window), clock=lambda: clock[0])
     scheme_key = backend.add_scheme("81")
+    schemes = {"81": (scheme_key, 1)}
+    if p.migrate_day is not None:
+        schemes["82"] = (backend.add_scheme("82", fmt=2), 2)
     merchant_id, _key = backend.add_merchant("simulated till")
 
     end = START + p.days * DAY
@@ -269,11 +288,14 @@ def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
         bus = I2CBus()
         bus.attach(ft.model.addr, ft.model)
         ft.driver = ds3231.DS3231(bus) if chip == "ds3231" else pcf8563.PCF8563(bus)
-        _provision(ft, p, rng, backend, clock, scheme_key, fw_config, paycode, rtc_mod)
+        prefix = "82" if p.migrate_day is not None and i % 2 else "81"
+        _provision(ft, p, rng, backend, clock, prefix, schemes[prefix], fw_config, paycode, rtc_mod)
         toks[i] = ft
         presses = _payment_times(rng, ft.rate, START, end)
         amounts = [rng.randint(100, 30000) for _ in presses]  # minor units: 1.00 .. 300.00
         events.extend((w, i, a) for w, a in zip(presses, amounts, strict=True))
+        if prefix == "81" and p.migrate_day is not None:
+            events.append((START + (p.migrate_day + rng.uniform(0, MIGRATION_DAYS)) * DAY, i, _MOVE))
         clock[0] = START - DAY
         if amounts:  # the account holds what the year will spend
             backend.credit(ft.token_id, sum(amounts) + 100, actor="sim")
@@ -286,9 +308,16 @@ def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
     drift_q = select(Token.__table__.c.drift_s)
     refusals: dict[str, int] = {}
     screens: dict[str, int] = {}
+    by_format: dict[int, list[int]] = {}  # format -> [genuine codes paid with, accepted]
+    moved = 0
     for n, (w, i, amount) in enumerate(events):
         ft = toks[i]
         rng = rngs[i]
+        if amount == _MOVE:
+            clock[0] = w
+            _move(backend, ft, cfgs[i], "82", schemes["82"], fw_config)
+            moved += 1
+            continue
         ft.advance(w, rtc_mod)
         true_off = ft.corrected_offset()
         # The wake: RTC read through the driver, the firmware's decision and code.
@@ -298,8 +327,8 @@ def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
         if screen != "code":
             screens[screen] = screens.get(screen, 0) + 1
             continue
-        if t0 // 30 > cfg["last_step"]:
-            cfg["last_step"] = t0 // 30
+        if t0 // paycode.PERIOD > cfg["last_step"]:
+            cfg["last_step"] = t0 // paycode.PERIOD
         # The till scans the screen a few seconds later (the firmware counts the
         # seconds since its RTC read on the MCU's ticks and redraws at a new step).
         scan = _uniform(rng, p.scan_s)
@@ -309,9 +338,15 @@ def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
         ok = res["status"] == "succeeded"
         if not ok:
             refusals[res["reason"]] = refusals.get(res["reason"], 0) + 1
+        tally = by_format.setdefault(cfg["format"], [0, 0])
+        tally[0] += 1
+        tally[1] += ok
         with engine.begin() as conn:
             learned = conn.execute(drift_q.where(Token.__table__.c.id == ft.token_id)).scalar()
         ft.samples.append(Sample((w - START) / DAY, true_off, learned, ok, res["reason"]))
+    closed = None
+    if p.migrate_day is not None:
+        closed = _close_old_scheme(backend, toks[indexes[0]], cfgs[indexes[0]], scheme_key, paycode, clock)
     per_token = []
     for i in indexes:
         ft = toks[i]
@@ -319,8 +354,35 @@ def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
         per_token.append(_token_summary(ft, backend.token_info(ft.token_id)))
     engine.dispose()
     return {"first": indexes[0], "refusals": refusals, "screens": screens, "per_token": per_token,
+            "by_format": by_format, "moved": moved, "closed": closed,
             "series": [[(round(s.day, 4), round(s.true_offset, 2), s.learned, s.ok) for s in toks[i].samples]
                        for i in indexes]}
+
+
+def _move(backend: Any, ft: FieldToken, cfg: dict, prefix: str, scheme: tuple[bytes, int],
+          fw_config: Any) -> None:
+    """The desk's ``update --prefix`` (station/desk.py ``_move``): the issuer first, which
+    accepts both schemes until the move is finished; then the config; then finished."""
+    d = backend.move_token(ft.token_id, prefix, "desk")
+    if (d["scheme_key"], d["format"]) != scheme:
+        raise SimulationError("the issuer answered another scheme key or format for the move")
+    cfg["prefix"], cfg["scheme_key"], cfg["format"] = prefix, d["scheme_key"], d["format"]
+    fw_config.save(cfg, ft.cfg_path)
+    backend.finish_move(ft.token_id, prefix, "desk")
+
+
+def _close_old_scheme(backend: Any, ft: FieldToken, cfg: dict, key1: bytes, paycode: Any,
+                      clock: list[float]) -> str:
+    """Retire and close scheme 81 once every token moved; a format 1 code of a moved
+    token then gets the issuer's "unknown prefix". Returns that verdict's detail."""
+    from paytoken.backend import operators
+
+    operators.retire_scheme(backend, "81", "ops", close=True)
+    code = paycode.payment_code(cfg["secret"], ft.token_id, int(clock[0]), key1, "81", 1)
+    v = backend.verify(code)
+    if v.reason != "CODE_INVALID":
+        raise SimulationError(f"a code of the closed scheme 81 was answered {v.reason}")
+    return str(v.detail)
 
 
 def _token_summary(ft: FieldToken, info: dict) -> dict:
@@ -340,8 +402,9 @@ def _token_summary(ft: FieldToken, info: dict) -> dict:
 
 
 def _provision(ft: FieldToken, p: Params, rng: random.Random, backend: Any, clock: list[float],
-               scheme_key: bytes, fw_config: Any, paycode: Any, rtc_mod: Any) -> None:
-    """The station's provisioning of one token, at factory temperature."""
+               prefix: str, scheme: tuple[bytes, int], fw_config: Any, paycode: Any, rtc_mod: Any) -> None:
+    """The station's provisioning of one token onto the scheme ``prefix`` ((key, format)),
+    at factory temperature."""
     host_err = rng.uniform(-p.host_error_ms, p.host_error_ms) / 1000  # host clock - UTC
     t_factory = rng.uniform(21.0, 25.0)
     w0 = START - DAY - p.burn_in - 120 + rng.uniform(0, 60)
@@ -369,10 +432,10 @@ def _provision(ft: FieldToken, p: Params, rng: random.Random, backend: Any, cloc
     token_id = backend.allocate_token(actor="station")
     secret = rng.randbytes(20)
     sync_key = rng.randbytes(20)
-    fw_config.save({"token_id": token_id, "secret": secret, "scheme_key": scheme_key, "prefix": "81",
-                    "sync_key": sync_key, "ppm": ft.ppm_measured, "ref_time": s_set,
+    fw_config.save({"token_id": token_id, "secret": secret, "scheme_key": scheme[0], "prefix": prefix,
+                    "format": scheme[1], "sync_key": sync_key, "ppm": ft.ppm_measured, "ref_time": s_set,
                     "locked": True, "last_step": 0, "last_sync": s_set}, ft.cfg_path)
-    backend.activate_token(token_id, secret, sync_key, "81", actor="station")
+    backend.activate_token(token_id, secret, sync_key, prefix, actor="station")
     ft.token_id = token_id
     ft.next_hour = float(START)  # field temperature from the start of the year
 
@@ -416,6 +479,17 @@ def _report(p: Params, shards: list[dict], elapsed: float) -> dict:
     accepted = sum(s[3] for ser in series for s in ser)
     genuine = shown + sum(screens.values())
     errors = [s[2] - s[1] for ser in series for s in ser if s[3]]
+    by_format: dict[str, dict[str, int]] = {}
+    for sh in shards:
+        for fmt, (n, ok) in sh["by_format"].items():
+            d = by_format.setdefault(str(fmt), {"payments": 0, "accepted": 0})
+            d["payments"] += n
+            d["accepted"] += ok
+    migration = None
+    if p.migrate_day is not None:
+        migration = {"day": p.migrate_day, "over_days": MIGRATION_DAYS,
+                     "moved": sum(sh["moved"] for sh in shards),
+                     "old_code_after_close": sorted({sh["closed"] for sh in shards})}
     return {
         "tokens": p.tokens, "days": p.days, "seed": p.seed, "window_steps": p.window,
         "burn_in_s": p.burn_in, "payments": genuine, "accepted": accepted,
@@ -429,6 +503,8 @@ def _report(p: Params, shards: list[dict], elapsed: float) -> dict:
         "corrected_offset_end_s": _stats([t["corrected_offset_end_s"] for t in per_token]),
         "ppm_measurement_error": _stats([t["ppm_measured"] - t["ppm_nominal"] for t in per_token]),
         "max_gap_days": max((t["max_gap_days"] for t in per_token), default=0.0),
+        "by_format": by_format,  # codes paid with per code format (the token's at the time)
+        "migration": migration,
         "elapsed_s": round(elapsed, 2),
         "per_token": per_token,
         "series": series,
@@ -458,7 +534,7 @@ def plot(report: dict, path: str | Path) -> Path:
         ax1.plot(day, true, color=c, lw=1.2)
         ax1.plot(day, learned, ".", color=c, ms=2.5, alpha=0.6)
         ax2.plot(day, [b - a for a, b in zip(true, learned, strict=True)], ".", color=c, ms=2, alpha=0.6)
-    w = report["window_steps"] * 30
+    w = report["window_steps"] * PERIOD
     ax1.set_ylabel("token clock - UTC (s)")
     ax1.set_title(f"{report['tokens']} tokens, {report['days']:g} days: true offset (lines) "
                   f"vs drift learned by the backend (dots)")
@@ -498,4 +574,10 @@ def summary(report: dict) -> str:
         f"ppm measured      error vs nominal max |{r['ppm_measurement_error']['max_abs']}| ppm",
         f"longest gap       {r['max_gap_days']} days between two payments of one token",
     ]
+    if r.get("migration"):
+        m = r["migration"]
+        per = ", ".join(f"format {k}: {v['accepted']}/{v['payments']}" for k, v in sorted(r["by_format"].items()))
+        lines.append(f"migration         {m['moved']} tokens moved to format 2 from day {m['day']:g} "
+                     f"within {m['over_days']:g} days; accepted {per}; a format 1 code after 81 closed: "
+                     f"{', '.join(m['old_code_after_close'])}")
     return "\n".join(lines)
