@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, W
 from pydantic import StrictInt as _StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from paytoken import web
 from paytoken.backend import BackendError, factory_api, operators_api, rules
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import DEFAULT_URL
@@ -363,6 +364,7 @@ def create_app(backend: Backend) -> FastAPI:
     # every route of both declares the statuses any admin route can answer
     app.include_router(factory_api.router(backend, admin), responses=responses(AUTH, BODY, R404, R409))  # the online factory and desk
     app.include_router(operators_api.router(backend), responses=responses(AUTH, BODY, R404, R409))  # /v1/admin: operators
+    web.mount(app, backend)  # the till, the console and the wallet (paytoken.web)
     app.add_middleware(_BodyLimit)
     return app
 
