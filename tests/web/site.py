@@ -54,6 +54,7 @@ class Site:
     admin_key: str
     server: Server
     history_from: int
+    master_hex: str
 
     @classmethod
     def build(cls, folder: Path, master_hex: str) -> Site:
@@ -86,7 +87,8 @@ class Site:
                 past.pay(mid, other, 2_350, "CNY", f"hist-o-{day}")
         engine.dispose()
         server = Server(url, master_hex, folder / "server.log")
-        return cls(server.url, Backend(make_engine(url), ring), key, merchant_key, admin_key, server, t0)
+        return cls(server.url, Backend(make_engine(url), ring), key, merchant_key, admin_key, server, t0,
+                   master_hex)
 
     def fresh_code(self, token_id: int = TILL_TOKEN, skew: float = 0.0) -> str:
         """A code the token shows now (``skew``: its clock's offset), for a step not yet used."""

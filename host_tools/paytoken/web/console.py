@@ -49,7 +49,7 @@ def _filters(q, kinds: tuple[str, ...]) -> tuple[dict, dict]:
     if form["merchant"]:
         kw["merchant"] = form["merchant"]
     if form["token_id"]:
-        if not form["token_id"].isdigit() or int(form["token_id"]) > operators.MAX_TOKEN_ID:
+        if not re.fullmatch(r"[0-9]{1,8}", form["token_id"]) or int(form["token_id"]) > operators.MAX_TOKEN_ID:
             raise FormError("token: an id of up to 8 digits")
         kw["token_id"] = int(form["token_id"])
     if "status" in kinds and form["status"]:
@@ -172,11 +172,11 @@ def router(pages: Pages) -> APIRouter:
         if status is not None and status not in STATUSES:
             error, status = "status: one of " + ", ".join(STATUSES), None
         if tid:
-            if tid.isdigit() and int(tid) <= operators.MAX_TOKEN_ID:
+            if re.fullmatch(r"[0-9]{1,8}", tid):
                 return pages.redirect(f"/console/tokens/{int(tid)}")
             error = "token id: up to 8 digits"
         try:
-            start = int(after) if after and after.isdigit() else None
+            start = int(after) if after and re.fullmatch(r"[0-9]{1,8}", after) else None
             pg = await run_in_threadpool(operators.list_tokens, backend, status, None, None, start, PAGE)
             items, nxt = pg.items, pg.next
         except BackendError as exc:

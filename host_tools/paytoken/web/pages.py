@@ -63,7 +63,7 @@ REASON_WORDS = {
     LIMIT_EXCEEDED: "over the token's spending limit",
 }
 
-_AMOUNT = re.compile(r"\A(\d{1,10})(?:[.,](\d{1,2}))?\Z")
+_AMOUNT = re.compile(r"\A([0-9]{1,10})(?:[.,]([0-9]{1,2}))?\Z")
 
 
 class FormError(ValueError):

@@ -135,7 +135,7 @@ def router(pages: Pages) -> APIRouter:
             amount = parse_amount(f.get("amount"))
             if not _CURRENCY.match(currency):
                 raise FormError("currency: three capital letters, e.g. CNY")
-            if not re.fullmatch(r"\d{18}", code):
+            if not re.fullmatch(r"[0-9]{18}", code):
                 raise FormError("code: the 18 digits of the payment code")
             order = f.get("order", "")
             if not _ORDER.match(order):
