@@ -248,6 +248,11 @@ def step_backend(d: Demo) -> None:
     d.backend.add_scheme("81")
     d.admin_key = d.backend.add_admin("demo desk")
     _mid, d.merchant_key = d.backend.add_merchant("Corner Cafe")
+    # The keys the web pages' logins take, for the closing note: files (0600), never printed.
+    for name, key in (("merchant.key", d.merchant_key), ("admin.key", d.admin_key)):
+        fd = os.open(d.out / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
     port = free_port()
     d.url = f"http://127.0.0.1:{port}"
     log = open(d.out / "logs" / "server.log", "wb")
@@ -516,8 +521,24 @@ def run(out: Path, console: Any, burn_in: float = 3.0) -> dict:
     console.print(f"All {STEPS} steps behaved as narrated in {total:.0f} s. Everything is in "
                   f"[bold]{out}/[/]: paytoken.db (the issuer database), master.key, token-*.png "
                   "(the panels), reports/ (the station's per-token reports), logs/.")
+    for line in pages_note(out):
+        console.print(line, highlight=False, soft_wrap=True)  # a command and paths to copy: unwrapped
     return {"out": str(out), "seconds": round(total, 1), "step_seconds": timings,
             "payment": d.results.get("paid")}
+
+
+def pages_note(out: Path, port: int = 8080) -> list[str]:
+    """Where to open the till, the console and the wallet on the demo's database."""
+    url = f"http://127.0.0.1:{port}"
+    return [
+        "The web pages, on this demo's database: start the issuer again with",
+        f"   paytoken serve --db {out}/paytoken.db --master-key-file {out}/master.key --port {port}",
+        "and open",
+        f"   the till     {url}/till      log in with the merchant key in {out}/merchant.key",
+        f"   the console  {url}/console   log in with the admin key in {out}/admin.key",
+        f"   the wallet   {url}/wallet    log in with a wallet key (docs/WALLET.md)",
+        "Screenshots: docs/screens/web-till.png, web-console-token.png, web-wallet.png (README.md).",
+    ]
 
 
 @contextmanager
