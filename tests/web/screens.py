@@ -55,7 +55,7 @@ def console(page, site: Site, out: Path) -> None:
     page.goto(f"{site.url}/console/tokens/{DRIFT_TOKEN}")
     page.screenshot(path=str(out / "web-console-token.png"), full_page=True)
     page.goto(site.url + "/console/payments")
-    page.screenshot(path=str(out / "web-console-payments.png"), full_page=True)
+    page.screenshot(path=str(out / "web-console-payments.png"))
     page.goto(site.url + "/console/merchants")
     page.screenshot(path=str(out / "web-console-merchants.png"), full_page=True)
     page.goto(site.url + "/console/audit")

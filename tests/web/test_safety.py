@@ -186,3 +186,26 @@ def test_bad_amounts_say_how_to_write_them(text):
 
     with pytest.raises(FormError, match="amount"):
         parse_amount(text)
+
+
+def test_rotating_a_merchant_key_ends_its_till_sessions(site):
+    with _client(site) as admin, _client(site) as till:
+        mid, key = site.backend.add_merchant("Kiosk")
+        assert _login(till, "till", key).status_code == 303
+        assert "Kiosk" in till.get("/till").text
+        _login(admin, "console", site.admin_key)
+        token = _csrf(admin.get("/console/merchants"))
+        ask = admin.post(f"/console/merchants/{mid}/rotate", data={"csrf": token})
+        assert ask.status_code == 200 and "Please confirm" in ask.text  # nothing happens yet
+        assert site.backend.auth_merchant(key) == mid
+        r = admin.post(f"/console/merchants/{mid}/rotate", data={"csrf": token, "confirm": "yes"})
+        new = r.text.strip().splitlines()[-1]
+        assert r.headers["content-disposition"] == f'attachment; filename="paytoken-merchant-{mid}.key"'
+        site.backend.forget_merchant_keys()  # this test's Backend caches keys as a server does
+        assert site.backend.auth_merchant(key) is None and site.backend.auth_merchant(new) == mid
+        page = till.get("/till")  # the old key's session is over
+        assert 'type="password"' in page.text and "Kiosk" not in page.text
+        r = admin.post(f"/console/merchants/{mid}/revoke", data={"csrf": token, "confirm": "yes"})
+        assert r.status_code == 200 and f"Merchant #{mid} is revoked" in r.text
+        site.backend.forget_merchant_keys()
+        assert site.backend.auth_merchant(new) is None

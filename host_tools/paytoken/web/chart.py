@@ -79,8 +79,10 @@ def drift_svg(points: list[dict]) -> Markup:
                            f'<title>{escape(_when(p["at"]))}: {p[dots]:+d} s observed</title></circle>')
         out.append(f'<line class="axis" x1="{LEFT}" x2="{LEFT}" y1="{top}" y2="{bottom}"/>'
                    f'<line class="axis" x1="{LEFT}" x2="{W - RIGHT}" y1="{bottom}" y2="{bottom}"/>')
-    for t in _time_ticks(t0, t1):
-        out.append(f'<text class="tick" x="{x(t):.1f}" y="{H - 20}" text-anchor="middle">'
+    ticks = _time_ticks(t0, t1)
+    for i, t in enumerate(ticks):
+        anchor = "start" if i == 0 else "end" if i == len(ticks) - 1 else "middle"
+        out.append(f'<text class="tick" x="{x(t):.1f}" y="{H - 20}" text-anchor="{anchor}">'
                    f'{escape(_when(t, t1 - t0))}</text>')
     out.append(f'<text class="legend" x="{W - RIGHT}" y="{H - 4}" text-anchor="end">dots: offset a payment '
                f'showed · line: the learned model · {len(points)} payments · UTC</text>')
