@@ -74,7 +74,7 @@ def router(pages: Pages) -> APIRouter:
     def login_page(request: Request, s: Session | None = None, status: int = 200, error: str = "") -> Response:
         return pages.render(request, "login.html", TILL, s, status=status, title="Till",
                             heading="Merchant till", label="Merchant API key",
-                            hint="The key your issuer gave you (sk_live_…). It stays on the server, "
+                            hint="The key your issuer gave you (ptk_live_…). It stays on the server, "
                                  "in your session; it is never shown or stored in this browser.",
                             error=error)
 
