@@ -1,4 +1,4 @@
-"""The drift history the console charts (payments keep the learned model, 0006), and
+"""The drift history the console charts (payments keep the learned model, 0007), and
 locking a token by hand."""
 
 from __future__ import annotations

@@ -36,6 +36,10 @@ headers = { Authorization = "Bearer ${PT_API_KEY}" }
 parameters = { "path.payment_id" = { dictionary = "payments", probability = 0.5 } }
 
 [[operations]]
+include-path-regex = "^/v1/(online-codes|wallet)$"
+headers = { Authorization = "Bearer ${PT_WALLET_KEY}" }
+
+[[operations]]
 include-path-regex = "^/v1/tokens"
 headers = { Authorization = "Bearer ${PT_ADMIN_KEY}" }
 parameters = { "path.token_id" = { dictionary = "tokens", probability = 0.5 } }
@@ -63,16 +67,21 @@ def test_schemathesis_all_checks_pass_against_the_live_server(sqlite_template, r
     payment = backend.pay(mid, code, 5000, "CNY", "st-1")
     assert payment["status"] == "succeeded", payment
     admin_key = backend.add_admin("ops")
+    backend.add_scheme("71", online=True)
+    wallet_key = backend.issue_wallet_key(42)
     backend.engine.dispose()
     # All of schemathesis comes from one address, and its ignored_auth check wants a 401 for
-    # every request without a key: a bigger bad-key burst for this server (the throttle itself:
+    # every request without a key: a bigger bad-key burst for this server, and a bigger
+    # online-code budget for its one wallet (the throttle itself:
     # tests/backend/test_http_rules.py).
-    server = Server(url, master_hex, tmp_path / "server.log", env={"PAYTOKEN_BAD_KEY_BURST": "100000"})
+    server = Server(url, master_hex, tmp_path / "server.log", env={"PAYTOKEN_BAD_KEY_BURST": "100000",
+                                                                       "PAYTOKEN_WALLET_BURST": "100000"})
     cfg = tmp_path / "schemathesis.toml"
     cfg.write_text(CONFIG.replace("{payment}", payment["payment_id"]))
     report, events = tmp_path / "st.json", tmp_path / "st.ndjson"
     st = Path(sys.executable).with_name("st")
-    env = dict(os.environ, PT_API_KEY=api_key, PT_ADMIN_KEY=admin_key, PT_PAYMENT=payment["payment_id"])
+    env = dict(os.environ, PT_API_KEY=api_key, PT_ADMIN_KEY=admin_key, PT_PAYMENT=payment["payment_id"],
+               PT_WALLET_KEY=wallet_key)
     try:
         r = subprocess.run(
             [str(st), "--config-file", str(cfg), "run", server.url + "/openapi.json", "--checks", "all",
@@ -87,7 +96,7 @@ def test_schemathesis_all_checks_pass_against_the_live_server(sqlite_template, r
     assert r.returncode == 0, r.stdout[-12000:] + r.stderr[-2000:] + server.log()[-3000:]
     assert "Traceback" not in server.log()
     data = json.loads(report.read_text())
-    assert data["complete"] and data["operations"]["tested"] >= 11  # the NOT_YET ones are skipped
+    assert data["complete"] and data["operations"]["tested"] >= 13  # the NOT_YET ones are skipped
     assert data["test_cases"]["with_failures"] == 0 and not data["failures"] and not data["errors"]
     checks: dict[str, int] = {}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from paytoken import cli
 from paytoken.backend import app as api
+from paytoken.backend import online_api
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -67,7 +68,8 @@ def test_runnable_commands_run(doc: str, line: str) -> None:
 
 
 MODELS = [api.PaymentOut, api.TokenOut, api.ClockSyncOut, api.UnlockAuthOut, api.RefundOut,
-          api.PaymentIn, api.RefundIn, api.NonceIn]
+          api.PaymentIn, api.RefundIn, api.NonceIn, online_api.OnlineCodesOut, online_api.OnlineCodesIn,
+          online_api.WalletOut]
 
 
 @pytest.mark.parametrize(("doc", "body"), blocks("json"))

@@ -1,7 +1,7 @@
 """The payments HTTP API (FastAPI; OpenAPI at ``/docs`` and ``/openapi.json``).
 
-Merchants and admins authenticate with ``Authorization: Bearer <key>``; the two kinds
-of key are separate. A malformed request gets a 4xx JSON error and writes nothing.
+Merchants, admins and wallets (online codes, backend/online_api.py) authenticate with
+``Authorization: Bearer <key>``; the three kinds of key are separate. A malformed request gets a 4xx JSON error and writes nothing.
 
 Usage::
 
@@ -25,7 +25,7 @@ from pydantic import StrictInt as _StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paytoken import web
-from paytoken.backend import BackendError, factory_api, operators_api, rules
+from paytoken.backend import BackendError, factory_api, online_api, operators_api, rules
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import DEFAULT_URL
 from paytoken.backend.service import MAX_AMOUNT, MAX_TOKEN_ID, Backend
@@ -180,7 +180,8 @@ R404 = {404: _err("no such resource (or not yours)")}
 R409 = {409: _err("conflicts with what is stored")}
 R413 = {413: _err("request body over 16 KiB")}
 R422 = {422: _err("a malformed request: nothing was written")}
-R429 = {429: _err("too many wrong codes or unknown API keys: wait Retry-After seconds", _RETRY)}
+R429 = {429: _err("too many wrong codes, unknown API keys or code requests: wait Retry-After seconds", _RETRY)}
+R503 = {503: _err("no online scheme is set up on this issuer")}
 
 
 def responses(*parts: dict) -> dict:
@@ -364,6 +365,8 @@ def create_app(backend: Backend) -> FastAPI:
     # every route of both declares the statuses any admin route can answer
     app.include_router(factory_api.router(backend, admin), responses=responses(AUTH, BODY, R404, R409))  # the online factory and desk
     app.include_router(operators_api.router(backend), responses=responses(AUTH, BODY, R404, R409))  # /v1/admin: operators
+    # the wallet: online codes and its account (Authorization: Bearer <wallet key>)
+    app.include_router(online_api.router(backend, refuse, responses(R400, R401, R409, R413, R422, R429, R503)))
     web.mount(app, backend)  # the till, the console and the wallet (paytoken.web)
     app.add_middleware(_BodyLimit)
     return app
@@ -378,6 +381,10 @@ def create_app_from_env() -> FastAPI:
     burst = int(os.environ.get("PAYTOKEN_BAD_KEY_BURST", str(rules.BAD_KEYS.burst)))
     backend = Backend.open(os.environ.get(ENV_DB, DEFAULT_URL), Keyring.load(), policy=Policy(window=window),
                            bad_keys=rules.Budget(max(1, burst), rules.BAD_KEYS.interval_s))
+    # $PAYTOKEN_WALLET_BURST: online-code requests a wallet may send at once (default
+    # rules.WALLET_CODES.burst), e.g. for a scanner's many requests against a test server.
+    wburst = int(os.environ.get("PAYTOKEN_WALLET_BURST", str(rules.WALLET_CODES.burst)))
+    backend.online.wallet_budget = rules.Budget(max(1, wburst), rules.WALLET_CODES.interval_s)
     app = create_app(backend)
     # The app, FastAPI, pydantic and SQLAlchemy are ~10^5 long-lived objects: move them out
     # of the collector's reach, so a full collection under load takes ~1 ms, not ~60 ms

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -39,6 +40,9 @@ class Scheme(Base):
     limit_per_payment: Mapped[int | None] = mapped_column(BigInteger)
     limit_per_day: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
+    # An online scheme (0006): the issuer makes its codes (backend/online.py); its key never
+    # leaves the issuer and no token is activated under it.
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Token(Base):
@@ -121,7 +125,7 @@ class Payment(Base):
     refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     day: Mapped[int] = mapped_column(Integer)  # UTC day number, for the daily limit
     created_at: Mapped[int] = mapped_column(BigInteger)
-    # The drift model after this payment (0006): the console's drift history. NULL if refused.
+    # The drift model after this payment (0007): the console's drift history. NULL if refused.
     drift_off: Mapped[float | None] = mapped_column(Float)
     drift_ppm: Mapped[float | None] = mapped_column(Float)
 
@@ -203,3 +207,28 @@ class Batch(Base):
     psk_id: Mapped[str] = mapped_column(String(32))  # public id of the pre-shared key
     sync_master_enc: Mapped[str] = mapped_column(Text)  # sealed under the master key
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WalletKey(Base):
+    """A token holder's wallet key (0006): only its SHA-256; a new key replaces the old."""
+
+    __tablename__ = "wallet_keys"
+    token_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tokens.id"), primary_key=True,
+                                          autoincrement=False)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class OnlineCode(Base):
+    """One issued online code (0006): ``hash`` is its HMAC-SHA256 under a key derived from
+    the online scheme's key, never the code. Accepted once, before ``expires_at``."""
+
+    __tablename__ = "online_codes"
+    __table_args__ = (Index("ix_online_codes_token", "token_id", "expires_at"),)
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tokens.id"))
+    prefix: Mapped[str] = mapped_column(String(2), ForeignKey("schemes.prefix"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # refused from this second on
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)  # its wallet key was replaced

@@ -338,7 +338,7 @@ def list_tokens(backend: Backend, status: str | None = None, prefix: str | None 
 def drift_history(backend: Backend, token_id: int, limit: int | None = None) -> list[dict]:
     """A token's drift over time, oldest first, from its last ``limit`` accepted payments:
     ``at`` (UTC s), ``observed_s`` (the offset the code showed: the middle of its step minus
-    the time), ``offset_s`` and ``ppm`` (the learned model after it; None before 0006)."""
+    the time), ``offset_s`` and ``ppm`` (the learned model after it; None before 0007)."""
     _token_id(token_id)
     n = _limit(limit)
     q = (select(_p.c.created_at, _p.c.step, _p.c.drift_off, _p.c.drift_ppm)

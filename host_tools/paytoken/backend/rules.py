@@ -75,6 +75,10 @@ MERCHANT_TOKEN_GUESSES = Budget(burst=2, interval_s=12 * 3600)
 MERCHANT_GUESSES = Budget(burst=20, interval_s=300)
 # Requests with an unknown API key, per client address: 20 at once, then one per 3 s.
 BAD_KEYS = Budget(burst=20, interval_s=3)
+# Online-code requests per wallet (token): 30 at once, then one per 10 s (a wallet showing a
+# fresh 60 s code asks once a minute; a batch of 15 is one request). Bounds the rows one
+# wallet key can make: at most 15 * (30 + 8640) codes a day.
+WALLET_CODES = Budget(burst=30, interval_s=10)
 
 # How far from the step its residue names a code's OTP is looked for, to tell a stale code
 # (a past step: CODE_EXPIRED, or CODE_REPLAYED if used) and a far-future one (CODE_FUTURE)

@@ -34,7 +34,7 @@ from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from paytoken.backend import BackendError, audit, codes, operators, rules
+from paytoken.backend import BackendError, audit, codes, online, operators, rules
 from paytoken.backend.crypto import Keyring, hash_api_key, new_api_key
 from paytoken.backend.db import make_engine, require_schema
 from paytoken.backend.models import (
@@ -384,6 +384,7 @@ class Backend:
         self._pool = _RawPool(engine)
         self._group = _GroupCommit(self._tx) if self._sqlite else None
         self._integrity_errors = (IntegrityError, engine.dialect.loaded_dbapi.IntegrityError)
+        self.online = online.Online(self)  # online codes (backend/online.py)
 
     @classmethod
     def open(cls, url: str, keyring: Keyring | None = None, **kw) -> Backend:
@@ -404,11 +405,12 @@ class Backend:
 
     def add_scheme(self, prefix: str, key: bytes | None = None, limit_per_payment: int | None = None,
                    limit_per_day: int | None = None, currency: str | None = None,
-                   actor: str = "cli") -> bytes:
+                   actor: str = "cli", online: bool = False) -> bytes:
         """Store the scheme key of ``prefix`` (generated when None); returns it.
 
         The limits and currency are the defaults activation gives the scheme's new tokens;
-        None means the issuer's (rules.DEFAULT_*)."""
+        None means the issuer's (rules.DEFAULT_*). ``online``: the issuer makes this
+        scheme's codes (backend/online.py); no token is activated under it."""
         try:
             paycode.check_prefix(prefix)
         except ValueError as exc:
@@ -426,8 +428,8 @@ class Backend:
             with self.engine.begin() as conn:
                 conn.execute(_s.insert().values(prefix=prefix, key_enc=enc, created_at=self.now(),
                                                 limit_per_payment=limit_per_payment, limit_per_day=limit_per_day,
-                                                currency=currency))
-                audit.append(conn, self.now(), actor, "SCHEME_ADD", None, {"prefix": prefix})
+                                                currency=currency, online=bool(online)))
+                audit.append(conn, self.now(), actor, "SCHEME_ADD", None, {"prefix": prefix, "online": bool(online)})
         except IntegrityError:
             raise BackendError(f"scheme prefix {prefix} already exists", 409) from None
         return key
@@ -458,9 +460,10 @@ class Backend:
                 "currency": row.currency or rules.DEFAULT_CURRENCY}
 
     def scheme_keys(self) -> dict[str, bytes]:
-        """Every scheme key by prefix (for the factory station and tests)."""
+        """Every offline scheme's key by prefix (for the factory station and tests); an
+        online scheme's key never leaves the issuer (backend/online.py)."""
         with self.engine.begin() as conn:
-            prefixes = conn.execute(select(_s.c.prefix)).scalars().all()
+            prefixes = conn.execute(select(_s.c.prefix).where(_s.c.online.is_(False))).scalars().all()
             return {p: self._scheme_key(conn, p) for p in prefixes}
 
     # ---- tokens ----------------------------------------------------------------------
@@ -566,6 +569,7 @@ class Backend:
         if self._scheme_key(conn, prefix) is None:
             raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 422)
         operators.require_open_scheme(conn, prefix)
+        online.require_offline(conn, prefix)
         dflt = self._defaults(conn.execute(select(_s.c.limit_per_payment, _s.c.limit_per_day, _s.c.currency)
                                            .where(_s.c.prefix == prefix)).one())
         currency = currency or dflt["currency"]
@@ -978,6 +982,8 @@ class Backend:
         ``merchant_id`` a guess is also charged to that merchant key (rules.py)."""
         pol = self.policy
         prefix, token_id, residue, otp = parsed
+        if self.online.is_online(tx, prefix):  # an issuer-made code: looked up, not computed
+            return self.online.check(tx, r, parsed, now, actor, merchant_id)
         if r is None or r.status == PENDING or r.prefix != prefix:
             return Verdict(CODE_INVALID, detail="no such token")
         if r.status in (REVOKED, LOST):
@@ -1062,7 +1068,13 @@ class Backend:
         if off < -pol.window:
             # Behind the window: a hit there would be of no use to a guesser; not counted.
             return Verdict(CODE_INVALID, token_id, detail="wrong code behind the window (not counted)")
-        gh = hashlib.sha256(b"%d|%s" % (step, otp.encode())).hexdigest()[:16]
+        return self._guess(tx, r, token_id, b"%d|%s" % (step, otp.encode()), now, actor, merchant_id)
+
+    def _guess(self, tx: _Tx, r: _TokRow, token_id: int, guess: bytes, now: int, actor: str,
+               merchant_id: int | None) -> Verdict:
+        """Charge a wrong code for a real token (``guess`` names it: the same one twice in a
+        row is not counted) to the budgets of rules.py; offline and online codes alike."""
+        gh = hashlib.sha256(guess).hexdigest()[:16]
         if gh == r.guess_hash:
             return Verdict(CODE_INVALID, token_id, detail="the same wrong code again (not counted)")
         if merchant_id is not None:
@@ -1341,6 +1353,7 @@ class Backend:
             key = self._scheme_key(conn, prefix)
             if key is None:
                 raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 404)
+            online.require_offline(conn, prefix)  # an online scheme's key never leaves the issuer
             audit.append(conn, self.now(), actor, "SCHEME_KEY_READ", None, {"prefix": prefix})
         return key
 
@@ -1368,6 +1381,29 @@ class Backend:
         want = self.expected_codes(token_id, times, actor)
         return [t for t, got, exp in zip(times, codes, want, strict=True)
                 if not hmac.compare_digest(got.encode(), exp.encode())]
+
+    # ---- online codes and the wallet (backend/online.py; docs/WALLET.md) --------------------
+
+    def issue_wallet_key(self, token_id: int, actor: str = "cli") -> str:
+        """A new wallet key for the token (shown once; it replaces the old one, whose codes die)."""
+        return self.online.issue_wallet_key(token_id, actor)
+
+    def revoke_wallet_key(self, token_id: int, actor: str = "cli") -> int:
+        """Remove the token's wallet key; returns how many outstanding codes died with it."""
+        return self.online.revoke_wallet_key(token_id, actor)
+
+    def wallet_token(self, wallet_key: str) -> int | None:
+        """The token id a wallet key belongs to, or None."""
+        return self.online.wallet_token(wallet_key)
+
+    def online_codes(self, wallet_key: str, count: int = 1, ttl: int | None = None) -> list[dict]:
+        """``count`` (1 to 15) single-use codes for the wallet key's token, each valid ``ttl``
+        seconds (default 60, at most 86400): ``[{"code": str, "expires_at": int}]``."""
+        return self.online.issue_codes(wallet_key, count, ttl)
+
+    def wallet_summary(self, token_id: int, recent: int = 10) -> dict:
+        """Balance, currency, limits, today's spending and the latest payments, for the holder."""
+        return self.online.wallet_summary(token_id, recent)
 
 
 class _Row:

@@ -221,10 +221,15 @@ def do_scheme_add(args) -> None:
         except ValueError:
             raise CommandError("--key must be 32 hex digits") from None
     backend = _backend(args, key=True)
-    key = _run(backend.add_scheme, args.prefix, key, args.limit_per_payment, args.limit_per_day, args.currency)
-    data = dict(_run(backend.scheme_defaults, args.prefix), prefix=args.prefix)
-    text = (f"scheme {args.prefix} stored (key encrypted at rest); new tokens get "
-            f"{data['limit_per_payment']} per payment, {data['limit_per_day']} a day, {data['currency']}")
+    key = _run(backend.add_scheme, args.prefix, key, args.limit_per_payment, args.limit_per_day, args.currency,
+               online=args.online)
+    data = dict(_run(backend.scheme_defaults, args.prefix), prefix=args.prefix, online=args.online)
+    if args.online:
+        text = (f"online scheme {args.prefix} stored (key encrypted at rest): the issuer makes its codes "
+                "for wallets (docs/WALLET.md)")
+    else:
+        text = (f"scheme {args.prefix} stored (key encrypted at rest); new tokens get "
+                f"{data['limit_per_payment']} per payment, {data['limit_per_day']} a day, {data['currency']}")
     if args.show_key:
         data["key"] = key.hex()
         text += f"\nscheme key: {key.hex()}"
@@ -285,6 +290,18 @@ _UNSET = object()
 def do_token_unlock(args) -> None:
     t = _run(_backend(args).unlock, args.id, "cli")
     _out(args, t, f"token {args.id} {t['status']}")
+
+
+def do_account_wallet_key(args) -> None:
+    backend = _backend(args)
+    if args.revoke:
+        n = _run(backend.revoke_wallet_key, args.token_id, "cli")
+        _out(args, {"token_id": args.token_id, "codes_revoked": n},
+             f"token {args.token_id}: wallet key revoked, {n} outstanding online codes with it")
+        return
+    key = _run(backend.issue_wallet_key, args.token_id, "cli")
+    _out(args, {"wallet_key": key}, f"wallet key for token {args.token_id} (shown once; it replaces "
+                                    f"any earlier one): {key}")
 
 
 def do_merchant_add(args) -> None:
@@ -416,6 +433,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="default for the scheme's new tokens (default: the issuer's, 200000)")
     p.add_argument("--currency", type=argtypes.currency, default=None,
                    help="default account currency of new tokens (default CNY)")
+    p.add_argument("--online", action="store_true",
+                   help="an online scheme: the issuer makes its codes for wallets (docs/WALLET.md); "
+                        "its key never leaves the issuer and no token is activated under it")
     _common(p, key=True)
     p.set_defaults(func=do_scheme_add)
 
@@ -468,6 +488,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ac = sub.add_parser("account", help="token accounts")
     acs = ac.add_subparsers(dest="account_command", metavar="ACTION", required=True)
+    p = acs.add_parser("wallet-key", help="issue the token holder's wallet key (printed once; "
+                                          "replaces the old one) or --revoke it")
+    p.add_argument("--token-id", type=argtypes.token_id, required=True, help="the token id")
+    p.add_argument("--revoke", action="store_true",
+                   help="remove the wallet key instead; its outstanding online codes die with it")
+    _common(p)
+    p.set_defaults(func=do_account_wallet_key)
 
     # merchant/scheme/token/account list and lifecycle, admin, payment, refund: commands/operators.py
     from paytoken.commands import operators

@@ -246,6 +246,7 @@ def step_backend(d: Demo) -> None:
     head = migrate(engine)
     d.backend = Backend(engine, ring)
     d.backend.add_scheme("81")
+    d.backend.add_scheme("71", online=True)  # online codes for wallets (docs/WALLET.md)
     d.admin_key = d.backend.add_admin("demo desk")
     _mid, d.merchant_key = d.backend.add_merchant("Corner Cafe")
     # The keys the web pages' logins take, for the closing note: files (0600), never printed.
