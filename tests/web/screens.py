@@ -62,6 +62,19 @@ def console(page, site: Site, out: Path) -> None:
     page.screenshot(path=str(out / "web-console-audit.png"), full_page=True)
 
 
+def wallet(page, site: Site, out: Path) -> None:
+    mid = site.backend.auth_merchant(site.merchant_key)
+    for i, amount in enumerate((860, 2_340)):  # two online codes paid at the till
+        (c,) = site.backend.online_codes(site.wallet_key)
+        assert site.backend.pay(mid, c["code"], amount, "CNY", f"wallet-shot-{i}")["status"] == "succeeded"
+    page.set_viewport_size({"width": 360, "height": 780})  # a phone
+    page.goto(site.url + "/wallet")
+    page.fill("input[type=password]", site.wallet_key)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#qr svg")
+    page.screenshot(path=str(out / "web-wallet.png"), full_page=True)
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="paytoken-screens-"))
@@ -71,6 +84,7 @@ def main(out: Path) -> None:
             page = ctx.new_page()
             till(page, site, out)
             console(page, site, out)
+            wallet(ctx.new_page(), site, out)
     finally:
         site.stop()
     for p in sorted(out.glob("web-*.png")):

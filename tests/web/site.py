@@ -33,6 +33,8 @@ SECRET = bytes(range(1, 21))
 TILL_TOKEN = 7  # pays at the till (no history: its clock is right)
 DRIFT_TOKEN = 42  # 60 days of daily payments at +25 ppm: the console's drift chart
 SPARE_TOKEN = 43  # the console revokes it
+WALLET_TOKEN = 1002  # its holder's wallet shows online codes
+WALLET_TTL = 30  # s: the wallet page's codes (PAYTOKEN_WALLET_CODE_TTL)
 PPM = 25e-6
 DAY = 86_400
 
@@ -55,6 +57,7 @@ class Site:
     server: Server
     history_from: int
     master_hex: str
+    wallet_key: str
 
     @classmethod
     def build(cls, folder: Path, master_hex: str) -> Site:
@@ -68,6 +71,7 @@ class Site:
         clock = _Clock(t0 - DAY)
         past = Backend(engine, ring, clock=clock)
         key = past.add_scheme("81")
+        past.add_scheme("71", online=True)  # the wallet's online codes
         for tid in (TILL_TOKEN, DRIFT_TOKEN, SPARE_TOKEN, 1001, 1002):
             past.add_token(tid, SECRET)
             past.credit(tid, 250_000)
@@ -75,6 +79,7 @@ class Site:
         mid, merchant_key = past.add_merchant("Corner shop")
         past.add_merchant("Night market stall")
         admin_key = past.add_admin("ops")
+        wallet_key = past.issue_wallet_key(WALLET_TOKEN)
         # 60 days of a token gaining 25 ppm, paid once a day at varying hours.
         for day in range(60):
             t = t0 + day * DAY + random.Random(day).randrange(36_000)  # an hour of the day
@@ -86,9 +91,9 @@ class Site:
                 other = paycode.payment_code(SECRET, 1001, int(t), key)
                 past.pay(mid, other, 2_350, "CNY", f"hist-o-{day}")
         engine.dispose()
-        server = Server(url, master_hex, folder / "server.log")
+        server = Server(url, master_hex, folder / "server.log", env={"PAYTOKEN_WALLET_CODE_TTL": str(WALLET_TTL)})
         return cls(server.url, Backend(make_engine(url), ring), key, merchant_key, admin_key, server, t0,
-                   master_hex)
+                   master_hex, wallet_key)
 
     def fresh_code(self, token_id: int = TILL_TOKEN, skew: float = 0.0) -> str:
         """A code the token shows now (``skew``: its clock's offset), for a step not yet used."""

@@ -231,6 +231,12 @@ def _stop_proc(p: subprocess.Popen, grace: float = 10) -> int | None:
 # ---- the steps -------------------------------------------------------------------------
 
 
+def _write_key(path: Path, key: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+
+
 def step_backend(d: Demo) -> None:
     from paytoken.backend.crypto import Keyring
     from paytoken.backend.db import make_engine, migrate
@@ -251,9 +257,7 @@ def step_backend(d: Demo) -> None:
     _mid, d.merchant_key = d.backend.add_merchant("Corner Cafe")
     # The keys the web pages' logins take, for the closing note: files (0600), never printed.
     for name, key in (("merchant.key", d.merchant_key), ("admin.key", d.admin_key)):
-        fd = os.open(d.out / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key + "\n")
+        _write_key(d.out / name, key)
     port = free_port()
     d.url = f"http://127.0.0.1:{port}"
     log = open(d.out / "logs" / "server.log", "wb")
@@ -345,6 +349,9 @@ def step_credit(d: Demo) -> None:
         d.check(bal == CREDIT and info["balance"] == CREDIT,
                 f"token {tok.name}: balance {info['balance']} after crediting {CREDIT}")
         d.say(f"token {tok.name}: account credited with {CREDIT / 100:.2f} CNY")
+    # The last token (never revoked here) gets a wallet key for /wallet: a file (0600), never printed.
+    holder = d.tokens[-1]
+    _write_key(d.out / "wallet.key", d.backend.issue_wallet_key(holder.token_id, actor="demo"))
 
 
 def step_panels(d: Demo, show: Callable[[str], None]) -> None:
@@ -537,7 +544,7 @@ def pages_note(out: Path, port: int = 8080) -> list[str]:
         "and open",
         f"   the till     {url}/till      log in with the merchant key in {out}/merchant.key",
         f"   the console  {url}/console   log in with the admin key in {out}/admin.key",
-        f"   the wallet   {url}/wallet    log in with a wallet key (docs/WALLET.md)",
+        f"   the wallet   {url}/wallet    log in with a demo token's wallet key in {out}/wallet.key",
         "Screenshots: docs/screens/web-till.png, web-console-token.png, web-wallet.png (README.md).",
     ]
 

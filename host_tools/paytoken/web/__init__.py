@@ -17,7 +17,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from paytoken.web import console, till
+from paytoken.web import console, till, wallet
 from paytoken.web.pages import STATIC, Pages, SecurityHeaders
 from paytoken.web.session import Sessions
 
@@ -28,5 +28,6 @@ def mount(app: FastAPI, backend) -> None:
     pages = Pages(backend, Sessions(key, backend.clock))
     app.include_router(till.router(pages), include_in_schema=False)
     app.include_router(console.router(pages), include_in_schema=False)
+    app.include_router(wallet.router(pages), include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)
