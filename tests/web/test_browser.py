@@ -27,7 +27,7 @@ def _login(page, site, area: str, key: str) -> None:
     assert box.get_attribute("name") == "key"
     box.fill(key)
     page.keyboard.press("Enter")
-    page.wait_for_selector("header .subject")
+    page.wait_for_selector("header .subject", state="attached")  # hidden on a phone
     assert key not in page.content() and key not in page.url
 
 
