@@ -8,6 +8,8 @@ PG_ENV := .pg/env
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 EMU    := emu/node_modules/.installed
+# Debian's Chromium for the web pages' browser tests (tests/web; never a browser download).
+CHROMIUM := /usr/bin/chromium
 .PHONY: demo test test-loaded bench lint soak pg clean emu firmware
 
 $(STAMP): pyproject.toml
@@ -27,12 +29,17 @@ $(EMU): emu/package.json emu/package-lock.json
 
 emu: $(EMU)
 
+$(CHROMIUM):
+	@[ "$$(id -u)" = 0 ] || { echo "make: $(CHROMIUM) missing (tests/web): run as root or apt-get install chromium" >&2; exit 1; }
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+
 # The main job: the whole story on virtual tokens and SQLite.
 demo: $(STAMP)
 	$(VENV)/bin/paytoken demo
 
 # The tests, PostgreSQL included (.ci/pg installs and starts a local server).
-test: $(STAMP) $(EMU)
+test: $(STAMP) $(EMU) $(CHROMIUM)
 	$(VENV)/bin/ruff check firmware boards host_tools tests
 	bash .ci/pg start
 	. ./$(PG_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
@@ -42,7 +49,7 @@ test: $(STAMP) $(EMU)
 # must pass. stress-ng comes from Debian (apt-get, as root) when missing.
 LOADED_RUNS ?= 3
 LOAD ?= --cpu 2 --io 1 --vm 1 --vm-bytes 512M
-test-loaded: $(STAMP) $(EMU)
+test-loaded: $(STAMP) $(EMU) $(CHROMIUM)
 	@command -v stress-ng >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "test-loaded: stress-ng missing; run as root or apt-get install stress-ng" >&2; exit 1; }; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q stress-ng >/dev/null || \
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q stress-ng >/dev/null; }; }

@@ -45,6 +45,25 @@ def test_demo_runs_all_nine_steps(demo_run) -> None:
     assert "Traceback" not in p.stdout + p.stderr
 
 
+def test_demo_ends_by_telling_where_the_pages_are(demo_run) -> None:
+    out, p = demo_run
+    end = p.stdout[p.stdout.index("All 9 steps behaved"):]
+    for page, key in (("till", "merchant.key"), ("console", "admin.key"), ("wallet", "wallet.key")):
+        assert f"http://127.0.0.1:8080/{page}" in end
+        assert str(out / key) in end
+    assert f"paytoken serve --db {out}/paytoken.db --master-key-file {out}/master.key" in end
+    assert "docs/screens/web-till.png" in end
+    # the keys the pages' logins take: a merchant's, an admin's, and an active token's wallet key
+    backend = Backend.open(f"sqlite:///{out / 'paytoken.db'}", Keyring.load(out / "master.key"))
+    try:
+        assert backend.auth_merchant((out / "merchant.key").read_text().strip()) is not None
+        assert backend.auth_admin((out / "admin.key").read_text().strip()) == "demo desk"
+        holder = backend.wallet_token((out / "wallet.key").read_text().strip())
+        assert holder is not None and backend.token_info(holder)["status"] == "active"
+    finally:
+        backend.engine.dispose()
+
+
 def test_demo_leaves_database_images_and_reports(demo_run) -> None:
     out, _ = demo_run
     assert (out / MARKER).is_file()
@@ -95,6 +114,9 @@ def test_no_secret_leaks(demo_run) -> None:
         secrets_ += [ring.open(s, f"token:{tid}:secret"), ring.open(k, f"token:{tid}:sync")]
     master = (out / "master.key").read_text().strip()
     forms = [master]
+    for name in ("merchant.key", "admin.key", "wallet.key"):  # the pages' logins: in files (0600), never printed
+        assert (out / name).stat().st_mode & 0o777 == 0o600
+        forms.append((out / name).read_text().strip())
     for s in secrets_:
         forms += [s.hex(), s.hex().upper(), base64.b32encode(s).decode().rstrip("=")]
     texts = [p.stdout, p.stderr]

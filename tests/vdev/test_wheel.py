@@ -1,4 +1,5 @@
-"""A non-editable install can deploy: the wheel ships firmware/ and boards/ as package data.
+"""A non-editable install can deploy: the wheel ships firmware/ and boards/ as package data
+(and the web pages' templates and static files).
 
 Builds the wheel from this checkout (offline, no build isolation), installs it with
 ``--no-deps --no-index`` into a fresh virtualenv whose dependencies come from the
@@ -77,6 +78,9 @@ def test_an_installed_wheel_finds_its_firmware_and_deploys(tmp_path: Path) -> No
     assert Path(where[4]) == tmp_path / "cache" / "paytoken" / "build"
     assert _files(pkg / "firmware") == _files(upy.FIRMWARE_DIR)  # every file, byte for byte
     assert _files(pkg / "boards") == _files(upy.BOARDS_DIR)
+    web = ROOT / "host_tools" / "paytoken" / "web"  # the pages' templates and static files
+    for sub in ("templates", "static"):
+        assert _files(web / sub) and _files(pkg / "web" / sub) == _files(web / sub), sub
     assert subprocess.run([paytoken, "--version"], env=env, capture_output=True, text=True,
                           check=True).stdout.startswith("paytoken ")
 

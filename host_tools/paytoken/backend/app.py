@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from paytoken import web
 from paytoken.backend import BackendError, factory_api, online_api, operators_api, rules
 from paytoken.backend.apitypes import JsonInt
 from paytoken.backend.crypto import Keyring
@@ -366,6 +367,7 @@ def create_app(backend: Backend) -> FastAPI:
     app.include_router(operators_api.router(backend, admin), responses=responses(AUTH, BODY, R404, R409))  # /v1/admin: operators
     # the wallet: online codes and its account (Authorization: Bearer <wallet key>)
     app.include_router(online_api.router(backend, refuse, responses(R400, R401, R409, R413, R422, R429, R503)))
+    web.mount(app, backend)  # the till, the console and the wallet (paytoken.web)
     app.add_middleware(_BodyLimit)
     return app
 

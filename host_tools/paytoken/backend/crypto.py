@@ -91,6 +91,11 @@ class Keyring:
         """Only the current key (after a rotation has finished)."""
         return Keyring(self._raw[:1])
 
+    def derive(self, label: str) -> bytes:
+        """A 32-byte key for ``label`` (e.g. the web sessions' cookie key), derived from the
+        current master key with HMAC-SHA256: every server holding that key derives the same."""
+        return hmac.new(self._raw[0], b"paytoken-derive-v1|" + label.encode(), hashlib.sha256).digest()
+
     @classmethod
     def generate(cls) -> tuple[Keyring, str]:
         """A fresh random master key; returns the keyring and its hex (show it once)."""

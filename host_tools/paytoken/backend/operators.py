@@ -46,6 +46,7 @@ from paytoken.backend.models import (
     Scheme,
     Token,
 )
+from paytoken.backend.verify import observed_drift
 
 if TYPE_CHECKING:  # the Backend is passed in; this module never builds one
     from paytoken.backend.service import Backend
@@ -355,6 +356,21 @@ def list_tokens(backend: Backend, status: str | None = None, prefix: str | None 
         rows = conn.execute(q.order_by(_t.c.id).limit(n + 1)).all()
     items = [backend._info(r) for r in rows[:n]]
     return Page(items, items[-1]["token_id"] if len(rows) > n else None)
+
+
+def drift_history(backend: Backend, token_id: int, limit: int | None = None) -> list[dict]:
+    """A token's drift over time, oldest first, from its last ``limit`` accepted payments:
+    ``at`` (UTC s), ``observed_s`` (the offset the code showed: the middle of its step minus
+    the time), ``offset_s`` and ``ppm`` (the learned model after it; None before 0007)."""
+    _token_id(token_id)
+    n = _limit(limit)
+    q = (select(_p.c.created_at, _p.c.step, _p.c.drift_off, _p.c.drift_ppm)
+         .where(_p.c.token_id == token_id, _p.c.step.is_not(None))
+         .order_by(_p.c.created_at.desc(), _p.c.id.desc()).limit(n))
+    with backend.engine.connect() as conn:
+        rows = conn.execute(q).all()
+    return [{"at": r.created_at, "observed_s": observed_drift(r.step, r.created_at), "offset_s": r.drift_off,
+             "ppm": r.drift_ppm} for r in reversed(rows)]
 
 
 # ---- accounts -----------------------------------------------------------------------------------

@@ -143,8 +143,8 @@ _TAT = "SELECT tat FROM throttles WHERE key = :k"
 _NO_LIMIT = 2**62
 _INSERT_PAYMENT = (
     "INSERT INTO payments (id, merchant_id, merchant_order_id, request_hash, token_id, amount, currency, "
-    "status, reason, step, refunded, day, created_at) VALUES (:id, :m, :o, :req, :token_id, :amount, "
-    ":currency, :status, :reason, :step, 0, :day, :now)")
+    "status, reason, step, refunded, day, created_at, drift_off, drift_ppm) VALUES (:id, :m, :o, :req, "
+    ":token_id, :amount, :currency, :status, :reason, :step, 0, :day, :now, :drift_off, :drift_ppm)")
 _PARAM = re.compile(r":(\w+)")
 
 
@@ -318,6 +318,7 @@ class Verdict:
     offset: int | None = None
     detail: str = ""  # why (for logs; never secret)
     retry_after: int = 0  # TOKEN_LOCKED (a cool-down) or THROTTLED: seconds until it clears
+    drift: tuple[float, float] | None = None  # accepted: the learned (offset s, rate ppm) after it
 
     @property
     def ok(self) -> bool:
@@ -730,6 +731,21 @@ class Backend:
             audit.append(conn, self.now(), actor, "TOKEN_UNLOCK", token_id, {"was": status})
         return self.token_info(token_id)
 
+    def lock(self, token_id: int, actor: str) -> dict:
+        """Lock a token by hand: it pays nothing until an admin unlocks it (``unlock``).
+        Locking a locked token again is a no-op; a revoked or lost one is final (409)."""
+        _check_token_id(token_id)
+        with self.engine.begin() as conn:
+            status = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
+            if status is None or status == PENDING:
+                raise BackendError(f"no token {token_id}", 404)
+            if status in (REVOKED, LOST):
+                raise BackendError(f"token {token_id} is {status}; that is final", 409)
+            res = conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status == ACTIVE).values(status=LOCKED))
+            if res.rowcount == 1:
+                audit.append(conn, self.now(), actor, "TOKEN_LOCK", token_id, {})
+        return self.token_info(token_id)
+
     def _sync_key(self, conn: Connection, token_id: int) -> bytes:
         row = conn.execute(select(_t.c.status, _t.c.sync_key_enc).where(_t.c.id == token_id)).first()
         if row is None or row.status == PENDING:
@@ -1044,7 +1060,7 @@ class Backend:
                   alone=alone and not tx.open) != 1:
             # another transaction consumed this step (or changed the status, or filled the budget) first
             return self._recheck(tx, token_id, now, step, off)
-        return Verdict(None, token_id, step, off)
+        return Verdict(None, token_id, step, off, drift=(new.offset, new.ppm))
 
     def _locked(self, token_id: int, status: str, tat: int | None, now: int) -> Verdict:
         if status == LOCKED:  # locked by hand (or before migration 0003): until an admin unlocks
@@ -1228,9 +1244,10 @@ class Backend:
                 reason = LIMIT_EXCEEDED if over else INSUFFICIENT_FUNDS
         pid = "pay_" + secrets.token_hex(12)
         status = "succeeded" if reason is None else "refused"
+        drift = v.drift  # the code was accepted (its step consumed) even if the debit was refused
         out = {"id": pid, "m": merchant_id, "o": order_id, "req": req, "token_id": v.token_id,
                "amount": amount, "currency": currency, "status": status, "reason": reason, "step": v.step,
-               "day": day, "now": now}
+               "day": day, "now": now, "drift_off": drift and drift[0], "drift_ppm": drift and drift[1]}
         tx.run(_INSERT_PAYMENT, out)
         log.info("payment %s %s %s merchant=%s token=%s", pid, status, reason or "", merchant_id, v.token_id)
         return self._result(_Row(out))

@@ -231,6 +231,12 @@ def _stop_proc(p: subprocess.Popen, grace: float = 10) -> int | None:
 # ---- the steps -------------------------------------------------------------------------
 
 
+def _write_key(path: Path, key: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+
+
 def step_backend(d: Demo) -> None:
     from paytoken.backend.crypto import Keyring
     from paytoken.backend.db import make_engine, migrate
@@ -249,6 +255,9 @@ def step_backend(d: Demo) -> None:
     d.backend.add_scheme("71", online=True)  # online codes for wallets (docs/WALLET.md)
     d.admin_key = d.backend.add_admin("demo desk")
     _mid, d.merchant_key = d.backend.add_merchant("Corner Cafe")
+    # The keys the web pages' logins take, for the closing note: files (0600), never printed.
+    for name, key in (("merchant.key", d.merchant_key), ("admin.key", d.admin_key)):
+        _write_key(d.out / name, key)
     port = free_port()
     d.url = f"http://127.0.0.1:{port}"
     log = open(d.out / "logs" / "server.log", "wb")
@@ -340,6 +349,9 @@ def step_credit(d: Demo) -> None:
         d.check(bal == CREDIT and info["balance"] == CREDIT,
                 f"token {tok.name}: balance {info['balance']} after crediting {CREDIT}")
         d.say(f"token {tok.name}: account credited with {CREDIT / 100:.2f} CNY")
+    # The last token (never revoked here) gets a wallet key for /wallet: a file (0600), never printed.
+    holder = d.tokens[-1]
+    _write_key(d.out / "wallet.key", d.backend.issue_wallet_key(holder.token_id, actor="demo"))
 
 
 def step_panels(d: Demo, show: Callable[[str], None]) -> None:
@@ -517,8 +529,24 @@ def run(out: Path, console: Any, burn_in: float = 3.0) -> dict:
     console.print(f"All {STEPS} steps behaved as narrated in {total:.0f} s. Everything is in "
                   f"[bold]{out}/[/]: paytoken.db (the issuer database), master.key, token-*.png "
                   "(the panels), reports/ (the station's per-token reports), logs/.")
+    for line in pages_note(out):
+        console.print(line, highlight=False, soft_wrap=True)  # a command and paths to copy: unwrapped
     return {"out": str(out), "seconds": round(total, 1), "step_seconds": timings,
             "payment": d.results.get("paid")}
+
+
+def pages_note(out: Path, port: int = 8080) -> list[str]:
+    """Where to open the till, the console and the wallet on the demo's database."""
+    url = f"http://127.0.0.1:{port}"
+    return [
+        "The web pages, on this demo's database: start the issuer again with",
+        f"   paytoken serve --db {out}/paytoken.db --master-key-file {out}/master.key --port {port}",
+        "and open",
+        f"   the till     {url}/till      log in with the merchant key in {out}/merchant.key",
+        f"   the console  {url}/console   log in with the admin key in {out}/admin.key",
+        f"   the wallet   {url}/wallet    log in with a demo token's wallet key in {out}/wallet.key",
+        "Screenshots: docs/screens/web-till.png, web-console-token.png, web-wallet.png (README.md).",
+    ]
 
 
 @contextmanager
