@@ -1,4 +1,4 @@
-"""The drift history the console charts (payments keep the learned model, 0007), and
+"""The drift history the console charts (payments keep the learned model, 0008), and
 locking a token by hand."""
 
 from __future__ import annotations

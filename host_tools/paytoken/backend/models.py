@@ -132,7 +132,7 @@ class Payment(Base):
     refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     day: Mapped[int] = mapped_column(Integer)  # UTC day number, for the daily limit
     created_at: Mapped[int] = mapped_column(BigInteger)
-    # The drift model after this payment (0007): the console's drift history. NULL if refused.
+    # The drift model after this payment (0008): the console's drift history. NULL if refused.
     drift_off: Mapped[float | None] = mapped_column(Float)
     drift_ppm: Mapped[float | None] = mapped_column(Float)
 

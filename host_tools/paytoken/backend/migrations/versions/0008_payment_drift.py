@@ -1,11 +1,11 @@
 """The drift model after each accepted payment: its history, for the operators' console.
 
 - payments: ``drift_off`` (seconds the token ran ahead, as learned after this payment) and
-  ``drift_ppm`` (the learned rate). NULL for refused payments and those made before 0007.
+  ``drift_ppm`` (the learned rate). NULL for refused payments and those made before 0008.
   A payment's ``step`` and ``created_at`` already give the offset it observed.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
