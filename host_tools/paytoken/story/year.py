@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paytoken import upy
+from paytoken import fwload
 
 K_TEMP = -0.034  # ppm / °C², tuning-fork crystal parabola
 T_TURNOVER = 25.0  # °C
@@ -56,12 +55,6 @@ HOUR = 3600
 
 class SimulationError(ValueError):
     """Bad simulation parameters, or a token that did not behave (e.g. no code shown)."""
-
-
-def _firmware() -> None:
-    fw = str(upy.FIRMWARE_DIR)
-    if fw not in sys.path:
-        sys.path.insert(0, fw)
 
 
 @dataclass
@@ -227,14 +220,7 @@ def _run_shards(p: Params, folder: Path, jobs: int, progress: Callable[[float], 
 
 def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
     """Simulate the tokens ``indexes`` against one fresh issuer database in ``folder``."""
-    _firmware()
-    import app as fw_app
-    import config as fw_config
-    import ds3231
     import paycode
-    import pcf8563
-    from sim import rtc as rtc_mod
-    from sim.bus import I2CBus
     from sqlalchemy import select
 
     from paytoken.backend.crypto import Keyring
@@ -242,6 +228,12 @@ def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
     from paytoken.backend.models import Token
     from paytoken.backend.service import Backend
     from paytoken.backend.verify import Policy
+
+    # the firmware's own modules, under private names (paytoken.fwload)
+    fw_app, fw_config = fwload.module("app"), fwload.module("config")
+    ds3231, pcf8563 = fwload.module("ds3231"), fwload.module("pcf8563")
+    rtc_mod = fwload.module("sim.rtc")
+    I2CBus = fwload.module("sim.bus").I2CBus  # noqa: N806 (a class)
 
     engine = make_engine(str(Path(folder) / "year.db"))
     migrate(engine)
