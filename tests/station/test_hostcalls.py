@@ -309,3 +309,20 @@ def test_the_scan_lets_micropythons_own_modules_through() -> None:
     src = ('def f(dev, p):\n    dev.exec(f"import os, json\\nos.remove({p!r})\\n'
            "print(json.dumps(__import__('sys').platform))\")\n")
     assert violations(HOST / "x.py", src) == []
+
+
+def test_the_run_time_watch_sees_host_code_reach_in(host_runs_only_hostapi) -> None:
+    # code compiled as if it were a host module's: its exec'd snippet is caught
+    class Closed(Device):
+        def __init__(self) -> None:
+            self.port, self._t, self._raw = "nowhere", None, False
+
+    planted = compile("dev.exec('import app\\nprint(app.code_at(c, 1))')", str(HOST / "x.py"), "exec")
+    with pytest.raises(DeviceError, match="the port is closed"):
+        exec(planted, {"dev": Closed()})
+    assert host_runs_only_hostapi == ["x.py: ran ['app']"]
+    host_runs_only_hostapi.clear()
+    ok = compile("dev.exec('import os')", str(HOST / "x.py"), "exec")
+    with pytest.raises(DeviceError):
+        exec(ok, {"dev": Closed()})
+    assert host_runs_only_hostapi == []

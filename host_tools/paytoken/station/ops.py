@@ -245,11 +245,12 @@ def read_edge(dev: Device) -> ClockReading:
     """Time the token's next RTC seconds edge against the host's UTC clock.
 
     The edge is detected on the token (``hostapi.edge``: a tight poll of the RTC
-    through the board's driver), which also reports how long it waited for it. With the host's clock read
-    just before the request (``t0``) and just after the answer (``t1``), the edge lies
-    in ``[t0 + waited, t1]`` whatever the delays on the way in and out (a busy host,
-    the serial link, the raw REPL compiling the call): the reading is the middle of
-    that interval and its uncertainty half its width, a bound, not an estimate.
+    through the board's driver), which also reports how long it waited for it. With
+    the host's clock read just before the request (``t0``) and just after the answer
+    (``t1``), the edge lies in ``[t0 + waited, t1]`` whatever the delays on the way in
+    and out (a busy host, the serial link, the raw REPL compiling the call): the
+    reading is the middle of that interval and its uncertainty half its width, a
+    bound, not an estimate.
     """
     t0 = time.time()
     got = _call(dev, "clock", "edge", timeout=5.0)
