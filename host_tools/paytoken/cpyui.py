@@ -4,28 +4,21 @@ Usage: ``picture = cpyui.render("code", code=c, remaining=17, wake=0)`` returns 
 panel picture (MONO_VLSB bytes) of the SSD1306 model that the
 ``adafruit_ssd1306.SSD1306_I2C`` driver fed over a busio-style I2C object. The same
 ui.py runs on MicroPython's ``framebuf``; tests compare the two pictures pixel for
-pixel. No Blinka board is needed: the I2C object routes to the chip models.
+pixel. No Blinka board is needed: the I2C object routes to the chip models. The
+firmware's modules come from ``paytoken.fwload`` (no top-level ``ui`` in this process).
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from paycode import PERIOD
 
-from paytoken import upy
-
-_FW = str(upy.FIRMWARE_DIR)
+from paytoken import fwload
 
 
 class UIError(ValueError):
     """A screen that the UI does not have, or a bad argument."""
-
-
-def _firmware() -> None:
-    if _FW not in sys.path:
-        sys.path.insert(0, _FW)
 
 
 class BusioI2C:
@@ -83,11 +76,11 @@ def render(
     or an error screen of ``ui.SCREENS``; ``ticks`` are later countdown values drawn
     with partial updates after the first frame.
     """
-    _firmware()
     import adafruit_ssd1306
-    import ui
-    from sim.bus import I2CBus
-    from sim.oled import SSD1306Model
+
+    ui = fwload.module("ui")
+    I2CBus = fwload.module("sim.bus").I2CBus  # noqa: N806 (a class)
+    SSD1306Model = fwload.module("sim.oled").SSD1306Model  # noqa: N806
 
     if screen != "code" and screen not in ui.SCREENS:
         raise UIError(f"unknown screen {screen!r}: code or one of {sorted(ui.SCREENS)}")

@@ -15,13 +15,12 @@ and reads the panel back from the SSD1306 model.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paytoken import upy, vhw
+from paytoken import fwload, upy, vhw
 
 BOARDS = ("sim", "sim-128x32", "sim-latch")
 
@@ -44,12 +43,7 @@ class SimResult:
 
 
 def _fwconfig() -> Any:
-    fw = str(upy.FIRMWARE_DIR)
-    if fw not in sys.path:
-        sys.path.insert(0, fw)
-    import config
-
-    return config
+    return fwload.module("config")  # the token's very config.py, under a private name
 
 
 def token_config(

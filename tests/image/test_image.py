@@ -46,6 +46,7 @@ def test_the_frozen_modules_are_the_boot_path_and_the_deployed_firmware(image):
     want = {p[1:-4] + ".py" if p.endswith(".mpy") else p[1:] for p in deploy.sources(board)}
     assert want <= set(frozen), sorted(want - set(frozen))
     assert {"_boot.py", "boot.py", "main.py", "board.py", "fwimage.py", "rp2.py"} <= set(frozen)
+    assert "hostapi.py" in frozen  # the host's calls: the station needs nothing else
     assert set(frozen) == want | {"_boot.py", "boot.py", "fwimage.py", "rp2.py"}
     # nothing of the other families: no ESP32 code, no chip models
     assert not [n for n in frozen if n.startswith(("sim/", "fam_esp32"))]

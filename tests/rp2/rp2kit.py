@@ -57,9 +57,11 @@ def _lfs(flash: Path):
     if off is None:
         raise AssertionError("no littlefs in the flash image")
     # as the rp2 port's _boot.py mounts it: VfsLfs2(bdev, progsize=256), readsize and
-    # lookahead 32 (extmod/vfs_lfs.c defaults)
+    # lookahead 32, and extmod/vfs_lfsx.c's cache_size = min(block, 4 * max(read, prog)):
+    # 1024. The cache size sets the largest inline file (min(cache, 512)), so a reader with
+    # a smaller cache finds the token's inline config of 257-512 bytes "corrupt".
     fs = LittleFS(block_size=BLOCK, block_count=(len(img) - off) // BLOCK, read_size=32,
-                  prog_size=256, cache_size=256, lookahead_size=32, mount=False)
+                  prog_size=256, cache_size=min(BLOCK, 4 * 256), lookahead_size=32, mount=False)
     fs.context.buffer = bytearray(img[off:])
     fs.mount()
     return fs, off, img

@@ -1,5 +1,6 @@
 """Fixtures: a real issuer database (SQLite file, or PostgreSQL via ``pg_url``) and
-virtual tokens with the firmware deployed, registered in a per-test registry."""
+virtual tokens with the firmware deployed, registered in a per-test registry; and in
+every test, a watch on what host code runs on a token (hostapi calls only)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,33 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vdev"))
 
 from paytoken.station.provision import Station  # noqa: E402
-from stationkit import Issuer, deploy_to, new_issuer  # noqa: E402
+from paytoken.station.transport import Device  # noqa: E402
+from stationkit import HOST, HOSTCALL, SEAM, WRAPPER, Issuer, deploy_to, firmware_use, new_issuer  # noqa: E402
 from vdevkit import VTok, start_vdev  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def host_runs_only_hostapi(monkeypatch: pytest.MonkeyPatch):
+    """Every snippet the host's code (not a test's) runs on a token in this process is a
+    call of the wrapper (station/hostcalls.py) or uses MicroPython's own modules only."""
+    bad: list[str] = []
+    real = Device.exec
+
+    def watched(self: Device, code: str, *, timeout: float | None = None) -> str:
+        f = sys._getframe(1)
+        while f is not None and Path(f.f_code.co_filename) == SEAM:
+            f = f.f_back  # Device.eval, put, get: the transport's own
+        where = Path(f.f_code.co_filename) if f is not None else None
+        if where is not None and HOST in where.parents:
+            if HOSTCALL.search(code) and where != WRAPPER:
+                bad.append(f"{where.name}: a host call built outside the wrapper")
+            elif not HOSTCALL.search(code) and firmware_use(code):
+                bad.append(f"{where.name}: ran {sorted(firmware_use(code))}")
+        return real(self, code, timeout=timeout)
+
+    monkeypatch.setattr(Device, "exec", watched)
+    yield bad
+    assert bad == [], "host code ran firmware internals on a token"
 
 
 @pytest.fixture

@@ -5,17 +5,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from paytoken import upy
+from paytoken import fwload, upy
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import make_engine, migrate
 from paytoken.backend.models import ACTIVE, PENDING, Token
 from paytoken.backend.service import Backend
 from paytoken.station import deploy as deploy_mod
+from paytoken.station import hostcalls
 from paytoken.station.ops import secret_forms
 from paytoken.station.transport import Device
 from sqlalchemy import select
@@ -125,3 +127,27 @@ def assert_no_secret(secrets_: list[bytes], *texts: str, paths: list[Path] = ())
 
 def reports(report_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(report_dir.glob("token-*.json"))]
+
+
+# ---- what host code may run on a token ----------------------------------------------------
+
+HOST = Path(hostcalls.__file__).resolve().parents[1]  # host_tools/paytoken
+SEAM = HOST / "station" / "transport.py"  # Device.exec/eval pass their caller's code on
+WRAPPER = HOST / "station" / "hostcalls.py"  # the one place that builds hostapi calls
+# A snippet may use MicroPython's own modules, nothing of the firmware but hostapi through
+# the wrapper. (fwimage is the frozen image's identity, which the image build generates:
+# deploy must read it on a token with any firmware or none.)
+FIRMWARE_NAMES = (set(fwload.names()) | {"board"}) - {"hostapi"}
+# a call of hostapi (not a file of it being copied, '/hostapi.mpy')
+HOSTCALL = re.compile(r"\bimport\s+hostapi\b|(?<![\w.'\"/])hostapi\.\w+\(")
+
+
+def firmware_use(code: str) -> set[str]:
+    """The firmware modules a snippet imports or reaches into (hostapi not counted)."""
+    used = set()
+    for m in re.finditer(r"\bimport\s+([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)", code):
+        used |= {x.strip().split(".")[0] for x in m.group(1).split(",")}
+    used |= {m.group(1).split(".")[0] for m in re.finditer(r"\bfrom\s+([A-Za-z_][\w.]*)\s+import", code)}
+    used |= {m.group(1).split(".")[0] for m in re.finditer(r"__import__\(\s*['\"]([\w.]+)", code)}
+    used |= {m.group(1) for m in re.finditer(r"(?<![\w.'\"/])([A-Za-z_]\w*)\.[A-Za-z_]", code)}
+    return used & FIRMWARE_NAMES

@@ -76,7 +76,7 @@ def test_update_checks_the_firmware_tree_before_it_unlocks(provisioned, issuer, 
         ("/nonexistent", "paytoken: update: argument --firmware: /nonexistent does not exist "
                          "(see: paytoken update --help)"),
         (str(broken), f"paytoken: update: firmware tree {broken}: missing app.py, config.py, "
-                      "proto.py, lease.py, fwversion.py, paycode/__init__.py"),
+                      "proto.py, lease.py, fwversion.py, hostapi.py, paycode/__init__.py"),
     ]
     for fw, want in cases:
         r = paytoken("update", "--port", tok.port, "--board", "sim", "--firmware", fw,

@@ -44,7 +44,7 @@ SOURCE_KEPT = ("main.py", "boot.py")  # a board runs these as source
 # A firmware tree without these is refused before anything reaches a token: a deploy
 # of an empty or wrong folder would remove the token's firmware.
 REQUIRED = ("main.py", "app.py", "config.py", "proto.py", "lease.py", "fwversion.py",
-            "paycode/__init__.py")
+            "hostapi.py", "paycode/__init__.py")
 
 UNIX_PLATFORMS = ("linux", "darwin", "freebsd")  # sys.platform of the unix port
 

@@ -22,7 +22,6 @@ leaves the flash.
 
 from __future__ import annotations
 
-import ast
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ import paycode
 from paytoken.backend import BackendError
 from paytoken.backend.service import Backend
 from paytoken.station import deploy as deploy_mod
-from paytoken.station import ops
+from paytoken.station import hostcalls, ops
 from paytoken.station.issuer import DbIssuer, DeskIssuer
 from paytoken.station.online import HttpIssuer
 from paytoken.station.transport import Device, DeviceError
@@ -277,24 +276,15 @@ def _move(dev: Device, api: DeskIssuer, token_id: int, prefix: str) -> int:
 
 
 def _config_state(dev: Device, st: ops.TokenState) -> ops.TokenState:
-    # The token id and whether a secret is there, from the config file itself (JSON
-    # after one header line), for a token whose firmware is gone. Nothing leaves it.
-    out = ops._exec(
-        dev, "check",
-        "import json\n"
-        "try:\n"
-        " _f = open('/paytoken.cfg')\n _f.readline()\n _c = json.loads(_f.read())\n _f.close()\n"
-        " print(repr((int(_c.get('token_id', 0)), bool(_c.get('locked')), len(_c.get('secret', '')) > 0)))\n"
-        "except (OSError, ValueError):\n print('None')\n"
-        "_c = None\n",
-    ).strip()
+    # The token id and whether a secret is there, from the config file itself, for a
+    # token whose firmware (and so its hostapi) is gone. Nothing else leaves it.
     try:
-        v = ast.literal_eval(out)
-    except (ValueError, SyntaxError):
+        v = hostcalls.config_state_without_firmware(dev)
+    except DeviceError as e:
+        raise ops.OpsError("check", str(e)) from None
+    if v is None:
         return st
-    if not isinstance(v, tuple) or len(v) != 3:
-        return st
-    return ops.TokenState("repl", st.fw, st.board, int(v[0]) or None, bool(v[1]), has_secret=bool(v[2]))
+    return ops.TokenState("repl", st.fw, st.board, v[0] or None, v[1], has_secret=v[2])
 
 
 @dataclass

@@ -14,10 +14,11 @@ it before each step, and a session ends with a hard reset (``lock``; on an error
 interrupt ``relock``). If the host dies, the lease runs out and the token resets into
 its locked config by itself.
 
-Every operation runs firmware functions on the token through the raw REPL (the
-config module, the board's RTC driver, ``app.code_at``) or speaks the locked line
-protocol. Secrets go to the token only inside exec'd code and never come back: a
-failure is an ``OpsError`` naming the step, with any secret scrubbed from the text.
+Every operation is one of the token's named calls for the host (``firmware/hostapi.py``,
+through ``station.hostcalls``: probe, clock, edge, codes, config, lease) in the raw
+REPL, or speaks the locked line protocol. Secrets go to the token only as a call's
+arguments and never come back: a failure is an ``OpsError`` naming the step, with any
+secret scrubbed from the text.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 import paycode
 
 from paytoken import upy
+from paytoken.station import hostcalls
 from paytoken.station.transport import Device, DeviceError
 
 REPL_PROBE_TIMEOUT = 3.0  # seconds to get a raw REPL before trying the line protocol
@@ -160,23 +162,6 @@ def info(dev: Device, *, timeout: float | None = None) -> TokenState:
     )
 
 
-_PROBE = (
-    "import fwversion, board, config\n"
-    "try:\n"
-    " _c = config.load()\n"
-    " _s = None if _c is None else (_c['token_id'], _c['locked'], len(_c['secret']) > 0)\n"
-    "except ValueError:\n"
-    " _s = 'corrupt'\n"
-    "_c = None\n"
-    "try:\n"
-    " from fwimage import ID as _i\n"
-    "except ImportError:\n"
-    " _i = 'files'\n"
-    "print(repr((fwversion.VERSION, getattr(board, 'NAME', None), _s, _i)))\n"
-    "del _i\n"
-)
-
-
 def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT,
           need_firmware: bool = True) -> TokenState:
     """The token's firmware, board and config state, by raw REPL or else by ``INFO``.
@@ -199,9 +184,9 @@ def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT,
                 "(no MicroPython, wrong port, or no power)"
             ) from None
     try:
-        out = dev.exec(_PROBE).strip()
+        got = hostcalls.call(dev, "probe")
     except DeviceError as e:
-        if "fwversion" in str(e) or "board" in str(e) or "config" in str(e):
+        if any(m in str(e) for m in ("hostapi", "fwversion", "board", "config")):
             if not need_firmware:
                 return TokenState("repl", None, None, None, False)
             raise OpsError(
@@ -210,8 +195,8 @@ def probe(dev: Device, *, repl_timeout: float = REPL_PROBE_TIMEOUT,
             ) from None
         raise OpsError("check", str(e)) from None
     try:
-        fw, board, st, image = ast.literal_eval(out)
-    except (ValueError, SyntaxError):
+        fw, board, st, image = got
+    except (ValueError, TypeError):
         raise OpsError("check", f"{dev.port}: unexpected probe answer") from None
     if st == "corrupt":
         return TokenState("repl", fw, board, None, False, corrupt=True, image=image)
@@ -234,29 +219,6 @@ def check_firmware(st: TokenState, board: str, host_fw: str, port: str) -> None:
 
 # ---- the clock ------------------------------------------------------------------------
 
-# The board's own RTC driver (app.devices) and two helpers, kept in the raw REPL's
-# globals between calls: _set(n) writes UTC n; _edge() waits for the next seconds
-# edge of the RTC and returns the UTC second that began and how long (us) it waited
-# until the start of the last read that still saw the old second: the edge came later.
-_CLOCK_PRELUDE = (
-    "import board, app, paycode\n"
-    "_rtc = app.devices(board, board.cold_boot())[1]\n"
-    "def _set(n):\n"
-    " _rtc.set_datetime(paycode.civil_from_unix(n))\n"
-    "import time\n"
-    "def _edge():\n"
-    " k = p = time.ticks_us()\n"
-    " s = _rtc.datetime()\n"
-    " for _ in range(200000):\n"
-    "  a = time.ticks_us()\n"
-    "  d = _rtc.datetime()\n"
-    "  if d != s:\n"
-    "   return (paycode.unix_from_civil(*d), time.ticks_diff(p, k))\n"
-    "  p = a\n"
-    " raise OSError('the RTC does not tick')\n"
-)
-
-
 @dataclass
 class ClockReading:
     """One seconds edge: the token's UTC second, the host's UTC time of that edge, and
@@ -272,30 +234,33 @@ class ClockReading:
         return self.device - self.host
 
 
-def _exec(dev: Device, step: str, code: str, timeout: float | None = None) -> str:
+def _call(dev: Device, step: str, name: str, *args: object, timeout: float | None = None,
+          secrets: tuple[bytes, ...] = (), **kwargs: object) -> object:
+    # one named call (hostcalls); a failure is an OpsError for ``step``, secrets scrubbed
     try:
-        return dev.exec(code, timeout=timeout)
+        return hostcalls.call(dev, name, *args, timeout=timeout, **kwargs)
     except DeviceError as e:
-        raise OpsError(step, str(e)) from None
+        raise OpsError(step, scrub(str(e), *secrets)) from None
 
 
 def read_edge(dev: Device) -> ClockReading:
     """Time the token's next RTC seconds edge against the host's UTC clock.
 
-    The edge is detected on the token (a tight poll of the RTC through the board's
-    driver), which also reports how long it waited for it. With the host's clock read
-    just before the request (``t0``) and just after the answer (``t1``), the edge lies
-    in ``[t0 + waited, t1]`` whatever the delays on the way in and out (a busy host,
-    the serial link, the raw REPL compiling the call): the reading is the middle of
-    that interval and its uncertainty half its width, a bound, not an estimate.
+    The edge is detected on the token (``hostapi.edge``: a tight poll of the RTC
+    through the board's driver), which also reports how long it waited for it. With
+    the host's clock read just before the request (``t0``) and just after the answer
+    (``t1``), the edge lies in ``[t0 + waited, t1]`` whatever the delays on the way in
+    and out (a busy host, the serial link, the raw REPL compiling the call): the
+    reading is the middle of that interval and its uncertainty half its width, a
+    bound, not an estimate.
     """
     t0 = time.time()
-    out = _exec(dev, "clock", "print(_edge())", timeout=5.0)
+    got = _call(dev, "clock", "edge", timeout=5.0)
     t1 = time.time()
     try:
-        dev_t, waited_us = ast.literal_eval(out.strip())
+        dev_t, waited_us = got  # type: ignore[misc]
         dev_t, waited = int(dev_t), int(waited_us) / 1e6
-    except (ValueError, SyntaxError, TypeError):
+    except (ValueError, TypeError):
         raise OpsError("clock", f"{dev.port}: unexpected RTC answer") from None
     lo = min(t0 + waited, t1)
     return ClockReading(dev_t, (lo + t1) / 2, (t1 - lo) / 2)
@@ -320,22 +285,25 @@ class ClockSet:
 def set_clock_utc(dev: Device, *, tolerance: float = 0.25, tries: int = 2) -> ClockSet:
     """Set the token's RTC to the host's UTC through the board's RTC driver.
 
-    ``paycode.civil_from_unix`` makes the civil time on the host's UTC seconds, never
-    local time. The write is sent half a round trip before the whole second it names,
+    ``hostapi.set_clock`` makes the civil time with ``paycode.civil_from_unix`` on the
+    host's UTC seconds, never local time. The write is sent half a round trip before the whole second it names,
     then the next seconds edge is timed; an offset beyond ``tolerance`` is retried,
     then refused.
     """
-    _exec(dev, "clock", _CLOCK_PRELUDE)
+    _call(dev, "clock", "read_clock")  # the driver is made now, not inside the timed write
     rd: ClockReading | None = None
     for _ in range(tries):
         # a short call's round trip: the write is sent half of one early
         t0 = time.time()
-        _exec(dev, "clock", "_p = 0")
+        try:
+            hostcalls.roundtrip(dev)
+        except DeviceError as e:
+            raise OpsError("clock", str(e)) from None
         rtt = time.time() - t0
         now = time.time()
         n = int(now) + 1 if now % 1 < 0.7 else int(now) + 2
         time.sleep(max(0.0, n - rtt / 2 - time.time()))
-        _exec(dev, "clock", f"_set({n})")
+        _call(dev, "clock", "set_clock", n)
         rd = best_edge(dev, 2)
         if abs(rd.offset) <= tolerance + rd.uncertainty:
             return ClockSet(n, rd)
@@ -373,30 +341,20 @@ def ppm_to_store(ppm: float, bound: float) -> float:
 # ---- config and codes -----------------------------------------------------------------
 
 
-def config_literal(cfg: dict[str, object]) -> str:
-    """A Python literal of the config (bytes as ``bytes.fromhex``), for exec'd code."""
-    parts = []
-    for k, v in cfg.items():
-        if isinstance(v, bytes):
-            parts.append(f"{k!r}: bytes.fromhex({v.hex()!r})")
-        else:
-            parts.append(f"{k!r}: {v!r}")
-    return "{" + ", ".join(parts) + "}"
-
-
 def write_config(dev: Device, cfg: dict[str, object]) -> None:
-    """``config.save(cfg)`` on the token (atomic on the token: temp, fsync, rename)."""
-    secrets_ = [v for v in cfg.values() if isinstance(v, bytes)]
+    """``hostapi.save_config(cfg)`` on the token (atomic there: temp, fsync, rename)."""
+    secrets_ = tuple(v for v in cfg.values() if isinstance(v, bytes))
     try:
-        dev.exec("import config\nconfig.save(" + config_literal(cfg) + ")\n")
+        hostcalls.call(dev, "save_config", cfg)
     except DeviceError as e:
         raise OpsError("config", scrub(f"writing the config failed: {e}", *secrets_)) from None
 
 
 def update_config(dev: Device, step: str, **changes: object) -> None:
-    """``config.update(**changes)`` on the token (no secrets in ``changes``)."""
-    args = ", ".join(f"{k}={v!r}" for k, v in changes.items())
-    _exec(dev, step, f"import config\nconfig.update(config.PATH, {args})\n")
+    """``hostapi.save_fields(**changes)`` on the token: some fields of its config changed
+    (a key among them is scrubbed from any error)."""
+    secrets_ = tuple(v for v in changes.values() if isinstance(v, bytes))
+    _call(dev, step, "save_fields", secrets=secrets_, **changes)
 
 
 CODES_PER_CALL = 50  # codes per exec: the lease is fed between calls
@@ -406,21 +364,14 @@ def wipe_config(dev: Device) -> bool:
     """Remove the token's config (a cut run's, before its pending record goes); True
     when the token confirmed it is gone."""
     try:
-        out = dev.exec(
-            "import os\n"
-            "for _p in ('/paytoken.cfg', '/paytoken.cfg.tmp'):\n"
-            " try:\n  os.remove(_p)\n except OSError:\n  pass\n"
-            "try:\n os.stat('/paytoken.cfg')\n print('kept')\nexcept OSError:\n print('gone')\n",
-            timeout=5.0,
-        )
+        return hostcalls.call(dev, "wipe_config", timeout=5.0) is True
     except DeviceError:
         return False
-    return out.strip() == "gone"
 
 
 def device_codes(dev: Device, times: Iterable[int], *, between: Callable[[], None] | None = None
                  ) -> list[str]:
-    """Codes the token computes with ``app.code_at`` from its stored config, in calls of
+    """Codes the token computes from its stored config (``hostapi.codes``), in calls of
     ``CODES_PER_CALL``; ``between()`` runs before each call (``hold_lease``)."""
     ts = [int(t) for t in times]
     codes: list[object] = []
@@ -428,16 +379,7 @@ def device_codes(dev: Device, times: Iterable[int], *, between: Callable[[], Non
         part = ts[i:i + CODES_PER_CALL]
         if between is not None:
             between()
-        out = _exec(
-            dev, "verify",
-            "import app, config\n_c = config.load()\n"
-            f"print(repr([app.code_at(_c, t) for t in {part!r}]))\n_c = None\n",
-            timeout=max(10.0, len(part) * 0.5),
-        ).strip()
-        try:
-            got = ast.literal_eval(out)
-        except (ValueError, SyntaxError):
-            raise OpsError("verify", f"{dev.port}: unexpected answer to the code request") from None
+        got = _call(dev, "verify", "codes", part, timeout=max(10.0, len(part) * 0.5))
         if not isinstance(got, list) or len(got) != len(part):
             n = len(got) if isinstance(got, list) else 0
             raise OpsError("verify", f"{dev.port}: the token returned {n} codes for {len(part)} times")
@@ -457,14 +399,9 @@ def host_codes(secret: bytes, token_id: int, times: Iterable[int], scheme_key: b
 
 
 def move_config(dev: Device, prefix: str, scheme_key: bytes, fmt: int) -> None:
-    """The token's config moves to another scheme: ``config.update`` of its prefix, scheme
-    key and code format in one atomic write (the secret and the rest stay)."""
-    try:
-        dev.exec("import config\nconfig.update(config.PATH, prefix=%r, format=%d, "
-                 "scheme_key=bytes.fromhex(%r))\n"
-                 % (prefix, fmt, scheme_key.hex()))
-    except DeviceError as e:
-        raise OpsError("config", scrub(f"moving the config to scheme {prefix} failed: {e}", scheme_key)) from None
+    """The token's config moves to another scheme: its prefix, scheme key and code format
+    in one atomic write (``hostapi.save_fields``; the secret and the rest stay)."""
+    update_config(dev, "config", prefix=prefix, format=int(fmt), scheme_key=bytes(scheme_key))
 
 
 def spread_times(start: int, end: int, n: int) -> list[int]:
@@ -482,13 +419,12 @@ def spread_times(start: int, end: int, n: int) -> list[int]:
 
 
 def hold_lease(dev: Device) -> float:
-    """Start or feed the token's unlock lease (``lease.hold()`` on the token, raw REPL);
+    """Start or feed the token's unlock lease (``hostapi.hold_lease``: ``lease.hold()``);
     returns its length in seconds. Until the session ends, call it before each step."""
-    out = _exec(dev, "lease", "import lease\nprint(lease.hold())\n", timeout=5.0).strip()
-    try:
-        return int(out) / 1000
-    except ValueError:
-        raise OpsError("lease", f"{dev.port}: unexpected answer to the lease") from None
+    ms = _call(dev, "lease", "hold_lease", timeout=5.0)
+    if type(ms) is not int:
+        raise OpsError("lease", f"{dev.port}: unexpected answer to the lease")
+    return ms / 1000
 
 
 def lock(dev: Device, token_id: int, *, flag_set: bool = False) -> TokenState:

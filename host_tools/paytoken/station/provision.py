@@ -16,8 +16,8 @@ time-bounded ``Device``. The steps:
    after its lock) is unlocked with the pending record's sync key and redone.
 2. ``secret``: a 160-bit secret from ``secrets``.
 3. ``allocate``: a ``pending`` token id and its sync key from the issuer.
-4. ``config``: ``config.save`` on the token (atomic there); the secret travels only
-   inside that exec'd code.
+4. ``config``: ``hostapi.save_config`` on the token (atomic there); the secret travels
+   only as that call's argument.
 5. ``clock``: the RTC set to UTC through the board's RTC driver.
 6. ``drift``: the offset at the seconds edge, then after the burn-in again: the
    crystal error in ppm; ``ppm`` and ``ref_time`` stored on the token.

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,7 +54,7 @@ from typing import Any
 
 from paycode import PERIOD
 
-from paytoken import upy
+from paytoken import fwload
 
 K_TEMP = -0.034  # ppm / °C², tuning-fork crystal parabola
 T_TURNOVER = 25.0  # °C
@@ -68,12 +67,6 @@ _MOVE = -1  # an event's amount: the desk moves the token to format 2
 
 class SimulationError(ValueError):
     """Bad simulation parameters, or a token that did not behave (e.g. no code shown)."""
-
-
-def _firmware() -> None:
-    fw = str(upy.FIRMWARE_DIR)
-    if fw not in sys.path:
-        sys.path.insert(0, fw)
 
 
 @dataclass
@@ -243,14 +236,7 @@ def _run_shards(p: Params, folder: Path, jobs: int, progress: Callable[[float], 
 
 def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
     """Simulate the tokens ``indexes`` against one fresh issuer database in ``folder``."""
-    _firmware()
-    import app as fw_app
-    import config as fw_config
-    import ds3231
     import paycode
-    import pcf8563
-    from sim import rtc as rtc_mod
-    from sim.bus import I2CBus
     from sqlalchemy import select
 
     from paytoken.backend.crypto import Keyring
@@ -258,6 +244,12 @@ def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
     from paytoken.backend.models import Token
     from paytoken.backend.service import Backend
     from paytoken.backend.verify import Policy
+
+    # the firmware's own modules, under private names (paytoken.fwload)
+    fw_app, fw_config = fwload.module("app"), fwload.module("config")
+    ds3231, pcf8563 = fwload.module("ds3231"), fwload.module("pcf8563")
+    rtc_mod = fwload.module("sim.rtc")
+    I2CBus = fwload.module("sim.bus").I2CBus  # noqa: N806 (a class)
 
     engine = make_engine(str(Path(folder) / "year.db"))
     migrate(engine)
