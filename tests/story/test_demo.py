@@ -9,6 +9,8 @@ audit chain verifies, and no secret appears in the output, the logs or the repor
 from __future__ import annotations
 
 import base64
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -52,6 +54,9 @@ def test_demo_ends_by_telling_where_the_pages_are(demo_run) -> None:
         assert f"http://127.0.0.1:8080/{page}" in end
         assert str(out / key) in end
     assert f"paytoken serve --db {out}/paytoken.db --master-key-file {out}/master.key" in end
+    # the printed command runs as it is: its paytoken is on PATH or a path to the venv's
+    cmd = next(ln.split()[0] for ln in end.splitlines() if " serve --db " in ln)
+    assert shutil.which(cmd) or os.access(cmd, os.X_OK), cmd
     assert "docs/screens/web-till.png" in end
     # the keys the pages' logins take: a merchant's, an admin's, and an active token's wallet key
     backend = Backend.open(f"sqlite:///{out / 'paytoken.db'}", Keyring.load(out / "master.key"))

@@ -540,13 +540,25 @@ def pages_note(out: Path, port: int = 8080) -> list[str]:
     url = f"http://127.0.0.1:{port}"
     return [
         "The web pages, on this demo's database: start the issuer again with",
-        f"   paytoken serve --db {out}/paytoken.db --master-key-file {out}/master.key --port {port}",
+        f"   {_paytoken_command()} serve --db {out}/paytoken.db --master-key-file {out}/master.key --port {port}",
         "and open",
         f"   the till     {url}/till      log in with the merchant key in {out}/merchant.key",
         f"   the console  {url}/console   log in with the admin key in {out}/admin.key",
         f"   the wallet   {url}/wallet    log in with a demo token's wallet key in {out}/wallet.key",
         "Screenshots: docs/screens/web-till.png, web-console-token.png, web-wallet.png (README.md).",
     ]
+
+
+def _paytoken_command() -> str:
+    """The ``paytoken`` to type: the one beside this interpreter (the venv's), relative to
+    the working folder when inside it, so the printed command runs as it is."""
+    exe = Path(sys.executable).with_name("paytoken")
+    if not exe.exists() or shutil.which("paytoken") == str(exe):
+        return "paytoken"
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
 
 
 @contextmanager
