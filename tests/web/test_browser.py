@@ -13,6 +13,10 @@ from stdnum import damm as stdnum_damm
 
 from .site import DRIFT_TOKEN, SPARE_TOKEN, TILL_TOKEN
 
+# The tests of this file share one server and browser page and run in order (the refund
+# refunds the payment the scan made): one xdist worker runs them all (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("web-till")
+
 
 def _count(site, table, *where) -> int:
     with site.backend.engine.connect() as c:

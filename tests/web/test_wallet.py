@@ -18,6 +18,10 @@ from stdnum import damm
 from .site import WALLET_TOKEN
 from .test_browser import _login, _scan
 
+# The tests of this file share one server and browser page and run in order (the refund
+# refunds the payment the scan made): one xdist worker runs them all (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("web-wallet")
+
 
 @pytest.fixture(scope="module")
 def phone(site, chromium):
