@@ -95,12 +95,13 @@ def _mul(a, b):
 
 
 def _pop(v):
-    # set bits of a non-negative int
-    c = 0
-    while v:
-        v &= v - 1
-        c += 1
-    return c
+    # set bits of a word below 2^28 (the symbol's rows and columns are 25 bits at
+    # most): SWAR in a fixed dozen operations, every intermediate a small int
+    v -= (v >> 1) & 0x5555555
+    v = (v & 0x3333333) + ((v >> 2) & 0x3333333)
+    v = (v + (v >> 4)) & 0xF0F0F0F
+    v += v >> 8
+    return (v + (v >> 16)) & 0x3F
 
 
 def _data_row(y, n, version):
