@@ -119,7 +119,7 @@ function takeHost(size) {
   return out;
 }
 let board = null;
-process.stdin.on('data', (d) => { hostQueue.push(new Uint8Array(d)); hostQueued += d.length; if (board) board.flushHost(); });
+process.stdin.on('data', (d) => { hostQueue.push(new Uint8Array(d)); hostQueued += d.length; if (board) board.flushHost(); kick(); });
 process.stdin.on('end', () => shutdown(0));
 
 // ---------- statistics (over all boots of this process) ----------
@@ -352,11 +352,13 @@ function createBoard(reason) {
         if (board) board.refreshPin(Number(a));
       } else if (cmd === 'stats') emit('S ' + JSON.stringify(stats()));
     }
+    kick();
   }).on('end', () => shutdown(0));
 }
 
 // ---------- run loop (6) ----------
-let lastWall = performance.now(), stopped = false;
+let lastWall = performance.now(), stopped = false, idleTimer = null;
+const IDLE_MS = 20;
 function runBatch() {
   if (stopped) return;
   const b = board, { core, clock, mcu } = b;
@@ -385,7 +387,20 @@ function runBatch() {
     }
     if (performance.now() - t0 > 20) break;
   }
-  if (idle) setTimeout(runBatch, 1); else setImmediate(runBatch);
+  if (idle) {
+    // Asleep (WFI/WFE): wait for the next alarm in wall time, at most IDLE_MS, instead of
+    // a 1 ms poll (a thousand wake-ups a second of an idle chip); host bytes and the
+    // supervisor's commands wake the loop at once (kick).
+    const n = clock.nanosToNextAlarm;
+    const ms = cfg.fastIdle || n <= 0 ? IDLE_MS : Math.max(1, Math.min(IDLE_MS, Math.floor(n / 1e6)));
+    idleTimer = setTimeout(() => { idleTimer = null; runBatch(); }, ms);
+  } else setImmediate(runBatch);
+}
+function kick() {
+  if (idleTimer === null) return;
+  clearTimeout(idleTimer);
+  idleTimer = null;
+  setImmediate(runBatch);
 }
 function stats() {
   return { boots, emu_ns: Math.round(emuNanos()), cycles, idle_ns: Math.round(idleNanos),
