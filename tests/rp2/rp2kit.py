@@ -8,15 +8,18 @@ emulator is powered off or between its writes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from paytoken import upy, vhw
+from paytoken import rp2image, upy, vhw
 from paytoken.vdev import rp2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vdev"))
@@ -25,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "station"))
 from vdevkit import MPREMOTE, VTok, start_vdev  # noqa: E402
 
 __all__ = ("MPREMOTE", "VTok", "require", "start_pico", "read_file", "write_file", "token_config",
-           "fwconfig", "wait_for", "cli", "serve", "ready", "panel_code")
+           "fwconfig", "wait_for", "cli", "serve", "ready", "panel_code", "release_image",
+           "provisioned_pico", "offline_config")
 
 _spec = importlib.util.spec_from_file_location("fwconfig_rp2", upy.FIRMWARE_DIR / "config.py")
 fwconfig = importlib.util.module_from_spec(_spec)
@@ -47,6 +51,18 @@ def require() -> None:
 def start_pico(flash: Path, *args: str, board: str = "pico") -> VTok:
     require()
     return start_vdev(flash, "--board", board, *args)
+
+
+def release_image() -> rp2image.Image:
+    """The frozen release image (``make firmware``; cached by content, so built at most
+    once a run). Without the materials: skip, naming them; in CI (CI=true) fail."""
+    require()
+    try:
+        return rp2image.build_image("pico", log=lambda m: print(m, flush=True))
+    except rp2image.MaterialsMissing as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI: {e}")
+        pytest.skip(str(e))
 
 
 def _lfs(flash: Path):
@@ -114,6 +130,45 @@ def token_config(flash: Path) -> dict | None:
         p = Path(d) / "paytoken.cfg"
         p.write_bytes(data)
         return fwconfig.load(str(p))
+
+
+def offline_config(tok: VTok) -> dict | None:
+    """The token's config read off its flash with the chip off, then powered again: a
+    locked token records each new 30 s step on its flash, and a snapshot taken during
+    that write may be torn."""
+    vhw.power_off(tok.hw)
+    wait_for(lambda: tok.child_pid() is None, 20, "the emulator stops on power-off")
+    cfg = token_config(tok.flash)
+    vhw.power_on(tok.hw)
+    return cfg
+
+
+@contextlib.contextmanager
+def provisioned_pico(d: Path, *, burn_in: int, image: rp2image.Image | None = None) -> Iterator[dict]:
+    """The factory's path on one emulated Pico, through the CLI: the stock MicroPython
+    (or ``image`` flashed, nothing to copy) gets ``paytoken deploy`` and ``paytoken
+    provision --burn-in`` (locked), beside a served issuer database. Yields ``tok``,
+    ``iss``, ``url``, ``deploy`` and ``report`` (the CLIs' JSON), ``out`` (provision's
+    output), ``cfg`` (the token's config off its flash), ``dir``, ``image``; stops both."""
+    from stationkit import new_issuer
+
+    tok = start_pico(d / "tok", *(("--image", str(image.path)) if image else ()))
+    iss = new_issuer(f"sqlite:///{d / 'issuer.db'}", d)
+    srv = serve(iss, d)  # starts while the token is deployed
+    try:
+        r = cli("deploy", "--port", tok.port, "--board", "pico", "--json", "--timeout", "90")
+        assert r.returncode == 0, r.stdout + r.stderr
+        dep = json.loads(r.stdout)
+        r = cli("provision", "--port", tok.port, "--board", "pico", "--burn-in", str(burn_in), "--json",
+                "--report-dir", str(d / "reports"), "--timeout", "90", env=iss.env())
+        assert r.returncode == 0, r.stdout + r.stderr
+        cfg = offline_config(tok)
+        srv.wait()
+        yield {"tok": tok, "iss": iss, "url": srv.url, "deploy": dep, "report": json.loads(r.stdout)[0],
+               "out": r.stdout + r.stderr, "cfg": cfg, "dir": d, "image": image}
+    finally:
+        srv.close()
+        tok.stop()
 
 
 def save_config(tok: VTok, cfg: dict) -> None:

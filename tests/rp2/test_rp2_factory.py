@@ -15,8 +15,8 @@ import pytest
 from paytoken import vhw
 from paytoken.station import ops
 from paytoken.station.transport import Device
-from rp2kit import cli, panel_code, read_file, ready, save_config, serve, start_pico, token_config
-from stationkit import assert_no_secret, new_issuer
+from rp2kit import cli, panel_code, provisioned_pico, read_file, ready, save_config, token_config
+from stationkit import assert_no_secret
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,25 +30,8 @@ run = cli
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A provisioned, locked emulated Pico and a served issuer database."""
-    d = tmp_path_factory.mktemp("rp2factory")
-    tok = start_pico(d / "tok")
-    iss = new_issuer(f"sqlite:///{d / 'issuer.db'}", d)
-    srv = serve(iss, d)
-    try:
-        r = run("deploy", "--port", tok.port, "--board", "pico", "--json", "--timeout", "90")
-        assert r.returncode == 0, r.stdout + r.stderr
-        dep = json.loads(r.stdout)
-        r = run("provision", "--port", tok.port, "--board", "pico", "--burn-in", "3", "--json",
-                "--report-dir", str(d / "reports"), "--timeout", "90", env=iss.env())
-        assert r.returncode == 0, r.stdout + r.stderr
-        reps = json.loads(r.stdout)
-        cfg = token_config(tok.flash)
-        srv.wait()
-        yield {"tok": tok, "iss": iss, "url": srv.url, "deploy": dep, "report": reps[0], "dir": d,
-               "cfg": cfg, "provision_out": r.stdout + r.stderr}
-    finally:
-        srv.close()
-        tok.stop()
+    with provisioned_pico(tmp_path_factory.mktemp("rp2factory"), burn_in=3) as w:
+        yield w
 
 
 def test_deployed_as_armv6m_and_provisioned_locked(world) -> None:
@@ -60,10 +43,10 @@ def test_deployed_as_armv6m_and_provisioned_locked(world) -> None:
     assert read_file(tok.flash, "/app.mpy")[:1] == b"M"  # .mpy (bytecode: no arch in its header)
     assert rep["status"] == "provisioned", rep
     assert rep["burn_in_s"] == 3 and rep["ppm_measured"] is not None
-    cfg = token_config(tok.flash)  # read from the emulated flash's littlefs
+    cfg = world["cfg"]  # read from the emulated flash's littlefs (chip off)
     assert cfg["locked"] is True and cfg["token_id"] == rep["token_id"]
     assert world["iss"].secret_of(rep["token_id"]) == cfg["secret"]
-    assert_no_secret([cfg["secret"], cfg["sync_key"]], world["provision_out"],
+    assert_no_secret([cfg["secret"], cfg["sync_key"]], world["out"],
                      paths=[world["dir"] / "reports"])
     with Device(tok.port, timeout=90) as dev:
         assert not ops.repl_open(dev)  # locked: Ctrl-C and raw REPL get no REPL

@@ -7,15 +7,14 @@ no REPL to Ctrl-C or raw-REPL bytes."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from paytoken import rp2image, vhw
+from paytoken import vhw
 from paytoken.station import ops
 from paytoken.station.transport import Device
-from rp2kit import cli, panel_code, require, serve, start_pico, token_config, wait_for
-from stationkit import assert_no_secret, new_issuer
+from rp2kit import cli, panel_code, provisioned_pico, release_image
+from stationkit import assert_no_secret
 
 # one emulated token for the module, on one xdist worker (--dist loadgroup)
 pytestmark = [pytest.mark.xdist_group("rp2frozen"), pytest.mark.timeout(1800)]
@@ -24,36 +23,9 @@ pytestmark = [pytest.mark.xdist_group("rp2frozen"), pytest.mark.timeout(1800)]
 @pytest.fixture(scope="module")
 def frozen(tmp_path_factory):
     """A Pico flashed with the release image, provisioned and locked, and a served issuer."""
-    require()
-    try:
-        image = rp2image.build_image("pico", log=lambda m: print(m, flush=True))  # cached
-    except rp2image.MaterialsMissing as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI: {e}")
-        pytest.skip(str(e))
-    d = tmp_path_factory.mktemp("rp2frozen")
-    tok = start_pico(d / "tok", "--image", str(image.path))
-    iss = new_issuer(f"sqlite:///{d / 'issuer.db'}", d)
-    srv = serve(iss, d)
-    try:
-        r = cli("deploy", "--port", tok.port, "--board", "pico", "--json", "--timeout", "90")
-        assert r.returncode == 0, r.stdout + r.stderr
-        dep = json.loads(r.stdout)
-        r = cli("provision", "--port", tok.port, "--board", "pico", "--burn-in", "2", "--json",
-                "--report-dir", str(d / "reports"), "--timeout", "90", env=iss.env())
-        assert r.returncode == 0, r.stdout + r.stderr
-        # the config off the flash with the chip off: a locked token records each new
-        # 30 s step there, and a snapshot taken during that write may be torn
-        vhw.power_off(tok.hw)
-        wait_for(lambda: tok.child_pid() is None, 20, "the emulator stops on power-off")
-        cfg = token_config(tok.flash)
-        vhw.power_on(tok.hw)
-        srv.wait()
-        yield {"tok": tok, "iss": iss, "url": srv.url, "image": image, "deploy": dep, "cfg": cfg,
-               "report": json.loads(r.stdout)[0], "out": r.stdout + r.stderr, "dir": d}
-    finally:
-        srv.close()
-        tok.stop()
+    image = release_image()  # make firmware: cached
+    with provisioned_pico(tmp_path_factory.mktemp("rp2frozen"), burn_in=2, image=image) as w:
+        yield w
 
 
 def test_nothing_deployed_provisioned_and_locked(frozen) -> None:
