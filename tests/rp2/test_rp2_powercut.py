@@ -135,6 +135,7 @@ def test_power_cuts_in_deploy_and_provision(tmp_path: Path) -> None:
     seed = int(os.environ.get("PAYTOKEN_SEED", time.time()))
     rng = random.Random(seed)
     log: list[dict] = []
+    t_start = time.monotonic()
     try:
         built = deploy_mod.build(deploy_mod.load_board("pico"))
         for n in range(DEPLOY_CUTS):
@@ -169,7 +170,7 @@ def test_power_cuts_in_deploy_and_provision(tmp_path: Path) -> None:
             assert again == len(built) and set(manifest["files"]) == set(built)
             assert all(hashlib.sha256(built[p]).hexdigest() == h for p, h in manifest["files"].items())
             log.append({"cut": how, "in": "deploy", "file": k, "files_before": done, "temp_left": tmps,
-                        "deploy_failed": bool(err)})
+                        "deploy_failed": bool(err), "at_s": round(time.monotonic() - t_start, 1)})
 
         station = Station(iss.backend, board="pico", timeout=TIMEOUT)
         ids = []
@@ -202,7 +203,8 @@ def test_power_cuts_in_deploy_and_provision(tmp_path: Path) -> None:
                 assert rep.status == "skipped" and rep.token_id == box[0].token_id
             ids.append(rep.token_id)
             log.append({"cut": how, "in": "provision", "drawn": target, "at": at,
-                        "first": box[0].status, "then": rep.status})
+                        "first": box[0].status, "then": rep.status,
+                        "at_s": round(time.monotonic() - t_start, 1)})
         rows = iss.rows()
         assert [r["id"] for r in rows if r["status"] == PENDING] == []  # nothing half-made
         assert {r["id"] for r in rows if r["status"] == ACTIVE} == set(ids)
