@@ -65,7 +65,7 @@ _STAGES = (
     "r.append(('QR encode (1-M, 8 masks scored)', time.ticks_diff(T(), t)))\n"
     "t = T(); tok.disp.fill(0); qr.draw(q, tok.disp, 1, 3, 2, 4); q = None; app.drop('qr')\n"
     "r.append(('QR draw', time.ticks_diff(T(), t)))\n"
-    "t = T(); import ui; u = ui.UI(tok.disp, 128, 64)\n"
+    "t = T(); import ui; u = ui.UI(tok.disp, 128, 64, 30)\n"
     "for i, y in ((0, 2), (8, 19), (16, 36)):\n u._groups(code, i, min(i + 8, 18), 63, y, 1, 2, 6, 4)\n"
     "u._frame(63, 56, 53, 5); u.countdown(17); app.drop('ui', 'font')\n"
     "r.append(('digits and bar (font)', time.ticks_diff(T(), t)))\n"
@@ -73,6 +73,21 @@ _STAGES = (
     "tok.disp._full = True\nt = T(); tok.disp.show()\nr.append(('show (whole frame)', time.ticks_diff(T(), t)))\n"
     "print(repr(r))\n"
 )
+
+
+def _slice_ms() -> int:
+    # the lightsleep slice of fam_rp2040.sleep (min(left, N)), read from the firmware
+    import re
+
+    from paytoken import upy
+
+    m = re.search(r"machine\.lightsleep\(min\(left, (\d+)\)\)", (upy.FIRMWARE_DIR / "fam_rp2040.py").read_text())
+    if not m:
+        raise RuntimeError("fam_rp2040.sleep: no lightsleep slice found")
+    return int(m.group(1))
+
+
+SLICE_MS = _slice_ms()
 
 
 def _decodes(model, png: Path) -> str | None:
@@ -213,13 +228,23 @@ def _measure(what: str, image: Path | None, d: Path) -> list[dict]:
         total = t["total_ns"] / 1e6
         i2c = t["wire_ns"] / 1e6
         idle = t["idle_ns"] / 1e6
-        start = "power-on" if t["kind"] == "power-on" else "a press (asleep on battery)"
+        how = (EMU + f"compute {total - i2c - idle:.1f} ms, I2C wire {i2c:.1f} ms, idle "
+               f"(sleeps, lightsleep slices) {idle:.1f} ms; end = the panel write after "
+               "which zxing-cpp reads the code off the SSD1306 model (trace replay)")
+        if t["kind"] == "power-on":
+            rows.append({"name": f"time from power-on to the code on the panel, {what}", "value": total,
+                         "unit": "ms emulated", "target": "<= 250 ms (frozen image)", "met": total <= 250,
+                         "how": how})
+            continue
+        # Asleep, the board polls the button between lightsleep slices (a GPIO edge
+        # cannot wake a timed lightsleep: its clocks are gated): a press lands anywhere
+        # in a slice, so the worst case waits one whole slice, whatever this run drew.
+        worst = total - idle + SLICE_MS
         rows.append({
-            "name": f"time from {start} to the code on the panel, {what}", "value": total,
-            "unit": "ms emulated", "target": "<= 250 ms (frozen image)", "met": total <= 250,
-            "how": EMU + f"compute {total - i2c - idle:.1f} ms, I2C wire {i2c:.1f} ms, idle "
-                   f"(sleeps, lightsleep slices) {idle:.1f} ms; end = the panel write after "
-                   "which zxing-cpp reads the code off the SSD1306 model (trace replay)"})
+            "name": f"time from a press (asleep on battery) to the code on the panel, worst case, {what}",
+            "value": worst, "unit": "ms emulated", "target": "<= 250 ms (frozen image)", "met": worst <= 250,
+            "how": how + f"; this press waited {idle:.1f} ms for its poll, the worst case one whole "
+                   f"{SLICE_MS} ms lightsleep slice (fam_rp2040.sleep): {total - idle:.1f} + {SLICE_MS} ms"})
     return rows
 
 
