@@ -26,14 +26,14 @@ def _board_consts(name: str) -> dict[str, object]:
 
 
 def test_latch_on_lipo_by_hand() -> None:
-    # One wake: boot 18.3 ms + compute 197.6 + 358.8 ms (measured on the emulated Pico,
+    # One wake: boot 27.8 ms + compute 186.5 + 346.8 ms (measured on the emulated Pico,
     # frozen image) + I2C 1304 bytes x 9 / 400 kHz at 20 mA;
     # napping at 1.5 mA for the rest of 20 s after the boot; the panel 10 mA for 20 s; the
     # DS3231 on VCC (0.11 mA) and the switch on (0.5 µA) for the whole time on, the DS3231
     # 0.2 - 0.11 mA more while the bus runs. Off: 10 nA + 0.84 µA for the rest of the day.
     i2c = 1304 * 9 / 400_000
-    busy = (18.3 + 197.6 + 358.8) / 1000 + i2c
-    on = 20 + 0.0183
+    busy = (27.8 + 186.5 + 346.8) / 1000 + i2c
+    on = 20 + 0.0278
     wake = 20 * busy + 1.5 * (on - busy) + 10 * 20 + (0.11 + 0.0005) * on + (0.2 - 0.11) * i2c
     off_ma = 0.00001 + 0.00084
     day = 10 * wake / 3600 + off_ma * (86400 - 10 * on) / 3600
@@ -79,7 +79,7 @@ def test_the_measured_times_seam() -> None:
     fast = b.latch_estimate(10, b.LATCH_BATTERIES["lipo150"], measured)
     slow = b.latch_estimate(10, b.LATCH_BATTERIES["lipo150"])
     assert fast.busy_ms < slow.busy_ms and fast.days > slow.days
-    assert b.latch_time_to_code_ms(measured) == pytest.approx(18.3 + 60 + 1080 * 9 / 400)
+    assert b.latch_time_to_code_ms(measured) == pytest.approx(27.8 + 60 + 1080 * 9 / 400)
     with pytest.raises(ValueError):
         b.latch_estimate(-1, b.LATCH_BATTERIES["cr2032"])
 

@@ -121,15 +121,15 @@ class Time:
 # costs, no XIP flash cache or wait-state model, the I2C wire apart (counted below from
 # the bytes at 400 kHz). Run 2026-12-01; re-run `make bench` and copy its figures here.
 _EMU = ("emulated Pico (rp2040js 1.4.1: cycles ÷ 125 MHz, no flash-cache model), frozen image "
-        "pico-512c54250d9ac7a9, `make bench` (bench_rp2.py) 2026-12-01")
+        "pico-52e22e06ecd3ab71, `make bench` (bench_rp2.py) 2026-12-01")
 RP2040_TIMES = {
-    "boot": Time(18.3, "power-up to the first frame's start: the power-on to the code's compute "
-                 "(215.9 ms, I2C excluded) minus one Token.wake's (197.6 ms); " + _EMU
+    "boot": Time(27.8, "power-up to the first frame's start: the power-on to the code's compute "
+                 "(214.3 ms, I2C excluded) minus one Token.wake's (186.5 ms); " + _EMU
                  + "; the crystal's and the regulator's start-up not modelled"),
-    "first_frame": Time(197.6, "Token.wake (config, clock, code, QR, draw), I2C excluded, best of 3; "
+    "first_frame": Time(186.5, "Token.wake (config, clock, code, QR, draw), I2C excluded, best of 3; "
                         + _EMU),
-    "wake_compute": Time(197.6 + 358.8, "the first frame (197.6 ms) and 19 countdown ticks, one "
-                         "of them a new code (358.8 ms), I2C excluded; " + _EMU),
+    "wake_compute": Time(186.5 + 346.8, "the first frame (186.5 ms) and 19 countdown ticks, one "
+                         "of them a new code (346.8 ms), I2C excluded; " + _EMU),
 }
 
 # Compute of MicroPython on the MCU against the x86-64 unix port. The RP2040's is the
