@@ -44,7 +44,7 @@ STOCK_UF2 = "RPI_PICO-v1.28.0.uf2"
 BOOTROM = "rp2040-bootrom-b1.bin"
 STATS = "emu.json"  # the emulator's counters, written on SIGUSR2 (stats())
 PRESS_MS = 120  # a press holds the button pin low this long (emulated milliseconds)
-_POLL = 0.1  # power, button and USB files read ten times a second (at 0.05 s an idle token's supervisor took 4 % of a core)
+_POLL = 0.1  # power, button and USB files, ten times a second (idle: 0.55 % of a core, 0.8 % at 0.05 s)
 _MAX_BUF = 1 << 16
 
 
