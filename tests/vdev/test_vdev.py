@@ -11,6 +11,7 @@ import pytest
 import serial
 from mpremote.transport_serial import SerialTransport
 from paytoken import vhw
+from paytoken.station import ops
 from paytoken.station.transport import Device, DeviceError
 from paytoken.vdev.supervisor import sigint_installed
 from vdevkit import mpremote, paytoken, start_vdev
@@ -249,6 +250,43 @@ def test_locked_token_line_protocol_never_killed_by_ctrl_c(vdevs, tmp_path: Path
         assert dev.line("HELLO") == "ERR unknown command"
         with pytest.raises(DeviceError, match="raw REPL.*locked token"):
             dev.eval("1", timeout=3)
+
+
+def test_a_slow_token_s_stale_replies_never_cost_the_nonce(vdevs, tmp_path: Path) -> None:
+    # A token slower than the transport's quiet gap still answers stale input (here a
+    # line of junk) after our CHALLENGE went out. The station must skip that answer and
+    # wait for its own, never send CHALLENGE twice: a second one would replace the
+    # nonce the first reply carries, and the MAC over it would be refused ("bad mac").
+    flash = tmp_path / "tok"
+    flash.mkdir()
+    (flash / "main.py").write_text(
+        "import micropython, sys, time\n"
+        "micropython.kbd_intr(-1)\n"
+        "n = 0\n"
+        "while True:\n"
+        " l = sys.stdin.readline()\n"
+        " if not l: break\n"
+        " l = l.strip()\n"
+        " if not l: continue\n"
+        " time.sleep(0.4)\n"
+        " if l[:5] == 'SYNC ': print('OK ' + l[5:])\n"
+        " elif l == 'INFO': print('OK id=00000001 locked=1')\n"
+        " elif l == 'CHALLENGE':\n"
+        "  n += 1\n"
+        "  print('OK %016x' % n)\n"
+        " elif l == 'COUNT': print('OK count=%d' % n)\n"
+        " else: print('ERR unknown command')\n"
+    )
+    t = vdevs(flash, "--locked")
+    _wait(lambda: t.child_pid() is not None)
+    with Device(t.port, timeout=bound(STEP)) as dev:
+        _sync(dev)
+        dev._ser.write(b"junk\n")  # a client's stale line: its ERR comes after our command
+        nonce = ops.challenge(dev, "check")
+        assert dev.line("COUNT") == "OK count=1"  # one CHALLENGE reached the token
+        assert nonce == "%016x" % 1  # and the nonce is the one it holds
+        dev._ser.write(b"junk\n")
+        assert dev.line("INFO", want=lambda r: r.startswith("OK id=")).startswith("OK id=00000001")
 
 
 def test_exit_is_a_reboot_and_status_66_a_hard_reset(vdevs, tmp_path: Path) -> None:

@@ -132,16 +132,12 @@ def parse_info(reply: str) -> dict[str, str]:
 
 def _ask(dev: Device, cmd: str, good: Callable[[str], bool], timeout: float | None) -> str:
     # A token still answering stale input (a client's REPL attempt, noise) may send
-    # an "ERR ..." for it after ours went out: skip replies that cannot be ours.
-    reply = ""
-    for _ in range(4):
-        try:
-            reply = dev.line(cmd, timeout=timeout)
-        except DeviceError as e:
-            raise OpsError(cmd.split()[0].lower(), str(e)) from None
-        if good(reply):
-            return reply
-    return reply
+    # an "ERR ..." for it after ours went out: the transport skips replies that cannot
+    # be ours and waits for our own, never sending the command twice (transport.line).
+    try:
+        return dev.line(cmd, timeout=timeout, want=good)
+    except DeviceError as e:
+        raise OpsError(cmd.split()[0].lower(), str(e)) from None
 
 
 def info(dev: Device, *, timeout: float | None = None) -> TokenState:

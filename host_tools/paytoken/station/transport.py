@@ -23,6 +23,7 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -333,11 +334,16 @@ class Device:
 
     # ---- the locked line protocol ------------------------------------------------
 
-    def line(self, cmd: str, *, timeout: float | None = None, check: bool = False) -> str:
+    def line(self, cmd: str, *, timeout: float | None = None, check: bool = False,
+             want: Callable[[str], bool] | None = None) -> str:
         """Send one protocol line; return the reply line (``OK ...`` or ``ERR ...``).
 
-        Lines that are neither (noise, a stale frame) are skipped. ``check`` turns an
-        ``ERR`` reply into a ``DeviceError``. Only the verb appears in messages.
+        Lines that are neither (noise, a stale frame) are skipped. ``want``: replies it
+        rejects are a slow token's answers to stale input (a client's REPL attempt, noise)
+        and are skipped too, without sending the command again: a second CHALLENGE would
+        replace the nonce the first reply carries. If only rejected replies come before
+        the timeout, the last of them is returned. ``check`` turns an ``ERR`` reply into
+        a ``DeviceError``. Only the verb appears in messages.
         """
         if "\n" in cmd or "\r" in cmd:
             raise DeviceError(f"{self.port}: line: a command is one line")
@@ -345,6 +351,7 @@ class Device:
         self._raw = False  # whatever the device was in, it now gets a text line
 
         def go() -> str:
+            nonlocal rejected
             ser = self._ser
             # end any partial line left by someone else (its reply, if any, is
             # dropped with the rest of the stale input once the line goes quiet)
@@ -360,14 +367,22 @@ class Device:
             ser.write(cmd.encode() + b"\n")
             buf = b""
             while True:
-                buf += ser.read(1)
+                try:
+                    buf += ser.read(1)
+                except _Expired:
+                    if rejected is None:
+                        raise
+                    return rejected
                 if not buf.endswith(b"\n"):
                     continue
                 text = buf.decode(errors="replace").strip()
                 buf = b""
                 if text == "OK" or text.startswith(("OK ", "ERR ")) or text == "ERR":
-                    return text
+                    if want is None or want(text):
+                        return text
+                    rejected = text
 
+        rejected: str | None = None
         reply = self._call(verb, timeout, go)
         if check and reply.startswith("ERR"):
             raise DeviceError(f"{self.port}: {verb}: {reply}")
