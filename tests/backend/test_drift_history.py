@@ -53,7 +53,7 @@ def test_lock_by_hand_until_unlocked(world):
     w.backend.set_status(42, "revoked", "admin:ops")
     with pytest.raises(BackendError) as e:
         w.backend.lock(42, "admin:ops")
-    assert e.value.status == 409
+    assert e.value.kind == "conflict"
     with pytest.raises(BackendError) as e:
         w.backend.lock(77, "admin:ops")
-    assert e.value.status == 404
+    assert e.value.kind == "not_found"

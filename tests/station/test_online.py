@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from paytoken import scan, vhw
-from paytoken.backend import BackendError
+from paytoken.backend import UNAVAILABLE, BackendError
 from paytoken.backend.models import ACTIVE, AuditLog
 from paytoken.station import ops
 from paytoken.station.online import HttpIssuer
@@ -167,7 +167,7 @@ def test_cut_after_the_lock_is_redone_over_http(tokens, issuer, server, monkeypa
     api = HttpIssuer(url, issuer.admin_key)
 
     def cut(*_a, **_kw) -> None:  # the issuer is gone right after the lock
-        raise BackendError("cannot reach the issuer (ConnectError)", 503)
+        raise BackendError("cannot reach the issuer (ConnectError)", UNAVAILABLE)
 
     monkeypatch.setattr(api, "activate", cut)
     rep = Station(api, board="sim").provision(tok.port)

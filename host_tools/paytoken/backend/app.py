@@ -18,17 +18,25 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, Header, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paytoken import web
-from paytoken.backend import BackendError, factory_api, online_api, operators_api, rules
+from paytoken.backend import (
+    THROTTLED,
+    UNAUTHORIZED,
+    BackendError,
+    factory_api,
+    online_api,
+    operators_api,
+    rules,
+)
+from paytoken.backend.api.errors import backend_error_response, error_name, error_response
 from paytoken.backend.apitypes import JsonInt
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.db import DEFAULT_URL
-from paytoken.backend.service import MAX_AMOUNT, MAX_TOKEN_ID, Backend
+from paytoken.backend.service import Backend
 from paytoken.backend.verify import REASONS, Policy
 
 log = logging.getLogger("paytoken.backend.app")
@@ -40,10 +48,10 @@ ENV_WINDOW = "PAYTOKEN_WINDOW"
 StrictInt = JsonInt
 
 # An amount or limit in minor units (its schema spelled out: pydantic loses it inside ``| None``).
-Minor = Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT),
-                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT})]
+Minor = Annotated[StrictInt, Field(ge=1, le=rules.MAX_AMOUNT),
+                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": rules.MAX_AMOUNT})]
 
-TokenId = Annotated[int, Path(ge=0, le=MAX_TOKEN_ID, description="token id, 0 to 99999999")]
+TokenId = Annotated[int, Path(ge=0, le=rules.MAX_TOKEN_ID, description="token id, 0 to 99999999")]
 PaymentId = Annotated[str, Path(min_length=1, max_length=64, description="payment id (pay_ + 24 hex); "
                                                                          "any other is a 404")]
 
@@ -51,10 +59,10 @@ PaymentId = Annotated[str, Path(min_length=1, max_length=64, description="paymen
 class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: StrictStr = Field(min_length=1, max_length=64, description="the 18-digit payment code")
-    amount: StrictInt = Field(ge=1, le=MAX_AMOUNT, description="integer minor units, e.g. 1250 = 12.50")
-    currency: StrictStr = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. CNY")
+    amount: StrictInt = Field(ge=1, le=rules.MAX_AMOUNT, description="integer minor units, e.g. 1250 = 12.50")
+    currency: StrictStr = Field(pattern=rules.schema(rules.CURRENCY_RE), description="ISO 4217, e.g. CNY")
     merchant_order_id: StrictStr = Field(
-        pattern=r"^[A-Za-z0-9._:/-]{1,64}$", description="your order id; a retry with it is idempotent")
+        pattern=rules.schema(rules.ORDER_ID_RE), description="your order id; a retry with it is idempotent")
 
 
 class ErrorItem(BaseModel):
@@ -99,7 +107,7 @@ class RefundOut(BaseModel):
 
 class NonceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    nonce: StrictStr = Field(pattern=r"^[A-Za-z0-9]{8,64}$", description="the token's CHALLENGE nonce")
+    nonce: StrictStr = Field(pattern=rules.schema(rules.NONCE_RE), description="the token's CHALLENGE nonce")
 
 
 class ClockOffsetIn(BaseModel):
@@ -114,7 +122,7 @@ class TokenSetIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
     limit_per_payment: Minor | None = Field(default=None, description="minor units")
     limit_per_day: Minor | None = Field(default=None, description="minor units")
-    currency: StrictStr = Field(default=None, pattern=r"^[A-Z]{3}$",
+    currency: StrictStr = Field(default=None, pattern=rules.schema(rules.CURRENCY_RE),
                                 description="ISO 4217; changes only while the balance is 0")
 
 
@@ -154,17 +162,6 @@ class TokenOut(BaseModel):
     currency: str | None
 
 
-_ERRORS = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "not_allowed",
-           413: "too_large", 422: "invalid_request", 429: "throttled"}
-
-
-def _error(status: int, error: str, detail, headers: dict | None = None) -> JSONResponse:
-    headers = dict(headers or {})
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers or None)
-
-
 def _err(description: str, headers: dict | None = None) -> dict:
     out = {"model": ErrorOut, "description": description}
     if headers:
@@ -195,6 +192,10 @@ BODY = responses(R400, R413, R422)
 AUTH = responses(R401, R429, R422)
 
 
+class BodyTooLarge(Exception):
+    """A body that grew past MAX_BODY while it was read (HTTP 413)."""
+
+
 class _BodyLimit:
     """Refuse request bodies over MAX_BODY bytes with 413, before any handler runs."""
 
@@ -206,7 +207,8 @@ class _BodyLimit:
             return await self.app(scope, receive, send)
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and (not value.isdigit() or int(value) > MAX_BODY):
-                return await _error(413, "too_large", f"request body over {MAX_BODY} bytes")(scope, receive, send)
+                return await error_response(413, "too_large", f"request body over {MAX_BODY} bytes")(
+                    scope, receive, send)
         seen = 0
 
         async def limited():
@@ -215,7 +217,7 @@ class _BodyLimit:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > MAX_BODY:
-                    raise BackendError(f"request body over {MAX_BODY} bytes", 413)
+                    raise BodyTooLarge(f"request body over {MAX_BODY} bytes")
             return msg
 
         return await self.app(scope, limited, send)
@@ -242,31 +244,33 @@ def create_app(backend: Backend) -> FastAPI:
 
     @app.exception_handler(BackendError)
     async def _backend_error(_req: Request, exc: BackendError):
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        error = _ERRORS.get(exc.status, "refused" if exc.status < 500 else "server_error")
-        return _error(exc.status, error, str(exc), headers)
+        return backend_error_response(exc)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_req: Request, exc: BodyTooLarge):
+        return error_response(413, "too_large", str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(req: Request, exc: StarletteHTTPException):
         # Routing (404, 405) and FastAPI's own body errors ("There was an error parsing the body"),
         # in the API's one error shape.
-        error = _ERRORS.get(exc.status_code, "refused" if exc.status_code < 500 else "server_error")
+        error = error_name(exc.status_code)
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # every method of the path, not just the first route's
             headers["Allow"] = ", ".join(_allowed(app, req.url.path))
-        return _error(exc.status_code, error, str(exc.detail), headers)
+        return error_response(exc.status_code, error, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError):
         # Say what is wrong and where; never echo the input back.
         detail = [{"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg", "invalid")}
                   for e in exc.errors()]
-        return _error(422, "invalid_request", detail)
+        return error_response(422, "invalid_request", detail)
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception):
         log.error("internal error: %s", exc.__class__.__name__)
-        return _error(500, "server_error", "internal error")
+        return error_response(500, "server_error", "internal error")
 
     # ``async def``: a known key is answered from memory, without a thread-pool hop
     # (Backend.auth_merchant); an unknown one costs one indexed lookup on the loop.
@@ -277,9 +281,9 @@ def create_app(backend: Backend) -> FastAPI:
         client = request.client.host if request.client else "-"
         wait = backend.throttled_client(client) or await run_in_threadpool(backend.bad_key, client)
         if wait:
-            raise BackendError(f"too many requests without a valid API key; retry after {wait} s", 429,
+            raise BackendError(f"too many requests without a valid API key; retry after {wait} s", THROTTLED,
                                retry_after=wait)
-        raise BackendError(message, 401)
+        raise BackendError(message, UNAUTHORIZED)
 
     async def merchant(request: Request,
                        cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> int:
@@ -322,7 +326,7 @@ def create_app(backend: Backend) -> FastAPI:
               responses=responses(AUTH, BODY, R404, R409))
     def refund(payment_id: PaymentId, mid: Merchant, body: RefundIn | None = None,
                idempotency_key: Annotated[str, Header(
-                   alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,255}$",
+                   alias="Idempotency-Key", pattern=rules.schema(rules.IDEM_KEY_RE),
                    description="the same key and body give the same answer, refunded once; "
                                "another body with it is a 409. Without it the body is the key")] = None) -> dict:
         return backend.refund(mid, payment_id, body.amount if body else None, idempotency_key)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
-from paytoken.backend import BackendError, audit
+from paytoken.backend import CONFLICT, INVALID, NOT_FOUND, BackendError, audit, rules
 from paytoken.backend.crypto import hash_api_key, new_api_key
 from paytoken.backend.models import (
     ACTIVE,
@@ -53,8 +53,6 @@ if TYPE_CHECKING:  # the Backend is passed in; this module never builds one
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-MAX_TOKEN_ID = 99_999_999
-MAX_AMOUNT = 10**12
 PAYMENT_STATUSES = ("succeeded", "refused", "refunded")  # refunded: succeeded, refunded > 0
 EXPORT_FORMATS = ("csv", "jsonl")
 EXPORT_COLUMNS = ("kind", "id", "payment_id", "merchant_id", "merchant", "merchant_order_id", "token_id",
@@ -69,7 +67,6 @@ _m = Merchant.__table__
 _ad = Admin.__table__
 _j = Adjustment.__table__
 
-_REASON = re.compile(r"\A[^\x00-\x1f\x7f]{1,200}\Z")
 _CURSOR = re.compile(r"\A(\d{1,19}):([A-Za-z0-9_]{1,40})\Z")
 _DAY = re.compile(r"\A(\d{4})-(\d{2})-(\d{2})\Z")
 _ISO_OFFSET = re.compile(r"([zZ]|[+-]\d{2}:?\d{2})\Z")
@@ -90,23 +87,23 @@ def utc_seconds(text: str | int, what: str = "time") -> int:
     """UTC seconds from Unix seconds or ISO-8601 with ``Z`` or an offset (never local time)."""
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0:
-            raise BackendError(f"{what}: time before 1970 is not supported", 422)
+            raise BackendError(f"{what}: time before 1970 is not supported", INVALID)
         return text
     s = str(text).strip()
     if re.fullmatch(r"\d{1,12}", s):
         return int(s)
     if not _ISO_OFFSET.search(s):
         raise BackendError(f"{what} {s!r}: give Unix seconds or ISO-8601 with Z or +hh:mm "
-                           "(local time is never assumed)", 422)
+                           "(local time is never assumed)", INVALID)
     try:
         when = dt.datetime.fromisoformat(s[:-1] + "+00:00" if s[-1] in "zZ" else s)
     except ValueError:
-        raise BackendError(f"{what} {s!r}: not Unix seconds or an ISO-8601 time", 422) from None
+        raise BackendError(f"{what} {s!r}: not Unix seconds or an ISO-8601 time", INVALID) from None
     if when.tzinfo is None:
-        raise BackendError(f"{what} {s!r}: an ISO-8601 time needs a UTC offset (Z or +hh:mm)", 422)
+        raise BackendError(f"{what} {s!r}: an ISO-8601 time needs a UTC offset (Z or +hh:mm)", INVALID)
     t = int(when.timestamp())
     if t < 0:
-        raise BackendError(f"{what}: time before 1970 is not supported", 422)
+        raise BackendError(f"{what}: time before 1970 is not supported", INVALID)
     return t
 
 
@@ -121,13 +118,13 @@ def day_range(day: str) -> tuple[int, int]:
     """``YYYY-MM-DD`` (a UTC day) as [start, end) in UTC seconds."""
     m = _DAY.match(day or "")
     if not m:
-        raise BackendError(f"day {day!r}: give a UTC date as YYYY-MM-DD", 422)
+        raise BackendError(f"day {day!r}: give a UTC date as YYYY-MM-DD", INVALID)
     try:
         d = dt.date(int(m[1]), int(m[2]), int(m[3]))
     except ValueError:
-        raise BackendError(f"day {day!r} is not a calendar date", 422) from None
+        raise BackendError(f"day {day!r} is not a calendar date", INVALID) from None
     if d.year < 1970:
-        raise BackendError(f"day {day!r}: before 1970 is not supported", 422)
+        raise BackendError(f"day {day!r}: before 1970 is not supported", INVALID)
     start = int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc).timestamp())
     return start, start + 86400
 
@@ -136,7 +133,7 @@ def _limit(limit: int | None) -> int:
     if limit is None:
         return DEFAULT_PAGE
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise BackendError(f"limit must be 1 to {MAX_PAGE}", 422)
+        raise BackendError(f"limit must be 1 to {MAX_PAGE}", INVALID)
     return limit
 
 
@@ -145,7 +142,7 @@ def _cursor(after: str | None) -> tuple[int, str] | None:
         return None
     m = _CURSOR.match(after)
     if not m:
-        raise BackendError("after must be a cursor from a previous page (seconds:id)", 422)
+        raise BackendError("after must be a cursor from a previous page (seconds:id)", INVALID)
     return int(m[1]), m[2]
 
 
@@ -155,21 +152,9 @@ def _after(created, ident, cur: tuple[int, str] | None):
     return or_(created > cur[0], and_(created == cur[0], ident > cur[1]))
 
 
-def _token_id(token_id: object) -> int:
-    if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id <= MAX_TOKEN_ID:
-        raise BackendError(f"token id must be an integer 0 to {MAX_TOKEN_ID}", 422)
-    return token_id
-
-
-def _amount(amount: object) -> int:
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:
-        raise BackendError(f"amount must be an integer 1 to {MAX_AMOUNT} minor units", 422)
-    return amount
-
-
 def _range(since: int | None, until: int | None) -> None:
     if since is not None and until is not None and until <= since:
-        raise BackendError("until must be after since", 422)
+        raise BackendError("until must be after since", INVALID)
 
 
 # ---- merchants --------------------------------------------------------------------------------
@@ -185,7 +170,7 @@ def _merchant_row(conn: Connection, merchant: str | int):
         cond = _m.c.name == merchant
     row = conn.execute(select(_m.c.id, _m.c.name, _m.c.created_at, _m.c.revoked_at).where(cond)).first()
     if row is None:
-        raise BackendError(f"no merchant {merchant!r}", 404)
+        raise BackendError(f"no merchant {merchant!r}", NOT_FOUND)
     return row
 
 
@@ -215,7 +200,7 @@ def revoke_merchant(backend: Backend, merchant: str | int, actor: str) -> dict:
         row = _merchant_row(conn, merchant)
         res = conn.execute(update(_m).where(_m.c.id == row.id, _m.c.revoked_at.is_(None)).values(revoked_at=now))
         if res.rowcount != 1:
-            raise BackendError(f"merchant {row.name!r} is already revoked", 409)
+            raise BackendError(f"merchant {row.name!r} is already revoked", CONFLICT)
         audit.append(conn, now, actor, "MERCHANT_REVOKE", None, {"merchant_id": row.id})
         row = _merchant_row(conn, row.id)
     backend.forget_merchant_keys()
@@ -231,7 +216,7 @@ def rotate_merchant_key(backend: Backend, merchant: str | int, actor: str) -> di
         res = conn.execute(update(_m).where(_m.c.id == row.id, _m.c.revoked_at.is_(None))
                            .values(api_key_hash=hash_api_key(key)))
         if res.rowcount != 1:
-            raise BackendError(f"merchant {row.name!r} is revoked; its key cannot be rotated", 409)
+            raise BackendError(f"merchant {row.name!r} is revoked; its key cannot be rotated", CONFLICT)
         audit.append(conn, now, actor, "MERCHANT_KEY_ROTATE", None, {"merchant_id": row.id})
     backend.forget_merchant_keys()
     return {"merchant_id": row.id, "name": row.name, "api_key": key}
@@ -259,9 +244,9 @@ def remove_admin(backend: Backend, name: str, actor: str) -> dict:
         rows = conn.execute(select(_ad.c.id, _ad.c.name).order_by(_ad.c.id).with_for_update()).all()
         target = [r for r in rows if r.name == name]
         if not target:
-            raise BackendError(f"no admin {name!r}", 404)
+            raise BackendError(f"no admin {name!r}", NOT_FOUND)
         if len(rows) <= 1:
-            raise BackendError(f"{name!r} is the last admin; add another before removing it", 409)
+            raise BackendError(f"{name!r} is the last admin; add another before removing it", CONFLICT)
         conn.execute(_ad.delete().where(_ad.c.id == target[0].id))
         audit.append(conn, now, actor, "ADMIN_REMOVE", None, {"name": name})
     return {"name": name, "removed": True, "admins_left": len(rows) - 1}
@@ -303,17 +288,17 @@ def retire_scheme(backend: Backend, prefix: str, actor: str, close: bool = False
     with backend.engine.begin() as conn:
         row = conn.execute(select(_s.c.prefix, _s.c.retired_at, _s.c.closed_at).where(_s.c.prefix == prefix)).first()
         if row is None:
-            raise BackendError(f"no scheme {prefix!r}", 404)
+            raise BackendError(f"no scheme {prefix!r}", NOT_FOUND)
         if row.closed_at is not None:
-            raise BackendError(f"scheme {prefix} is already closed", 409)
+            raise BackendError(f"scheme {prefix} is already closed", CONFLICT)
         if row.retired_at is not None and not close:
-            raise BackendError(f"scheme {prefix} is already retired", 409)
+            raise BackendError(f"scheme {prefix} is already retired", CONFLICT)
         if close:
             users = conn.execute(select(func.count()).select_from(_t).where(
                 _t.c.status.in_((ACTIVE, LOCKED)), or_(_t.c.prefix == prefix, _t.c.prev_prefix == prefix))).scalar()
             if users:
                 raise BackendError(f"{users} tokens still use scheme {prefix}: move them "
-                                   "(paytoken update --prefix ...) or revoke them first", 409)
+                                   "(paytoken update --prefix ...) or revoke them first", CONFLICT)
         values = {"closed_at": now} if close else {}
         if row.retired_at is None:
             values["retired_at"] = now
@@ -329,7 +314,7 @@ def require_open_scheme(conn: Connection, prefix: str) -> None:
     """BackendError(409) when ``prefix`` is retired (the activation path calls it)."""
     retired = conn.execute(select(_s.c.retired_at).where(_s.c.prefix == prefix)).scalar()
     if retired is not None:
-        raise BackendError(f"scheme {prefix} is retired: activate new tokens under a newer prefix", 409)
+        raise BackendError(f"scheme {prefix} is retired: activate new tokens under a newer prefix", CONFLICT)
 
 
 # ---- tokens -------------------------------------------------------------------------------------
@@ -340,9 +325,9 @@ def list_tokens(backend: Backend, status: str | None = None, prefix: str | None 
     """Tokens by id, filtered; ``next`` is the last id when more remain."""
     n = _limit(limit)
     if status is not None and status not in STATUSES:
-        raise BackendError(f"status must be one of {', '.join(STATUSES)}", 422)
+        raise BackendError(f"status must be one of {', '.join(STATUSES)}", INVALID)
     if prefix is not None and not re.fullmatch(r"\d{2}", prefix):
-        raise BackendError("prefix must be two digits", 422)
+        raise BackendError("prefix must be two digits", INVALID)
     q = select(_t, _a.c.balance, _a.c.currency).outerjoin(_a, _a.c.token_id == _t.c.id)
     if status is not None:
         q = q.where(_t.c.status == status)
@@ -351,7 +336,7 @@ def list_tokens(backend: Backend, status: str | None = None, prefix: str | None 
     if currency is not None:
         q = q.where(_a.c.currency == currency)
     if after is not None:
-        q = q.where(_t.c.id > _token_id(after))
+        q = q.where(_t.c.id > rules.check_token_id(after))
     with backend.engine.connect() as conn:
         rows = conn.execute(q.order_by(_t.c.id).limit(n + 1)).all()
     items = [backend._info(r) for r in rows[:n]]
@@ -362,7 +347,7 @@ def drift_history(backend: Backend, token_id: int, limit: int | None = None) -> 
     """A token's drift over time, oldest first, from its last ``limit`` accepted payments:
     ``at`` (UTC s), ``observed_s`` (the offset the code showed: the middle of its step minus
     the time), ``offset_s`` and ``ppm`` (the learned model after it; None before 0007)."""
-    _token_id(token_id)
+    rules.check_token_id(token_id)
     n = _limit(limit)
     q = (select(_p.c.created_at, _p.c.step, _p.c.drift_off, _p.c.drift_ppm)
          .where(_p.c.token_id == token_id, _p.c.step.is_not(None))
@@ -377,12 +362,12 @@ def drift_history(backend: Backend, token_id: int, limit: int | None = None) -> 
 
 
 def show_account(backend: Backend, token_id: int) -> dict:
-    _token_id(token_id)
+    rules.check_token_id(token_id)
     with backend.engine.connect() as conn:
         row = conn.execute(select(_a.c.token_id, _a.c.currency, _a.c.balance, _t.c.status)
                            .join(_t, _t.c.id == _a.c.token_id).where(_a.c.token_id == token_id)).first()
     if row is None:
-        raise BackendError(f"token {token_id} has no account (not activated?)", 404)
+        raise BackendError(f"token {token_id} has no account (not activated?)", NOT_FOUND)
     return {"token_id": row.token_id, "currency": row.currency, "balance": row.balance,
             "status": row.status}
 
@@ -390,12 +375,12 @@ def show_account(backend: Backend, token_id: int) -> dict:
 def adjust(backend: Backend, token_id: int, amount: int, reason: str, actor: str) -> dict:
     """Credit (amount > 0) or debit (amount < 0) the account, with a reason, audited.
     A debit never takes the balance below 0 (409 instead)."""
-    _token_id(token_id)
+    rules.check_token_id(token_id)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
-        raise BackendError("amount must be a non-zero integer number of minor units", 422)
-    _amount(abs(amount))
-    if not isinstance(reason, str) or not _REASON.match(reason):
-        raise BackendError("reason must be 1 to 200 printable characters", 422)
+        raise BackendError("amount must be a non-zero integer number of minor units", INVALID)
+    rules.check_amount(abs(amount))
+    if not isinstance(reason, str) or not rules.REASON.match(reason):
+        raise BackendError("reason must be 1 to 200 printable characters", INVALID)
     now = backend.now()
     kind = "credit" if amount > 0 else "debit"
     with backend.engine.begin() as conn:
@@ -405,8 +390,8 @@ def adjust(backend: Backend, token_id: int, amount: int, reason: str, actor: str
         if row is None:
             bal = conn.execute(select(_a.c.balance).where(_a.c.token_id == token_id)).scalar()
             if bal is None:
-                raise BackendError(f"token {token_id} has no account (not activated?)", 404)
-            raise BackendError(f"debit of {-amount} exceeds the balance {bal}", 409)
+                raise BackendError(f"token {token_id} has no account (not activated?)", NOT_FOUND)
+            raise BackendError(f"debit of {-amount} exceeds the balance {bal}", CONFLICT)
         aid = "adj_" + secrets.token_hex(12)
         conn.execute(_j.insert().values(id=aid, token_id=token_id, amount=amount, currency=row.currency,
                                         reason=reason, actor=actor, balance=row.balance, created_at=now))
@@ -420,7 +405,7 @@ def history(backend: Backend, token_id: int, since: int | None = None, until: in
             after: str | None = None, limit: int | None = None) -> Page:
     """The account's movements oldest first: credits and debits (with reason and actor),
     payments (negative) and refunds (positive). ``next`` is a cursor when more remain."""
-    _token_id(token_id)
+    rules.check_token_id(token_id)
     n, cur = _limit(limit), _cursor(after)
     _range(since, until)
 
@@ -433,7 +418,7 @@ def history(backend: Backend, token_id: int, since: int | None = None, until: in
 
     with backend.engine.connect() as conn:
         if conn.execute(select(_a.c.token_id).where(_a.c.token_id == token_id)).first() is None:
-            raise BackendError(f"token {token_id} has no account (not activated?)", 404)
+            raise BackendError(f"token {token_id} has no account (not activated?)", NOT_FOUND)
         adj = conn.execute(bounded(select(_j).where(_j.c.token_id == token_id), _j.c.created_at, _j.c.id)).all()
         pays = conn.execute(bounded(
             select(_p, _m.c.name.label("merchant")).join(_m, _m.c.id == _p.c.merchant_id)
@@ -473,13 +458,13 @@ def list_payments(backend: Backend, merchant: str | int | None = None, token_id:
     n, cur = _limit(limit), _cursor(after)
     _range(since, until)
     if status is not None and status not in PAYMENT_STATUSES:
-        raise BackendError(f"status must be one of {', '.join(PAYMENT_STATUSES)}", 422)
+        raise BackendError(f"status must be one of {', '.join(PAYMENT_STATUSES)}", INVALID)
     q = select(_p, _m.c.name.label("merchant")).join(_m, _m.c.id == _p.c.merchant_id)
     with backend.engine.connect() as conn:
         if merchant is not None:
             q = q.where(_p.c.merchant_id == _merchant_row(conn, merchant).id)
         if token_id is not None:
-            q = q.where(_p.c.token_id == _token_id(token_id))
+            q = q.where(_p.c.token_id == rules.check_token_id(token_id))
         if since is not None:
             q = q.where(_p.c.created_at >= since)
         if until is not None:
@@ -510,12 +495,12 @@ def _refunds_query():
 def show_payment(backend: Backend, payment_id: str) -> dict:
     """One payment (any merchant's) with its refunds."""
     if not isinstance(payment_id, str) or not re.fullmatch(r"pay_[0-9a-f]{24}", payment_id):
-        raise BackendError("a payment id is pay_ and 24 hex digits", 422)
+        raise BackendError("a payment id is pay_ and 24 hex digits", INVALID)
     with backend.engine.connect() as conn:
         row = conn.execute(select(_p, _m.c.name.label("merchant")).join(_m, _m.c.id == _p.c.merchant_id)
                            .where(_p.c.id == payment_id)).first()
         if row is None:
-            raise BackendError(f"no payment {payment_id}", 404)
+            raise BackendError(f"no payment {payment_id}", NOT_FOUND)
         refs = conn.execute(_refunds_query().where(_r.c.payment_id == payment_id)
                             .order_by(_r.c.created_at, _r.c.id)).all()
     out = _payment_out(row)
@@ -533,7 +518,7 @@ def list_refunds(backend: Backend, merchant: str | int | None = None, token_id: 
         if merchant is not None:
             q = q.where(_p.c.merchant_id == _merchant_row(conn, merchant).id)
         if token_id is not None:
-            q = q.where(_p.c.token_id == _token_id(token_id))
+            q = q.where(_p.c.token_id == rules.check_token_id(token_id))
         if payment_id is not None:
             q = q.where(_r.c.payment_id == payment_id)
         if since is not None:
@@ -558,7 +543,7 @@ def refund(backend: Backend, payment_id: str, amount: int | None, idempotency_ke
     with backend.engine.connect() as conn:
         row = conn.execute(select(_p.c.merchant_id, _p.c.token_id).where(_p.c.id == payment_id)).first()
     if row is None:
-        raise BackendError(f"no payment {payment_id}", 404)
+        raise BackendError(f"no payment {payment_id}", NOT_FOUND)
     out = backend.refund(row.merchant_id, payment_id, amount, idempotency_key=idempotency_key)
     with backend.engine.begin() as conn:
         audit.append(conn, backend.now(), actor, "OPERATOR_REFUND", row.token_id,
@@ -594,7 +579,7 @@ def export_day(backend: Backend, day: str, fmt: str, merchant: str | int | None 
     consistent snapshot: CSV with a header row, or JSON lines. A refund is its own row on
     the day it was made (positive amount), whatever day its payment was."""
     if fmt not in EXPORT_FORMATS:
-        raise BackendError(f"format must be one of {', '.join(EXPORT_FORMATS)}", 422)
+        raise BackendError(f"format must be one of {', '.join(EXPORT_FORMATS)}", INVALID)
     start, end = day_range(day)
     engine = backend.engine
     # Validate before the first line goes out, so an error is never half an export.

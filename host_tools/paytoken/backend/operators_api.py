@@ -23,14 +23,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from paycode import FORMATS
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
-from paytoken.backend import BackendError, operators
+from paytoken.backend import NOT_FOUND, UNAUTHORIZED, BackendError, operators, rules
 from paytoken.backend.apitypes import JsonInt
 from paytoken.backend.models import STATUSES
 
 # The schema states every constraint the domain (``operators``) checks, so a request the
 # schema admits is never refused as malformed (schemathesis, tests/backend/test_schema.py).
 # Digits are [0-9]: ``\d`` would admit other scripts' digits.
-_PRINTABLE = r"[^\x00-\x1f\x7f]"  # operators._REASON, service._NAME
 _MONTH_DAY = (r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
               r"|02-(?:0[1-9]|1[0-9]|2[0-8]))")
 _LEAP = r"(?:19(?:7[26]|8[048]|9[26])|[2-9][0-9](?:0[48]|[2468][048]|[13579][26])|(?:[2468][048]|[3579][26])00)"
@@ -47,11 +46,11 @@ DAY_RE = rf"^{_date(r'(?:19[7-9][0-9]|[2-9][0-9]{3})')}$"  # operators.day_range
 WHEN_RE = (rf"^(?:[0-9]{{1,12}}|{_date(r'(?:197[1-9]|19[89][0-9]|[2-9][0-9]{3})')}"
            r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]))$")
 PREFIX_RE = r"^(?:1[6-9]|2[0-4]|3[1-9]|[45][0-9]|6[013-9]|[7-9][0-9])$"  # paycode.check_prefix
-NAME_RE = rf"^{_PRINTABLE}{{1,100}}$"
-REASON_RE = rf"^{_PRINTABLE}{{1,200}}$"
+NAME_RE = rules.schema(rules.NAME_RE)
+REASON_RE = rules.schema(rules.REASON_RE)
 CURSOR_RE = r"^[0-9]{1,12}:[A-Za-z0-9_]{1,40}$"  # what a page's ``next`` is (seconds:id)
 
-TokenId = Annotated[int, Path(ge=0, le=operators.MAX_TOKEN_ID, description="token id, 0 to 99999999")]
+TokenId = Annotated[int, Path(ge=0, le=rules.MAX_TOKEN_ID, description="token id, 0 to 99999999")]
 PaymentId = Annotated[str, Path(min_length=1, max_length=64, description="payment id (pay_ + 24 hex); "
                                                                          "any other is a 404")]
 Limit = Annotated[int | None, Query(ge=1, le=operators.MAX_PAGE, description="items per page (default 100)")]
@@ -76,15 +75,15 @@ class SchemeIn(BaseModel):
 
 class AdjustIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: JsonInt = Field(ge=1, le=operators.MAX_AMOUNT, description="integer minor units")
+    amount: JsonInt = Field(ge=1, le=rules.MAX_AMOUNT, description="integer minor units")
     reason: StrictStr = Field(pattern=REASON_RE, description="why, 1 to 200 printable characters: kept in the "
                                                           "history and audit log")
 
 
 class AdminRefundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: Annotated[JsonInt, Field(ge=1, le=operators.MAX_AMOUNT),
-                      WithJsonSchema({"type": "integer", "minimum": 1, "maximum": operators.MAX_AMOUNT})
+    amount: Annotated[JsonInt, Field(ge=1, le=rules.MAX_AMOUNT),
+                      WithJsonSchema({"type": "integer", "minimum": 1, "maximum": rules.MAX_AMOUNT})
                       ] | None = Field(default=None, description="default: all that remains")
     idempotency_key: StrictStr = Field(pattern=r"^[A-Za-z0-9._:/-]{1,64}$",
                                        description="yours, unique per refund: a retry with it is the same refund")
@@ -112,7 +111,7 @@ _PAYMENT_ID = re.compile(r"\Apay_[0-9a-f]{24}\Z")
 def _payment_id(text: str) -> str:
     """As on the merchants' routes: an id that is not a payment id names no payment (404)."""
     if not _PAYMENT_ID.match(text):
-        raise BackendError("no such payment", 404)
+        raise BackendError("no such payment", NOT_FOUND)
     return text
 
 
@@ -125,7 +124,7 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
         def admin(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
             name = backend.auth_admin(cred.credentials) if cred and cred.credentials.isascii() else None
             if name is None:
-                raise BackendError("an admin key is required: Authorization: Bearer <admin key>", 401)
+                raise BackendError("an admin key is required: Authorization: Bearer <admin key>", UNAUTHORIZED)
             return "admin:" + name
 
     Actor = Annotated[str, Depends(admin)]
@@ -183,8 +182,8 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
     @r.get("/tokens")
     def tokens(_a: Actor, status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
                prefix: Annotated[str | None, Query(pattern=r"^[0-9]{2}$")] = None,
-               currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
-               after: Annotated[int | None, Query(ge=0, le=operators.MAX_TOKEN_ID)] = None,
+               currency: Annotated[str | None, Query(pattern=rules.schema(rules.CURRENCY_RE))] = None,
+               after: Annotated[int | None, Query(ge=0, le=rules.MAX_TOKEN_ID)] = None,
                limit: Limit = None) -> dict:
         return _page(operators.list_tokens(backend, status, prefix, currency, after, limit))
 
@@ -213,7 +212,7 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
     # -- payments and refunds --
     @r.get("/payments")
     def payments(_a: Actor, merchant: MerchantQ = None,
-                 token_id: Annotated[int | None, Query(ge=0, le=operators.MAX_TOKEN_ID)] = None,
+                 token_id: Annotated[int | None, Query(ge=0, le=rules.MAX_TOKEN_ID)] = None,
                  since: When = None, until: When = None,
                  status: Literal[operators.PAYMENT_STATUSES] | None = None,  # type: ignore[valid-type]
                  after: After = None, limit: Limit = None) -> dict:
@@ -233,7 +232,7 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
 
     @r.get("/refunds")
     def refunds(_a: Actor, merchant: MerchantQ = None,
-                token_id: Annotated[int | None, Query(ge=0, le=operators.MAX_TOKEN_ID)] = None,
+                token_id: Annotated[int | None, Query(ge=0, le=rules.MAX_TOKEN_ID)] = None,
                 payment_id: Annotated[str | None, Query(pattern=r"^pay_[0-9a-f]{24}$")] = None,
                 since: When = None, until: When = None, after: After = None, limit: Limit = None) -> dict:
         window = _window(since, until)

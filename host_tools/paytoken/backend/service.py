@@ -34,7 +34,21 @@ from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from paytoken.backend import BackendError, audit, codes, online, operators, rules
+from paytoken.backend import (
+    CONFLICT,
+    INVALID,
+    NOT_FOUND,
+    UNAVAILABLE,
+    BackendError,
+    audit,
+    codes,
+    online,
+    operators,
+    rules,
+)
+from paytoken.backend import (
+    THROTTLED as KIND_THROTTLED,
+)
 from paytoken.backend.crypto import Keyring, hash_api_key, new_api_key
 from paytoken.backend.db import make_engine, require_schema
 from paytoken.backend.models import (
@@ -71,15 +85,8 @@ from paytoken.backend.verify import (
 
 log = logging.getLogger("paytoken.backend")
 
-MAX_AMOUNT = 10**12  # minor units; larger amounts are malformed requests
-MAX_TOKEN_ID = 99_999_999
 MERCHANT_CACHE_S = 60.0
 SCHEME_CACHE_S = 10.0  # seconds a server trusts its memory of a scheme's format and closure
-_CURRENCY = re.compile(r"\A[A-Z]{3}\Z")
-_ORDER_ID = re.compile(r"\A[A-Za-z0-9._:/-]{1,64}\Z")
-_NONCE = re.compile(r"\A[A-Za-z0-9]{8,64}\Z")
-_NAME = re.compile(r"\A[^\x00-\x1f\x7f]{1,100}\Z")
-_IDEM_KEY = re.compile(r"\A[\x21-\x7e]{1,255}\Z")
 
 _t = Token.__table__
 _a = Account.__table__
@@ -325,36 +332,6 @@ class Verdict:
         return self.reason is None
 
 
-def _check_amount(amount: object, what: str = "amount") -> int:
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        raise BackendError(f"{what} must be an integer number of minor units", 422)
-    if not 1 <= amount <= MAX_AMOUNT:
-        raise BackendError(f"{what} must be 1 to {MAX_AMOUNT} minor units", 422)
-    return amount
-
-
-def _check_currency(currency: object) -> str:
-    if not isinstance(currency, str) or not _CURRENCY.match(currency):
-        raise BackendError("currency must be three capital letters (ISO 4217), e.g. CNY", 422)
-    return currency
-
-
-def _check_token_id(token_id: object) -> int:
-    if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id <= MAX_TOKEN_ID:
-        raise BackendError(f"token id must be an integer 0 to {MAX_TOKEN_ID}", 422)
-    return token_id
-
-
-def _check_nonce(nonce: object) -> str:
-    if not isinstance(nonce, str) or not _NONCE.match(nonce):
-        raise BackendError("nonce must be 8 to 64 ASCII letters or digits", 422)
-    return nonce
-
-
-def _check_limit(limit: int | None, what: str) -> int | None:
-    return None if limit is None else _check_amount(limit, what)
-
-
 class Backend:
     """The issuer backend over one database. Thread-safe; one per process is enough.
 
@@ -417,20 +394,20 @@ class Backend:
         the issuer's (rules.DEFAULT_*). ``online``: the issuer makes this scheme's codes
         (backend/online.py); no token is activated under it, and it has no code format."""
         if online and fmt != 1:
-            raise BackendError("an online scheme has no code format: the issuer makes its codes", 422)
+            raise BackendError("an online scheme has no code format: the issuer makes its codes", INVALID)
         try:
             paycode.check_prefix(prefix)
             paycode.format_hash(fmt)
         except ValueError as exc:
-            raise BackendError(str(exc), 422) from None
-        _check_limit(limit_per_payment, "limit_per_payment")
-        _check_limit(limit_per_day, "limit_per_day")
+            raise BackendError(str(exc), INVALID) from None
+        rules.check_limit(limit_per_payment, "limit_per_payment")
+        rules.check_limit(limit_per_day, "limit_per_day")
         if currency is not None:
-            _check_currency(currency)
+            rules.check_currency(currency)
         if key is None:
             key = os.urandom(16)
         if len(key) != 16:
-            raise BackendError("a scheme key is 16 bytes (32 hex digits) for AES-128", 422)
+            raise BackendError("a scheme key is 16 bytes (32 hex digits) for AES-128", INVALID)
         enc = self._ring().seal(key, f"scheme:{prefix}")
         try:
             with self.engine.begin() as conn:
@@ -440,7 +417,7 @@ class Backend:
                 audit.append(conn, self.now(), actor, "SCHEME_ADD", None,
                              {"prefix": prefix, "online": bool(online), "format": fmt})
         except IntegrityError:
-            raise BackendError(f"scheme prefix {prefix} already exists", 409) from None
+            raise BackendError(f"scheme prefix {prefix} already exists", CONFLICT) from None
         return key
 
     def _scheme_key(self, conn: Connection, prefix: str) -> bytes | None:
@@ -484,7 +461,7 @@ class Backend:
             row = conn.execute(select(_s.c.limit_per_payment, _s.c.limit_per_day, _s.c.currency)
                                .where(_s.c.prefix == prefix)).first()
         if row is None:
-            raise BackendError(f"no scheme {prefix}", 404)
+            raise BackendError(f"no scheme {prefix}", NOT_FOUND)
         return self._defaults(row)
 
     @staticmethod
@@ -511,7 +488,7 @@ class Backend:
 
         ``drift_ppm``: the token's measured crystal error, if it does not correct it itself
         (the drift model starts from it instead of learning the rate from 0)."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         with self.engine.begin() as conn:
             self._insert_token(conn, token_id, PENDING, actor)
             self._activate(conn, token_id, secret, sync_key, prefix, currency,
@@ -524,7 +501,7 @@ class Backend:
                     id=token_id, status=status, drift=0, drift_s=0, last_step=-1, failures=0,
                     clock_suspect=0, created_at=self.now()))
         except IntegrityError:
-            raise BackendError(f"token {token_id} already exists", 409) from None
+            raise BackendError(f"token {token_id} already exists", CONFLICT) from None
         audit.append(conn, self.now(), actor, "TOKEN_ALLOCATE", token_id, {"status": status})
 
     def allocate_token(self, actor: str = "station", sync_key: bytes | None = None) -> int:
@@ -535,9 +512,9 @@ class Backend:
         never activated (``pending_unlock_mac``).
         """
         if sync_key is not None and (not isinstance(sync_key, bytes) or len(sync_key) < 16):
-            raise BackendError("a sync key must be at least 16 bytes", 422)
+            raise BackendError("a sync key must be at least 16 bytes", INVALID)
         for _ in range(20):
-            token_id = secrets.randbelow(MAX_TOKEN_ID) + 1
+            token_id = secrets.randbelow(rules.MAX_TOKEN_ID) + 1
             try:
                 with self.engine.begin() as conn:
                     self._insert_token(conn, token_id, PENDING, actor)
@@ -546,13 +523,13 @@ class Backend:
                             sync_key_enc=self._ring().seal(sync_key, f"token:{token_id}:sync")))
                 return token_id
             except BackendError as exc:
-                if exc.status != 409:
+                if exc.kind != CONFLICT:
                     raise
-        raise BackendError("could not find a free token id", 503)
+        raise BackendError("could not find a free token id", UNAVAILABLE)
 
     def discard_pending(self, token_id: int, actor: str = "station") -> bool:
         """Remove a ``pending`` record (a provisioning that failed); False if none was."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         with self.engine.begin() as conn:
             res = conn.execute(_t.delete().where(_t.c.id == token_id, _t.c.status == PENDING))
             if res.rowcount != 1:
@@ -563,12 +540,12 @@ class Backend:
     def pending_unlock_mac(self, token_id: int, nonce: str, actor: str = "station") -> str:
         """``sync_mac(sync_key, 'UNLOCK', nonce, token_id)`` for a ``pending`` token that
         holds a sync key: the station's way back into a token locked before activation."""
-        _check_token_id(token_id)
-        _check_nonce(nonce)
+        rules.check_token_id(token_id)
+        rules.check_nonce(nonce)
         with self.engine.begin() as conn:
             row = conn.execute(select(_t.c.status, _t.c.sync_key_enc).where(_t.c.id == token_id)).first()
             if row is None or row.status != PENDING or row.sync_key_enc is None:
-                raise BackendError(f"token {token_id} is not a pending token with a sync key", 409)
+                raise BackendError(f"token {token_id} is not a pending token with a sync key", CONFLICT)
             key = self._ring().open(row.sync_key_enc, f"token:{token_id}:sync")
             audit.append(conn, self.now(), actor, "UNLOCK_AUTH", token_id, {"pending": True})
         return paycode.sync_mac(key, "UNLOCK", nonce, token_id)
@@ -580,7 +557,7 @@ class Backend:
         """Factory last step: store the secret and sync key and mark the token active,
         in one transaction. Only a ``pending`` token can be activated. Currency and limits
         left None are the scheme's defaults; ``drift_ppm`` as in ``add_token``."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         with self.engine.begin() as conn:
             self._activate(conn, token_id, secret, sync_key, prefix, currency,
                            limit_per_payment, limit_per_day, actor, drift_ppm)
@@ -590,19 +567,19 @@ class Backend:
                   limit_per_day: int | None, actor: str, drift_ppm: float | None = None) -> None:
         if drift_ppm is not None and (isinstance(drift_ppm, bool) or not isinstance(drift_ppm, (int, float))
                                       or not abs(drift_ppm) <= 500):
-            raise BackendError("drift_ppm must be a number within ±500 ppm", 422)
+            raise BackendError("drift_ppm must be a number within ±500 ppm", INVALID)
         if not isinstance(secret, bytes) or len(secret) < 16:
-            raise BackendError("a token secret must be at least 16 bytes (RFC 4226 R6)", 422)
+            raise BackendError("a token secret must be at least 16 bytes (RFC 4226 R6)", INVALID)
         if sync_key is None:
             sync_key = os.urandom(20)
         if not isinstance(sync_key, bytes) or len(sync_key) < 16:
-            raise BackendError("a sync key must be at least 16 bytes", 422)
+            raise BackendError("a sync key must be at least 16 bytes", INVALID)
         if currency is not None:
-            _check_currency(currency)
-        _check_limit(limit_per_payment, "limit_per_payment")
-        _check_limit(limit_per_day, "limit_per_day")
+            rules.check_currency(currency)
+        rules.check_limit(limit_per_payment, "limit_per_payment")
+        rules.check_limit(limit_per_day, "limit_per_day")
         if self._scheme_key(conn, prefix) is None:
-            raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 422)
+            raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", INVALID)
         operators.require_open_scheme(conn, prefix)
         online.require_offline(conn, prefix)
         dflt = self._defaults(conn.execute(select(_s.c.limit_per_payment, _s.c.limit_per_day, _s.c.currency)
@@ -620,7 +597,7 @@ class Backend:
                 sync_key_enc=ring.seal(sync_key, f"token:{token_id}:sync"),
                 limit_per_payment=limit_per_payment, limit_per_day=limit_per_day))
         if res.rowcount != 1:
-            raise BackendError(f"token {token_id} is not a pending token", 409)
+            raise BackendError(f"token {token_id} is not a pending token", CONFLICT)
         conn.execute(_a.insert().values(token_id=token_id, currency=currency, balance=0))
         audit.append(conn, self.now(), actor, "TOKEN_ACTIVATE", token_id,
                      {"prefix": prefix, "currency": currency, "limit_per_payment": limit_per_payment,
@@ -628,13 +605,13 @@ class Backend:
 
     def token_info(self, token_id: int) -> dict:
         """Status, drift, last use, limits and balance (never secrets)."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         with self.engine.begin() as conn:
             row = conn.execute(
                 select(_t, _a.c.balance, _a.c.currency)
                 .outerjoin(_a, _a.c.token_id == _t.c.id).where(_t.c.id == token_id)).first()
         if row is None:
-            raise BackendError(f"no token {token_id}", 404)
+            raise BackendError(f"no token {token_id}", NOT_FOUND)
         return self._info(row)
 
     def _info(self, row) -> dict:
@@ -664,18 +641,18 @@ class Backend:
     def set_status(self, token_id: int, status: str, actor: str) -> dict:
         """Revoke (``revoked``) or report ``lost``: final; the token never pays again, and
         its status never changes again (asking for the same one again is a no-op)."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         if status not in (REVOKED, LOST):
-            raise BackendError("status must be revoked or lost", 422)
+            raise BackendError("status must be revoked or lost", INVALID)
         with self.engine.begin() as conn:
             res = conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status.in_((ACTIVE, LOCKED)))
                                .values(status=status))
             if res.rowcount != 1:
                 now = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
                 if now is None or now == PENDING:
-                    raise BackendError(f"no token {token_id}", 404)
+                    raise BackendError(f"no token {token_id}", NOT_FOUND)
                 if now != status:
-                    raise BackendError(f"token {token_id} is {now}; that is final", 409)
+                    raise BackendError(f"token {token_id} is {now}; that is final", CONFLICT)
             else:
                 audit.append(conn, self.now(), actor, "TOKEN_" + status.upper(), token_id, {})
         return self.token_info(token_id)
@@ -684,26 +661,26 @@ class Backend:
         """Change a token's ``limit_per_payment``, ``limit_per_day`` (minor units, None = no
         limit) and ``currency`` (only while its balance is 0: nothing is converted). Keys
         not given stay as they are. Audited."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         unknown = set(changes) - {"limit_per_payment", "limit_per_day", "currency"}
         if unknown:
-            raise BackendError(f"cannot set {', '.join(sorted(unknown))}", 422)
+            raise BackendError(f"cannot set {', '.join(sorted(unknown))}", INVALID)
         if not changes:
-            raise BackendError("nothing to change: give a limit or a currency", 422)
+            raise BackendError("nothing to change: give a limit or a currency", INVALID)
         for k in ("limit_per_payment", "limit_per_day"):
             if k in changes:
-                _check_limit(changes[k], k)
+                rules.check_limit(changes[k], k)
         cur = changes.get("currency")
         if "currency" in changes:
-            _check_currency(cur)
+            rules.check_currency(cur)
         with self.engine.begin() as conn:
             row = conn.execute(select(_t.c.status, _a.c.balance, _a.c.currency)
                                .outerjoin(_a, _a.c.token_id == _t.c.id).where(_t.c.id == token_id)
                                .with_for_update(of=_t)).first()
             if row is None or row.status == PENDING:
-                raise BackendError(f"no token {token_id}", 404)
+                raise BackendError(f"no token {token_id}", NOT_FOUND)
             if row.status in (REVOKED, LOST):
-                raise BackendError(f"token {token_id} is {row.status}", 409)
+                raise BackendError(f"token {token_id} is {row.status}", CONFLICT)
             limits = {k: v for k, v in changes.items() if k != "currency"}
             if limits:
                 conn.execute(update(_t).where(_t.c.id == token_id).values(**limits))
@@ -712,20 +689,20 @@ class Backend:
                                    .values(currency=cur))
                 if res.rowcount != 1:
                     raise BackendError(f"token {token_id} holds {row.balance} {row.currency}: "
-                                       "its currency changes only at balance 0", 409)
+                                       "its currency changes only at balance 0", CONFLICT)
             audit.append(conn, self.now(), actor, "TOKEN_SET", token_id, dict(changes))
         return self.token_info(token_id)
 
     def unlock(self, token_id: int, actor: str) -> dict:
         """Unlock a token locked by wrong codes before its cool-down ends; its guess budget
         and failure count restart."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         with self.engine.begin() as conn:
             status = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
             if status is None:
-                raise BackendError(f"no token {token_id}", 404)
+                raise BackendError(f"no token {token_id}", NOT_FOUND)
             if status in (REVOKED, LOST, PENDING):
-                raise BackendError(f"token {token_id} is {status}; only a locked token unlocks", 409)
+                raise BackendError(f"token {token_id} is {status}; only a locked token unlocks", CONFLICT)
             conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status.in_((LOCKED, ACTIVE)))
                          .values(status=ACTIVE, failures=0, guess_tat=None, guess_hash=None))
             audit.append(conn, self.now(), actor, "TOKEN_UNLOCK", token_id, {"was": status})
@@ -734,13 +711,13 @@ class Backend:
     def lock(self, token_id: int, actor: str) -> dict:
         """Lock a token by hand: it pays nothing until an admin unlocks it (``unlock``).
         Locking a locked token again is a no-op; a revoked or lost one is final (409)."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         with self.engine.begin() as conn:
             status = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
             if status is None or status == PENDING:
-                raise BackendError(f"no token {token_id}", 404)
+                raise BackendError(f"no token {token_id}", NOT_FOUND)
             if status in (REVOKED, LOST):
-                raise BackendError(f"token {token_id} is {status}; that is final", 409)
+                raise BackendError(f"token {token_id} is {status}; that is final", CONFLICT)
             res = conn.execute(update(_t).where(_t.c.id == token_id, _t.c.status == ACTIVE).values(status=LOCKED))
             if res.rowcount == 1:
                 audit.append(conn, self.now(), actor, "TOKEN_LOCK", token_id, {})
@@ -749,15 +726,15 @@ class Backend:
     def _sync_key(self, conn: Connection, token_id: int) -> bytes:
         row = conn.execute(select(_t.c.status, _t.c.sync_key_enc).where(_t.c.id == token_id)).first()
         if row is None or row.status == PENDING:
-            raise BackendError(f"no token {token_id}", 404)
+            raise BackendError(f"no token {token_id}", NOT_FOUND)
         if row.status in (REVOKED, LOST):
-            raise BackendError(f"token {token_id} is {row.status}", 409)
+            raise BackendError(f"token {token_id} is {row.status}", CONFLICT)
         return self._ring().open(row.sync_key_enc, f"token:{token_id}:sync")
 
     def clock_sync(self, token_id: int, nonce: str, actor: str) -> dict:
         """The UTC time and ``sync_mac(sync_key, 'SETTIME', nonce, utc)`` for the token."""
-        _check_token_id(token_id)
-        _check_nonce(nonce)
+        rules.check_token_id(token_id)
+        rules.check_nonce(nonce)
         with self.engine.begin() as conn:
             key = self._sync_key(conn, token_id)
             utc = self.now()
@@ -769,17 +746,17 @@ class Backend:
         """The codes an active token must show at ``times`` (UTC seconds), computed here
         with its sealed secret, which never leaves this call: the service desk's oracle
         for cross-verifying a token. Changes no state; audited."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         if not times or len(times) > 10000:
-            raise BackendError("give 1 to 10000 times", 422)
+            raise BackendError("give 1 to 10000 times", INVALID)
         with self.engine.begin() as conn:
             row = conn.execute(select(_t.c.status, _t.c.prefix, _t.c.secret_enc)
                                .where(_t.c.id == token_id)).first()
             if row is None or row.status == PENDING or row.secret_enc is None:
-                raise BackendError(f"no token {token_id}", 404)
+                raise BackendError(f"no token {token_id}", NOT_FOUND)
             key = self._scheme_key(conn, row.prefix)
             if key is None:
-                raise BackendError(f"no scheme key for prefix {row.prefix}", 422)
+                raise BackendError(f"no scheme key for prefix {row.prefix}", INVALID)
             fmt = conn.execute(select(_s.c.format).where(_s.c.prefix == row.prefix)).scalar()
             secret = self._ring().open(row.secret_enc, f"token:{token_id}:secret")
             audit.append(conn, self.now(), actor, "CODES_EXPECTED", token_id, {"count": len(times)})
@@ -788,13 +765,13 @@ class Backend:
     def record_clock_offset(self, token_id: int, offset_s: int, actor: str) -> dict:
         """After a service-desk SETTIME: the token read ``offset_s`` seconds ahead of UTC
         before it; its clock is right now, so the learned drift restarts at 0."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         if type(offset_s) is not int or abs(offset_s) > 10 * 365 * 86400:
-            raise BackendError("offset_s must be an integer number of seconds within 10 years", 422)
+            raise BackendError("offset_s must be an integer number of seconds within 10 years", INVALID)
         with self.engine.begin() as conn:
             row = conn.execute(select(*(_t.c[c] for c in _TOK_COLS)).where(_t.c.id == token_id)).first()
             if row is None or row.status == PENDING:
-                raise BackendError(f"no token {token_id}", 404)
+                raise BackendError(f"no token {token_id}", NOT_FOUND)
             d = self._drift(_TokRow._make(row)).jump(self.now(), 0.0)  # the crystal's rate stays
             conn.execute(update(_t).where(_t.c.id == token_id).values(
                 drift=0, drift_s=0, pending_drift=None, pending_step=None, drift_at=d.at, drift_off=0.0,
@@ -805,8 +782,8 @@ class Backend:
 
     def unlock_auth(self, token_id: int, nonce: str, actor: str) -> dict:
         """``sync_mac(sync_key, 'UNLOCK', nonce, token_id)``: authorizes a firmware update."""
-        _check_token_id(token_id)
-        _check_nonce(nonce)
+        rules.check_token_id(token_id)
+        rules.check_nonce(nonce)
         with self.engine.begin() as conn:
             key = self._sync_key(conn, token_id)
             mac = paycode.sync_mac(key, "UNLOCK", nonce, token_id)
@@ -818,14 +795,13 @@ class Backend:
     def credit(self, token_id: int, amount: int, actor: str = "cli", reason: str = "credit") -> int:
         """Add ``amount`` minor units to the token's account; returns the new balance.
         Recorded with its reason in the account's history (``operators.adjust``)."""
-        _check_token_id(token_id)
-        _check_amount(amount)
+        rules.check_token_id(token_id)
+        rules.check_amount(amount)
         return operators.adjust(self, token_id, amount, reason, actor)["balance"]
 
     def add_merchant(self, name: str, actor: str = "cli") -> tuple[int, str]:
         """Create a merchant; returns (id, api key). Only the key's hash is stored."""
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise BackendError("merchant name must be 1 to 100 printable characters", 422)
+        rules.check_name(name, "merchant")
         key = new_api_key("live")
         try:
             with self.engine.begin() as conn:
@@ -833,20 +809,19 @@ class Backend:
                                                       created_at=self.now()).returning(_m.c.id)).scalar()
                 audit.append(conn, self.now(), actor, "MERCHANT_ADD", None, {"merchant_id": mid})
         except IntegrityError:
-            raise BackendError(f"merchant {name!r} already exists", 409) from None
+            raise BackendError(f"merchant {name!r} already exists", CONFLICT) from None
         return mid, key
 
     def add_admin(self, name: str, actor: str = "cli") -> str:
         """Create an admin credential; returns the bearer key (shown once)."""
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise BackendError("admin name must be 1 to 100 printable characters", 422)
+        rules.check_name(name, "admin")
         key = new_api_key("admin")
         try:
             with self.engine.begin() as conn:
                 conn.execute(_ad.insert().values(name=name, key_hash=hash_api_key(key), created_at=self.now()))
                 audit.append(conn, self.now(), actor, "ADMIN_ADD", None, {"name": name})
         except IntegrityError:
-            raise BackendError(f"admin {name!r} already exists", 409) from None
+            raise BackendError(f"admin {name!r} already exists", CONFLICT) from None
         return key
 
     def count_admins(self) -> int:
@@ -1152,11 +1127,10 @@ class Backend:
         and carries ``retry_after`` (seconds until the lock clears by itself).
         """
         if not isinstance(code, str) or not 1 <= len(code) <= 64:
-            raise BackendError("code must be a string of the 18 code digits", 422)
-        _check_amount(amount)
-        _check_currency(currency)
-        if not isinstance(merchant_order_id, str) or not _ORDER_ID.match(merchant_order_id):
-            raise BackendError("merchant_order_id must be 1 to 64 of A-Z a-z 0-9 . _ : / -", 422)
+            raise BackendError("code must be a string of the 18 code digits", INVALID)
+        rules.check_amount(amount)
+        rules.check_currency(currency)
+        rules.check_order_id(merchant_order_id)
         code = code.replace(" ", "")
         req = hashlib.sha256(f"{code}|{amount}|{currency}".encode()).hexdigest()
         parsed = self._parse(code)
@@ -1165,7 +1139,7 @@ class Backend:
                 out = self._atomic(lambda tx: self._pay_tx(tx, merchant_id, parsed, amount, currency,
                                                            merchant_order_id, req))
                 if isinstance(out, Verdict):  # THROTTLED: nothing was written
-                    raise BackendError(f"{out.detail}; retry after {out.retry_after} s", 429,
+                    raise BackendError(f"{out.detail}; retry after {out.retry_after} s", KIND_THROTTLED,
                                        retry_after=out.retry_after)
                 return out
             except self._integrity_errors:
@@ -1173,7 +1147,7 @@ class Backend:
                 stored = self._atomic(lambda tx: self._stored(tx, merchant_id, merchant_order_id, req))
                 if stored is not None:
                     return stored
-        raise BackendError("payment could not be recorded; retry with the same order id", 503)
+        raise BackendError("payment could not be recorded; retry with the same order id", UNAVAILABLE)
 
     def _stored(self, tx: _Tx, merchant_id: int, order_id: str, req: str) -> dict | None:
         row = tx.one(_SEL_PAYMENT, {"m": merchant_id, "o": order_id})
@@ -1181,7 +1155,7 @@ class Backend:
             return None
         p = _PayRow._make(row)
         if p.request_hash != req:
-            raise BackendError("merchant_order_id was already used for a different request", 409)
+            raise BackendError("merchant_order_id was already used for a different request", CONFLICT)
         return self._result(p)
 
     @staticmethod
@@ -1257,7 +1231,7 @@ class Backend:
         with self.engine.begin() as conn:
             row = conn.execute(select(_p).where(_p.c.id == payment_id, _p.c.merchant_id == merchant_id)).first()
         if row is None:
-            raise BackendError(f"no payment {payment_id}", 404)
+            raise BackendError(f"no payment {payment_id}", NOT_FOUND)
         out = self._result(row)
         out.update(merchant_order_id=row.merchant_order_id, refunded=row.refunded, created_at=row.created_at)
         return out
@@ -1274,10 +1248,9 @@ class Backend:
         runs concurrently, the refunds of a payment never exceed it (a conditional UPDATE).
         """
         if amount is not None:
-            _check_amount(amount)
-        if idempotency_key is not None and (not isinstance(idempotency_key, str)
-                                            or not _IDEM_KEY.match(idempotency_key)):
-            raise BackendError("Idempotency-Key must be 1 to 255 visible ASCII characters", 422)
+            rules.check_amount(amount)
+        if idempotency_key is not None:
+            rules.check_idem_key(idempotency_key)
         req = hashlib.sha256(f"{payment_id}|{'rest' if amount is None else amount}".encode()).hexdigest()
         idem = f"key:{idempotency_key}" if idempotency_key is not None else f"body:{req}"
         for _ in range(5):
@@ -1288,7 +1261,7 @@ class Backend:
             stored = self._stored_refund(merchant_id, idem, req)
             if stored is not None:
                 return stored
-        raise BackendError("refund could not be recorded; retry with the same Idempotency-Key", 503)
+        raise BackendError("refund could not be recorded; retry with the same Idempotency-Key", UNAVAILABLE)
 
     def _stored_refund(self, merchant_id: int, idem: str, req: str) -> dict | None:
         with self.engine.connect() as conn:
@@ -1296,7 +1269,7 @@ class Backend:
         if row is None:
             return None
         if row.request_hash != req:
-            raise BackendError("Idempotency-Key was already used for a different refund", 409)
+            raise BackendError("Idempotency-Key was already used for a different refund", CONFLICT)
         return {"refund_id": row.id, "payment_id": row.payment_id, "amount": row.amount,
                 "refunded": row.refunded_after}
 
@@ -1306,7 +1279,7 @@ class Backend:
             if stored is None:
                 return None
             if stored.request_hash != req:
-                raise BackendError("Idempotency-Key was already used for a different refund", 409)
+                raise BackendError("Idempotency-Key was already used for a different refund", CONFLICT)
             return {"refund_id": stored.id, "payment_id": stored.payment_id, "amount": stored.amount,
                     "refunded": stored.refunded_after}
 
@@ -1320,23 +1293,23 @@ class Backend:
             row = conn.execute(select(_p).where(_p.c.id == payment_id, _p.c.merchant_id == merchant_id)
                                .with_for_update()).first()
             if row is None:
-                raise BackendError(f"no payment {payment_id}", 404)
+                raise BackendError(f"no payment {payment_id}", NOT_FOUND)
             out = stored_answer(conn)
             if out is not None:
                 return out
             if row.status != "succeeded":
-                raise BackendError("only a succeeded payment can be refunded", 409)
+                raise BackendError("only a succeeded payment can be refunded", CONFLICT)
             rid = "ref_" + secrets.token_hex(12)
             now = self.now()
             remaining = row.amount - row.refunded
             if amount is None:
                 amount = remaining
             if amount < 1 or amount > remaining:
-                raise BackendError("refund exceeds what remains of the payment", 409)
+                raise BackendError("refund exceeds what remains of the payment", CONFLICT)
             refunded = conn.execute(update(_p).where(_p.c.id == payment_id, _p.c.refunded + amount <= _p.c.amount)
                                     .values(refunded=_p.c.refunded + amount).returning(_p.c.refunded)).scalar()
             if refunded is None:  # cannot happen under the row lock; fail closed all the same
-                raise BackendError("refund exceeds what remains of the payment", 409)
+                raise BackendError("refund exceeds what remains of the payment", CONFLICT)
             conn.execute(_r.insert().values(id=rid, payment_id=payment_id, amount=amount, created_at=now,
                                             merchant_id=merchant_id, idem=idem, request_hash=req,
                                             refunded_after=refunded))
@@ -1388,7 +1361,7 @@ class Backend:
         with self.engine.begin() as conn:
             key = self._scheme_key(conn, prefix)
             if key is None:
-                raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 404)
+                raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", NOT_FOUND)
             online.require_offline(conn, prefix)  # an online scheme's key never leaves the issuer
             audit.append(conn, self.now(), actor, "SCHEME_KEY_READ", None, {"prefix": prefix})
         return key
@@ -1396,7 +1369,7 @@ class Backend:
     def activation_matches(self, token_id: int, secret: bytes, sync_key: bytes) -> bool:
         """True when token ``token_id`` was activated with exactly this secret and sync key
         (an activation's retry); compared in constant time."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         with self.engine.begin() as conn:
             row = conn.execute(select(_t.c.status, _t.c.secret_enc, _t.c.sync_key_enc)
                                .where(_t.c.id == token_id)).first()
@@ -1415,30 +1388,30 @@ class Backend:
         token holds while the desk rewrites it, its codes pay. Returns ``{token_id,
         prefix, format, prev_prefix, scheme_key}`` (the key for the token's config).
         Repeating a started move is a no-op; a token already moving elsewhere is 409."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         try:
             paycode.check_prefix(prefix)
         except ValueError as exc:
-            raise BackendError(str(exc), 422) from None
+            raise BackendError(str(exc), INVALID) from None
         with self.engine.begin() as conn:
             row = conn.execute(select(_t.c.status, _t.c.prefix, _t.c.prev_prefix)
                                .where(_t.c.id == token_id)).first()
             if row is None or row.status == PENDING:
-                raise BackendError(f"no token {token_id}", 404)
+                raise BackendError(f"no token {token_id}", NOT_FOUND)
             if row.status in (REVOKED, LOST):
-                raise BackendError(f"token {token_id} is {row.status}", 409)
+                raise BackendError(f"token {token_id} is {row.status}", CONFLICT)
             sch = conn.execute(select(_s.c.format, _s.c.closed_at).where(_s.c.prefix == prefix)).first()
             key = self._scheme_key(conn, prefix)
             if sch is None or key is None:
-                raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 404)
+                raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", NOT_FOUND)
             if sch.closed_at is not None:
-                raise BackendError(f"scheme {prefix} is closed: its codes are refused", 409)
+                raise BackendError(f"scheme {prefix} is closed: its codes are refused", CONFLICT)
             operators.require_open_scheme(conn, prefix)
             prev = row.prev_prefix
             if row.prefix != prefix:
                 if prev is not None:
                     raise BackendError(f"token {token_id} is still moving from {prev} to {row.prefix}: "
-                                       f"finish that move first (update --prefix {row.prefix})", 409)
+                                       f"finish that move first (update --prefix {row.prefix})", CONFLICT)
                 prev = row.prefix
                 conn.execute(update(_t).where(_t.c.id == token_id).values(prefix=prefix, prev_prefix=prev))
                 audit.append(conn, self.now(), actor, "TOKEN_MOVE", token_id,
@@ -1450,14 +1423,14 @@ class Backend:
         """Step 2 of a move, once the token was seen computing ``prefix``'s codes: the scheme
         it left is no longer accepted for it. ``{token_id, prefix, finished}``; finished is
         False when there was nothing to finish."""
-        _check_token_id(token_id)
+        rules.check_token_id(token_id)
         with self.engine.begin() as conn:
             row = conn.execute(select(_t.c.status, _t.c.prefix, _t.c.prev_prefix)
                                .where(_t.c.id == token_id)).first()
             if row is None or row.status == PENDING:
-                raise BackendError(f"no token {token_id}", 404)
+                raise BackendError(f"no token {token_id}", NOT_FOUND)
             if row.prefix != prefix:
-                raise BackendError(f"token {token_id} is on scheme {row.prefix}, not {prefix}", 409)
+                raise BackendError(f"token {token_id} is on scheme {row.prefix}, not {prefix}", CONFLICT)
             if row.prev_prefix is None:
                 return {"token_id": token_id, "prefix": prefix, "finished": False}
             conn.execute(update(_t).where(_t.c.id == token_id).values(prev_prefix=None))
@@ -1469,9 +1442,9 @@ class Backend:
         """The times at which ``codes`` (a token's, in order) differ from the issuer's for
         its sealed secret: the desk's cross-verification without handing out a code."""
         if len(codes) != len(times) or not all(isinstance(c, str) for c in codes):
-            raise BackendError("give one code (a string) per time", 422)
+            raise BackendError("give one code (a string) per time", INVALID)
         if not all(type(t) is int and 0 <= t < 2**40 for t in times):
-            raise BackendError("times are UTC seconds (non-negative integers)", 422)
+            raise BackendError("times are UTC seconds (non-negative integers)", INVALID)
         want = self.expected_codes(token_id, times, actor)
         return [t for t, got, exp in zip(times, codes, want, strict=True)
                 if not hmac.compare_digest(got.encode(), exp.encode())]
