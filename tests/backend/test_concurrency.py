@@ -7,8 +7,8 @@ import multiprocessing as mp
 import paycode
 import pytest
 from paytoken.backend.crypto import Keyring
-from paytoken.backend.db import make_engine
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine
 
 from .conftest import SECRET, T0
 
@@ -101,7 +101,7 @@ def test_daily_limit_holds_when_neighbouring_steps_race(world, ring):
     # stale (before the fix, 21 of 40 tokens went over); the debit re-checks it.
     import threading
 
-    from paytoken.backend.db import make_engine
+    from paytoken.backend.store.db import make_engine
 
     w = world
     t = T0 + 15  # mid-step

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import paycode
 import pytest
-from paytoken.backend import BackendError, operators
+from paytoken.backend import BackendError
+from paytoken.backend.service import operators
 
 from .conftest import SECRET, T0
 

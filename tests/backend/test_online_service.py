@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import paycode
 import pytest
-from paytoken.backend import BackendError, online, rules
+from paytoken.backend import BackendError, rules
+from paytoken.backend.service import online
 
 from .conftest import SECRET
 

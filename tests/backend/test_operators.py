@@ -11,10 +11,10 @@ import httpx
 import paycode
 import pytest
 from paytoken.backend import BackendError
-from paytoken.backend.db import make_engine
-from paytoken.backend.models import AuditLog
-from paytoken.backend.operators import EXPORT_COLUMNS, iso
 from paytoken.backend.service import Backend
+from paytoken.backend.service.operators import EXPORT_COLUMNS, iso
+from paytoken.backend.store.db import make_engine
+from paytoken.backend.store.models import AuditLog
 from paytoken.cli import main
 from sqlalchemy import select
 

@@ -7,8 +7,8 @@ import threading
 import paycode
 import pytest
 from paytoken.backend import BackendError, rules
-from paytoken.backend.db import make_engine
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine
 from sqlalchemy import func, select, text
 
 from .conftest import SECRET, T0
@@ -162,7 +162,7 @@ def test_migration_0005_down_and_up(db_url, ring):
     import time
 
     from alembic import command
-    from paytoken.backend.db import _alembic_config, migrate
+    from paytoken.backend.store.db import _alembic_config, migrate
 
     engine = make_engine(db_url)
     backend = Backend(engine, ring)

@@ -12,9 +12,9 @@ import pyotp
 import pytest
 from paytoken.backend import BackendError, rules
 from paytoken.backend.crypto import Keyring
-from paytoken.backend.db import make_engine
-from paytoken.backend.models import Payment
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine
+from paytoken.backend.store.models import Payment
 from paytoken.backend.verify import Policy
 from sqlalchemy import func, select, text
 
@@ -366,7 +366,7 @@ def test_secrets_never_in_logs_or_audit(world, caplog):
 def test_migrated_schema_matches_models(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
-    from paytoken.backend.models import Base
+    from paytoken.backend.store.models import Base
 
     engine = make_engine(db_url)
     with engine.connect() as c:

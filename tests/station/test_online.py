@@ -16,7 +16,7 @@ import httpx
 import pytest
 from paytoken import scan, vhw
 from paytoken.backend import UNAVAILABLE, BackendError
-from paytoken.backend.models import ACTIVE, AuditLog
+from paytoken.backend.store.models import ACTIVE, AuditLog
 from paytoken.station import ops
 from paytoken.station.online import HttpIssuer
 from paytoken.station.provision import Station
@@ -292,7 +292,7 @@ def test_factory_endpoints_are_retry_safe_and_never_echo_a_secret(issuer, server
 def test_cross_check_over_http_in_parts_and_with_unequal_lists(issuer, server) -> None:
     """A desk's 5000 times go in requests of 250 (each under the 16 KiB body limit); a time
     with no code is a mismatch, never a pass."""
-    from paytoken.backend.factory_api import MAX_TIMES
+    from paytoken.backend.api.factory import MAX_TIMES
     from paytoken.station import online
 
     url, _ = server

@@ -1,8 +1,10 @@
 """The issuer backend: verify payment codes and authorize payments, replay-safe.
 
-Layers, bottom up: ``models`` (tables), ``crypto`` (envelope encryption of secrets),
-``db`` (engines and Alembic migrations), ``verify`` (the pure step/drift rules),
-``audit`` (the hash-chained log), ``service`` (the transactions) and ``app`` (HTTP).
+Layers, bottom up: ``rules`` (every budget, limit and validator), ``verify`` (the pure
+step/drift rules), ``codes`` and ``crypto`` (envelope encryption of secrets); ``store``
+(tables, engines and migrations, the hot path's SQL and transactions, the audit log);
+``service`` (the domain, one module per concern, behind the ``Backend`` facade); and
+``api`` (HTTP: the only layer that turns an error's kind into a status).
 
 Usage::
 

@@ -3,7 +3,7 @@ payments, refunds and the daily export (docs/OPERATOR.md).
 
 They join the ``merchant``, ``scheme``, ``token`` and ``account`` groups of
 ``commands/backend.py`` and add ``admin``, ``payment`` and ``refund``. Each calls one
-function of ``paytoken.backend.operators``, as the admin API does. Lists print one page
+function of ``paytoken.backend.service.operators``, as the admin API does. Lists print one page
 (``--limit``, default 100) and say on stderr how to get the next (``--after``) when more
 remain; ``--all`` walks every page. Keys are printed only when created or rotated.
 """
@@ -24,7 +24,7 @@ ACTOR = "cli"
 
 
 def _ops():
-    from paytoken.backend import operators
+    from paytoken.backend.service import operators
 
     return operators
 
@@ -265,7 +265,7 @@ def do_refund_list(args) -> None:
 def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add to the ``merchant``, ``scheme``, ``token`` and ``account`` groups (``groups``),
     and add the ``admin``, ``payment`` and ``refund`` groups to ``sub``."""
-    from paytoken.backend.models import STATUSES
+    from paytoken.backend.store.models import STATUSES
 
     mcs = groups["merchant"]
     p = mcs.add_parser("list", help="merchants, active and revoked (never a key)")

@@ -39,7 +39,7 @@ def _out(args: argparse.Namespace, data: object, text: str) -> None:
 
 def do_batch_create(args: argparse.Namespace) -> None:
     from paytoken.backend import INVALID, BackendError
-    from paytoken.backend.batches import create_batch
+    from paytoken.backend.service.batches import create_batch
     from paytoken.batch import MAX_COUNT, BatchError, seal
     from paytoken.commands.backend import _backend
     from paytoken.pskc import psk_id
@@ -85,7 +85,7 @@ def do_batch_create(args: argparse.Namespace) -> None:
 def do_token_import(args: argparse.Namespace) -> None:
     from paytoken import pskc
     from paytoken.backend import BackendError
-    from paytoken.backend.batches import import_tokens
+    from paytoken.backend.service.batches import import_tokens
     from paytoken.commands.backend import _backend
 
     psk, _ = _psk(Path(args.psk_file))

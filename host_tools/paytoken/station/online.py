@@ -4,7 +4,7 @@
 ``station.issuer.DeskIssuer`` (the service desk) with an admin key; the station
 holds no master key and no database URL. It gets the scheme key once, allocates a
 pending id with a sync key it made, and activates with the secret in the request body
-(``backend/factory_api.py``). Its own verify step computes codes here, from the secret
+(``backend/api/factory.py``). Its own verify step computes codes here, from the secret
 it made and the scheme key: no code leaves the issuer.
 
 Retries: every call but ``allocate`` is idempotent on the issuer, so a dropped
@@ -37,7 +37,7 @@ from paytoken.backend.api.errors import kind_of
 from paytoken.station import ops
 from paytoken.station.issuer import SYNC_KEY_BYTES
 
-CROSS_CHECK_PER_CALL = 250  # backend.factory_api.MAX_TIMES
+CROSS_CHECK_PER_CALL = 250  # backend.api.factory.MAX_TIMES
 
 RETRY_STATUS = (502, 503, 504)
 

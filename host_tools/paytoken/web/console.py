@@ -25,9 +25,10 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from paytoken.backend import BackendError, operators, rules
+from paytoken.backend import BackendError, rules
 from paytoken.backend.api.errors import status_of
-from paytoken.backend.models import STATUSES
+from paytoken.backend.service import operators
+from paytoken.backend.store.models import STATUSES
 from paytoken.web.chart import drift_svg
 from paytoken.web.pages import FormError, Pages, Refused, major, parse_limit, refused_page
 from paytoken.web.session import CONSOLE, Session

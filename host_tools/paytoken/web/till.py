@@ -21,8 +21,9 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from paytoken.backend import THROTTLED, BackendError, operators, rules
+from paytoken.backend import THROTTLED, BackendError, rules
 from paytoken.backend.api.errors import status_of
+from paytoken.backend.service import operators
 from paytoken.web.pages import (
     FormError,
     Pages,

@@ -21,7 +21,7 @@ response echoes the token secret or sync key sent, and no error names them.
 
 Usage (in ``app.create_app``)::
 
-    app.include_router(factory_api.router(backend, admin))
+    app.include_router(factory.router(backend, admin))
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the local Annotated aliases.
@@ -33,7 +33,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
 from paytoken.backend import CONFLICT, NOT_FOUND, BackendError, rules
-from paytoken.backend.apitypes import JsonInt, JsonNumber
+from paytoken.backend.api.types import JsonInt, JsonNumber
 from paytoken.backend.service import Backend
 
 TokenId = Annotated[int, Path(ge=0, le=rules.MAX_TOKEN_ID, description="token id, 0 to 99999999")]

@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from paycode import PERIOD
 from sqlalchemy import func, select, update
 
-from paytoken.backend import CONFLICT, INVALID, UNAVAILABLE, BackendError, audit, rules
-from paytoken.backend.models import ACTIVE, LOCKED, LOST, PENDING, REVOKED, Token
-from paytoken.backend.models import Batch as BatchRow
+from paytoken.backend import CONFLICT, INVALID, UNAVAILABLE, BackendError, rules
 from paytoken.backend.service import Backend
+from paytoken.backend.store import audit
+from paytoken.backend.store.models import ACTIVE, LOCKED, LOST, PENDING, REVOKED
+from paytoken.backend.store.tables import batches as _b
+from paytoken.backend.store.tables import tokens as _t
 from paytoken.backend.verify import Drift
 from paytoken.batch import MAX_COUNT, Batch, sync_key
 from paytoken.pskc import KeyPackage
 
-_t = Token.__table__
-_b = BatchRow.__table__
 TOTP_PERIOD = PERIOD
 TOTP_DIGITS = 6
 MAX_DRIFT_STEPS = 2880  # a day: more is a broken clock, not a drift

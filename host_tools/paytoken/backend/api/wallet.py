@@ -1,4 +1,4 @@
-"""The wallet's HTTP API: online codes and the account (docs/WALLET.md; backend/online.py).
+"""The wallet's HTTP API: online codes and the account (docs/WALLET.md; backend/service/online.py).
 
 A wallet authenticates with its wallet key, ``Authorization: Bearer ptk_wallet_...``, as
 merchants and admins do with theirs (the three kinds are separate). A request without a
@@ -20,9 +20,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from paytoken.backend import UNAUTHORIZED, BackendError, online
-from paytoken.backend.apitypes import JsonInt as StrictInt
-from paytoken.backend.service import Backend
+from paytoken.backend import UNAUTHORIZED, BackendError
+from paytoken.backend.api.types import JsonInt as StrictInt
+from paytoken.backend.service import Backend, online
 
 
 class OnlineCodesIn(BaseModel):

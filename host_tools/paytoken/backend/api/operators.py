@@ -1,5 +1,5 @@
 """The admin API for operators, under ``/v1/admin`` (admin key): the same calls, with the
-same meaning, as the operators' CLI (both call ``paytoken.backend.operators``).
+same meaning, as the operators' CLI (both call ``paytoken.backend.service.operators``).
 
 Lists answer ``{"items": [...], "next": cursor|null}``: pass ``next`` back as ``after``
 for the following page; null means nothing more remains. Times in queries are UTC
@@ -8,7 +8,7 @@ them. See docs/OPERATOR.md.
 
 Usage::
 
-    app.include_router(operators_api.router(backend))
+    app.include_router(operators.router(backend))
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the local Annotated aliases.
@@ -23,9 +23,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from paycode import FORMATS
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
-from paytoken.backend import NOT_FOUND, UNAUTHORIZED, BackendError, operators, rules
-from paytoken.backend.apitypes import JsonInt
-from paytoken.backend.models import STATUSES
+from paytoken.backend import NOT_FOUND, UNAUTHORIZED, BackendError, rules
+from paytoken.backend.api.types import JsonInt
+from paytoken.backend.service import operators
+from paytoken.backend.store.models import STATUSES
 
 # The schema states every constraint the domain (``operators``) checks, so a request the
 # schema admits is never refused as malformed (schemathesis, tests/backend/test_schema.py).

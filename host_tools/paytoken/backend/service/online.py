@@ -45,28 +45,23 @@ from paytoken.backend import (
     UNAUTHORIZED,
     UNAVAILABLE,
     BackendError,
-    audit,
     rules,
 )
 from paytoken.backend.crypto import hash_api_key, new_api_key
-from paytoken.backend.models import (
-    ACTIVE,
-    LOCKED,
-    LOST,
-    PENDING,
-    REVOKED,
-    Account,
-    Merchant,
-    OnlineCode,
-    Payment,
-    Scheme,
-    Token,
-    WalletKey,
-)
+from paytoken.backend.store import audit
+from paytoken.backend.store.models import ACTIVE, LOCKED, LOST, PENDING, REVOKED
+from paytoken.backend.store.sql import CHARGE, TAT
+from paytoken.backend.store.tables import accounts as _a
+from paytoken.backend.store.tables import merchants as _m
+from paytoken.backend.store.tables import online_codes as _c
+from paytoken.backend.store.tables import payments as _p
+from paytoken.backend.store.tables import schemes as _s
+from paytoken.backend.store.tables import tokens as _t
+from paytoken.backend.store.tables import wallet_keys as _w
 from paytoken.backend.verify import CODE_EXPIRED, CODE_INVALID, CODE_REPLAYED, TOKEN_REVOKED
 
 if TYPE_CHECKING:  # the Backend is passed in; this module never builds one
-    from paytoken.backend.service import Backend, Verdict, _Tx
+    from paytoken.backend.service import Backend, Tx, Verdict
 
 DEFAULT_TTL = 60  # seconds a code is valid unless the wallet asks otherwise
 MAX_TTL = 86_400  # the longest a wallet may ask for (a cached batch, used offline)
@@ -75,15 +70,8 @@ SERIALS = 10**7  # 7 digits
 KEEP_S = 7 * 86_400  # a code's row is kept this long past its expiry (a late replay is named)
 MAX_RECENT = 100
 
-_s = Scheme.__table__
-_t = Token.__table__
-_a = Account.__table__
-_w = WalletKey.__table__
-_c = OnlineCode.__table__
-_p = Payment.__table__
-_m = Merchant.__table__
 
-# The hot path's SQL (named parameters; service._Tx turns them into psycopg's style).
+# The hot path's SQL (named parameters; store.tx.Tx turns them into psycopg's style).
 _ONLINE = "SELECT online FROM schemes WHERE prefix = :p"
 _USE = ("UPDATE online_codes SET used_at = :now WHERE hash = :h AND token_id = :id AND used_at IS NULL "
         "AND revoked_at IS NULL AND expires_at > :now")
@@ -126,7 +114,7 @@ def _ttl(ttl: object) -> int:
 
 
 def require_offline(conn: Connection, prefix: str) -> None:
-    """BackendError(422) when ``prefix`` is an online scheme: its key stays in the issuer,
+    """BackendError (invalid) when ``prefix`` is an online scheme: its key stays in the issuer,
     so no token is activated under it and no station reads it."""
     if conn.execute(select(_s.c.online).where(_s.c.prefix == prefix)).scalar():
         raise BackendError(f"scheme {prefix} is an online scheme: the issuer makes its codes; "
@@ -145,7 +133,7 @@ class Online:
 
     # ---- the payment path (inside Backend._check, in the payment's transaction) ----------
 
-    def is_online(self, tx: _Tx, prefix: str) -> bool:
+    def is_online(self, tx: Tx, prefix: str) -> bool:
         hit = self._online.get(prefix)
         if hit is None:
             row = tx.one(_ONLINE, {"p": prefix})
@@ -154,7 +142,7 @@ class Online:
             hit = self._online[prefix] = bool(row[0])
         return hit
 
-    def check(self, tx: _Tx, r, parsed: tuple, now: int, actor: str, merchant_id: int | None) -> Verdict:
+    def check(self, tx: Tx, r, parsed: tuple, now: int, actor: str, merchant_id: int | None) -> Verdict:
         """Accept an online code once, for its token, before it expires; else say why.
         A code that names a real token but was never issued is a guess (charged as one)."""
         from paytoken.backend.service import Verdict
@@ -252,9 +240,8 @@ class Online:
     def issue_codes(self, wallet_key: str, count: int = 1, ttl: int | None = None) -> list[dict]:
         """``count`` (1 to 15) fresh codes for the wallet key's token, each valid ``ttl``
         seconds (default 60, at most a day): ``[{"code", "expires_at"}]``, ``expires_at``
-        the first UTC second it is refused. BackendError: 401 unknown key, 409 token not
-        active, 429 too many requests (``retry_after``), 503 no online scheme."""
-        from paytoken.backend.service import _CHARGE, _TAT
+        the first UTC second it is refused. BackendError: unauthorized (unknown key), conflict (token not
+        active), throttled (``retry_after``), unavailable (no online scheme)."""
 
         count, ttl = _count(count), _ttl(ttl)
         b = self.backend
@@ -272,9 +259,9 @@ class Online:
                     if status not in (ACTIVE, LOCKED):
                         raise BackendError(f"token {token_id} is {status}: it pays no more", CONFLICT)
                     bud, wk = self.wallet_budget, f"w:{token_id}"
-                    if conn.execute(text(_CHARGE), {"k": wk, "first": now + bud.interval_s, "now": now,
+                    if conn.execute(text(CHARGE), {"k": wk, "first": now + bud.interval_s, "now": now,
                                                     "iv": bud.interval_s, "open_by": bud.open_by(now)}).first() is None:
-                        wait = bud.retry_after(conn.execute(text(_TAT), {"k": wk}).scalar(), now)
+                        wait = bud.retry_after(conn.execute(text(TAT), {"k": wk}).scalar(), now)
                         raise BackendError(f"too many code requests from this wallet; retry after {wait} s", THROTTLED, retry_after=wait)
                     prefix, key = self._current_scheme(conn)
                     conn.execute(delete(_c).where(_c.c.token_id == token_id, _c.c.expires_at < now - KEEP_S))

@@ -2,7 +2,7 @@
 adjustments and history, payments and refunds, and the daily reconciliation export.
 
 Every function takes the ``Backend`` (its engine and clock) first. The CLI
-(``commands/operators.py``) and the admin API (``backend/operators_api.py``) both call
+(``commands/operators.py``) and the admin API (``backend/api/operators.py``) both call
 these, so they share one meaning. Each write is one transaction with its audit row;
 ``actor`` names who asked (``cli``, ``admin:<name>``). Keys are returned only by the calls
 that create them. Lists are pages: at most ``limit`` items and the cursor of the next
@@ -31,21 +31,18 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
-from paytoken.backend import CONFLICT, INVALID, NOT_FOUND, BackendError, audit, rules
+from paytoken.backend import CONFLICT, INVALID, NOT_FOUND, BackendError, rules
 from paytoken.backend.crypto import hash_api_key, new_api_key
-from paytoken.backend.models import (
-    ACTIVE,
-    LOCKED,
-    STATUSES,
-    Account,
-    Adjustment,
-    Admin,
-    Merchant,
-    Payment,
-    Refund,
-    Scheme,
-    Token,
-)
+from paytoken.backend.store import audit
+from paytoken.backend.store.models import ACTIVE, LOCKED, STATUSES
+from paytoken.backend.store.tables import accounts as _a
+from paytoken.backend.store.tables import adjustments as _j
+from paytoken.backend.store.tables import admins as _ad
+from paytoken.backend.store.tables import merchants as _m
+from paytoken.backend.store.tables import payments as _p
+from paytoken.backend.store.tables import refunds as _r
+from paytoken.backend.store.tables import schemes as _s
+from paytoken.backend.store.tables import tokens as _t
 from paytoken.backend.verify import observed_drift
 
 if TYPE_CHECKING:  # the Backend is passed in; this module never builds one
@@ -58,14 +55,6 @@ EXPORT_FORMATS = ("csv", "jsonl")
 EXPORT_COLUMNS = ("kind", "id", "payment_id", "merchant_id", "merchant", "merchant_order_id", "token_id",
                   "amount", "currency", "status", "reason", "created_at", "created_at_iso")
 
-_t = Token.__table__
-_a = Account.__table__
-_p = Payment.__table__
-_r = Refund.__table__
-_s = Scheme.__table__
-_m = Merchant.__table__
-_ad = Admin.__table__
-_j = Adjustment.__table__
 
 _CURSOR = re.compile(r"\A(\d{1,19}):([A-Za-z0-9_]{1,40})\Z")
 _DAY = re.compile(r"\A(\d{4})-(\d{2})-(\d{2})\Z")
@@ -282,7 +271,7 @@ def retire_scheme(backend: Backend, prefix: str, actor: str, close: bool = False
     they are moved to another scheme at the desk (``update --prefix``) or replaced.
 
     ``close``: the last stage, once no token uses the scheme: its codes are refused as
-    "unknown prefix" (a server sees it within ``SCHEME_CACHE_S``). Refused (409) while an
+    "unknown prefix" (a server sees it within ``SCHEME_CACHE_S``). Refused (conflict) while an
     active or locked token is on it or still moving away from it."""
     now = backend.now()
     with backend.engine.begin() as conn:
@@ -311,7 +300,7 @@ def retire_scheme(backend: Backend, prefix: str, actor: str, close: bool = False
 
 
 def require_open_scheme(conn: Connection, prefix: str) -> None:
-    """BackendError(409) when ``prefix`` is retired (the activation path calls it)."""
+    """BackendError (conflict) when ``prefix`` is retired (the activation path calls it)."""
     retired = conn.execute(select(_s.c.retired_at).where(_s.c.prefix == prefix)).scalar()
     if retired is not None:
         raise BackendError(f"scheme {prefix} is retired: activate new tokens under a newer prefix", CONFLICT)
@@ -374,7 +363,7 @@ def show_account(backend: Backend, token_id: int) -> dict:
 
 def adjust(backend: Backend, token_id: int, amount: int, reason: str, actor: str) -> dict:
     """Credit (amount > 0) or debit (amount < 0) the account, with a reason, audited.
-    A debit never takes the balance below 0 (409 instead)."""
+    A debit never takes the balance below 0 (conflict instead)."""
     rules.check_token_id(token_id)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
         raise BackendError("amount must be a non-zero integer number of minor units", INVALID)
