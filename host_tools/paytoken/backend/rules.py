@@ -164,10 +164,14 @@ def check_limit(limit: int | None, what: str) -> int | None:
     return None if limit is None else check_amount(limit, what)
 
 
+def _text(value: object, pattern: re.Pattern, message: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise BackendError(message, INVALID)
+    return value
+
+
 def check_currency(currency: object) -> str:
-    if not isinstance(currency, str) or not CURRENCY.match(currency):
-        raise BackendError("currency must be three capital letters (ISO 4217), e.g. CNY", INVALID)
-    return currency
+    return _text(currency, CURRENCY, "currency must be three capital letters (ISO 4217), e.g. CNY")
 
 
 def check_token_id(token_id: object) -> int:
@@ -177,25 +181,17 @@ def check_token_id(token_id: object) -> int:
 
 
 def check_nonce(nonce: object) -> str:
-    if not isinstance(nonce, str) or not NONCE.match(nonce):
-        raise BackendError("nonce must be 8 to 64 ASCII letters or digits", INVALID)
-    return nonce
+    return _text(nonce, NONCE, "nonce must be 8 to 64 ASCII letters or digits")
 
 
 def check_name(name: object, what: str) -> str:
     """A merchant's or an admin's name (``what``: merchant, admin)."""
-    if not isinstance(name, str) or not NAME.match(name):
-        raise BackendError(f"{what} name must be 1 to 100 printable characters", INVALID)
-    return name
+    return _text(name, NAME, f"{what} name must be 1 to 100 printable characters")
 
 
 def check_order_id(order_id: object) -> str:
-    if not isinstance(order_id, str) or not ORDER_ID.match(order_id):
-        raise BackendError("merchant_order_id must be 1 to 64 of A-Z a-z 0-9 . _ : / -", INVALID)
-    return order_id
+    return _text(order_id, ORDER_ID, "merchant_order_id must be 1 to 64 of A-Z a-z 0-9 . _ : / -")
 
 
 def check_idem_key(key: object) -> str:
-    if not isinstance(key, str) or not IDEM_KEY.match(key):
-        raise BackendError("Idempotency-Key must be 1 to 255 visible ASCII characters", INVALID)
-    return key
+    return _text(key, IDEM_KEY, "Idempotency-Key must be 1 to 255 visible ASCII characters")
