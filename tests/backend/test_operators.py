@@ -12,7 +12,8 @@ import paycode
 import pytest
 from paytoken.backend import BackendError
 from paytoken.backend.service import Backend
-from paytoken.backend.service.operators import EXPORT_COLUMNS, iso
+from paytoken.backend.service.ledger import EXPORT_COLUMNS
+from paytoken.backend.service.operators import iso
 from paytoken.backend.store.db import make_engine
 from paytoken.backend.store.models import AuditLog
 from paytoken.cli import main

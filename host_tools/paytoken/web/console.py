@@ -27,7 +27,7 @@ from starlette.responses import Response, StreamingResponse
 
 from paytoken.backend import BackendError, rules
 from paytoken.backend.api.errors import status_of
-from paytoken.backend.service import operators
+from paytoken.backend.service import ledger, operators
 from paytoken.backend.store.models import STATUSES
 from paytoken.web.chart import drift_svg
 from paytoken.web.pages import FormError, Pages, Refused, major, parse_limit, refused_page
@@ -55,7 +55,7 @@ def _filters(q, kinds: tuple[str, ...]) -> tuple[dict, dict]:
             raise FormError("token: an id of up to 8 digits")
         kw["token_id"] = int(form["token_id"])
     if "status" in kinds and form["status"]:
-        if form["status"] not in operators.PAYMENT_STATUSES:
+        if form["status"] not in ledger.PAYMENT_STATUSES:
             raise FormError("status: succeeded, refused or refunded")
         kw["status"] = form["status"]
     if "payment_id" in kinds and form["payment_id"]:
@@ -206,7 +206,7 @@ def router(pages: Pages) -> APIRouter:
         except BackendError as exc:
             return page(request, s, "refused.html", status=status_of(exc), message=str(exc))
         history = await run_in_threadpool(operators.drift_history, backend, token_id, 500)
-        last = await run_in_threadpool(operators.list_payments, backend, None, token_id)
+        last = await run_in_threadpool(ledger.list_payments, backend, None, token_id)
         # the listing is oldest first: the last payment is on the last page
         last_payment = None
         while True:
@@ -214,7 +214,7 @@ def router(pages: Pages) -> APIRouter:
                 last_payment = last.items[-1]
             if last.next is None:
                 break
-            last = await run_in_threadpool(lambda c=last.next: operators.list_payments(
+            last = await run_in_threadpool(lambda c=last.next: ledger.list_payments(
                 backend, None, token_id, after=c, limit=operators.MAX_PAGE))
         return page(request, s, "console_token.html", status=status, token=info, chart=drift_svg(history),
                     points=len(history), last_payment=last_payment, actions=ACTIONS, section="tokens", **ctx)
@@ -265,7 +265,7 @@ def router(pages: Pages) -> APIRouter:
     # ---- payments and refunds ----
 
     def listing(kind: str):
-        fn = operators.list_payments if kind == "payments" else operators.list_refunds
+        fn = ledger.list_payments if kind == "payments" else ledger.list_refunds
         kinds = ("status",) if kind == "payments" else ("payment_id",)
 
         async def html(request: Request) -> Response:
@@ -287,7 +287,7 @@ def router(pages: Pages) -> APIRouter:
             return page(request, s, f"console_{kind}.html", status=422 if error else 200, items=items,
                         form=form, error=error, query=query, section=kind,
                         more=urlencode({**{k: v for k, v in form.items() if v}, "after": nxt}) if nxt else "",
-                        statuses=operators.PAYMENT_STATUSES)
+                        statuses=ledger.PAYMENT_STATUSES)
 
         async def export(request: Request) -> Response:
             ok, other = await gate(request)

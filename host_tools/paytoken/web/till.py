@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from paytoken.backend import THROTTLED, BackendError, rules
 from paytoken.backend.api.errors import status_of
-from paytoken.backend.service import operators
+from paytoken.backend.service import ledger, operators
 from paytoken.web.pages import (
     FormError,
     Pages,
@@ -58,7 +58,7 @@ def router(pages: Pages) -> APIRouter:
         since, until = day_bounds(pages.now())
         items, after = [], None
         while True:
-            page = operators.list_payments(backend, merchant=mid, since=since, until=until, after=after,
+            page = ledger.list_payments(backend, merchant=mid, since=since, until=until, after=after,
                                            limit=operators.MAX_PAGE)
             items = (items + page.items)[-SHOWN:]
             if page.next is None:

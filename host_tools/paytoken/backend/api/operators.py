@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
 from paytoken.backend import NOT_FOUND, UNAUTHORIZED, BackendError, rules
 from paytoken.backend.api.types import JsonInt
-from paytoken.backend.service import operators
+from paytoken.backend.service import ledger, operators
 from paytoken.backend.store.models import STATUSES
 
 # The schema states every constraint the domain (``operators``) checks, so a request the
@@ -190,46 +190,46 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
 
     @r.get("/accounts/{token_id}")
     def account(token_id: TokenId, _a: Actor) -> dict:
-        return operators.show_account(backend, token_id)
+        return ledger.show_account(backend, token_id)
 
     @r.post("/accounts/{token_id}/credit")
     def credit(token_id: TokenId, body: AdjustIn, actor: Actor) -> dict:
-        return operators.adjust(backend, token_id, body.amount, body.reason, actor)
+        return ledger.adjust(backend, token_id, body.amount, body.reason, actor)
 
     @r.post("/accounts/{token_id}/debit")
     def debit(token_id: TokenId, body: AdjustIn, actor: Actor) -> dict:
         """Never below a balance of 0 (409)."""
-        return operators.adjust(backend, token_id, -body.amount, body.reason, actor)
+        return ledger.adjust(backend, token_id, -body.amount, body.reason, actor)
 
     @r.get("/accounts/{token_id}/history")
     def account_history(token_id: TokenId, _a: Actor, since: When = None, until: When = None,
                         after: After = None, limit: Limit = None) -> dict:
         window = _window(since, until)
         if window is None:
-            operators.show_account(backend, token_id)  # still a 404 for a token without an account
+            ledger.show_account(backend, token_id)  # still a 404 for a token without an account
             return _EMPTY
-        return _page(operators.history(backend, token_id, *window, after, limit))
+        return _page(ledger.history(backend, token_id, *window, after, limit))
 
     # -- payments and refunds --
     @r.get("/payments")
     def payments(_a: Actor, merchant: MerchantQ = None,
                  token_id: Annotated[int | None, Query(ge=0, le=rules.MAX_TOKEN_ID)] = None,
                  since: When = None, until: When = None,
-                 status: Literal[operators.PAYMENT_STATUSES] | None = None,  # type: ignore[valid-type]
+                 status: Literal[ledger.PAYMENT_STATUSES] | None = None,  # type: ignore[valid-type]
                  after: After = None, limit: Limit = None) -> dict:
         window = _window(since, until)
         if window is None:  # nothing in it; the other filters are still checked (an unknown merchant: 404)
-            operators.list_payments(backend, merchant, token_id, None, None, status, after, 1)
+            ledger.list_payments(backend, merchant, token_id, None, None, status, after, 1)
             return _EMPTY
-        return _page(operators.list_payments(backend, merchant, token_id, *window, status, after, limit))
+        return _page(ledger.list_payments(backend, merchant, token_id, *window, status, after, limit))
 
     @r.get("/payments/{payment_id}")
     def payment(payment_id: PaymentId, _a: Actor) -> dict:
-        return operators.show_payment(backend, _payment_id(payment_id))
+        return ledger.show_payment(backend, _payment_id(payment_id))
 
     @r.post("/payments/{payment_id}/refund")
     def payment_refund(payment_id: PaymentId, body: AdminRefundIn, actor: Actor) -> dict:
-        return operators.refund(backend, _payment_id(payment_id), body.amount, body.idempotency_key, actor)
+        return ledger.refund(backend, _payment_id(payment_id), body.amount, body.idempotency_key, actor)
 
     @r.get("/refunds")
     def refunds(_a: Actor, merchant: MerchantQ = None,
@@ -238,9 +238,9 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
                 since: When = None, until: When = None, after: After = None, limit: Limit = None) -> dict:
         window = _window(since, until)
         if window is None:
-            operators.list_refunds(backend, merchant, token_id, payment_id, None, None, after, 1)
+            ledger.list_refunds(backend, merchant, token_id, payment_id, None, None, after, 1)
             return _EMPTY
-        return _page(operators.list_refunds(backend, merchant, token_id, payment_id, *window, after, limit))
+        return _page(ledger.list_refunds(backend, merchant, token_id, payment_id, *window, after, limit))
 
     @r.get("/export", response_class=StreamingResponse, responses={200: {
         "description": "the day's rows: CSV (format=csv) or JSON lines (format=jsonl)",
@@ -250,7 +250,7 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
                                                                             "from 1970")],
                format: Literal["csv", "jsonl"] = "csv", merchant: MerchantQ = None) -> StreamingResponse:
         """One UTC day's payments and refunds: CSV with a header row, or JSON lines."""
-        lines = operators.export_day(backend, day, format, merchant)
+        lines = ledger.export_day(backend, day, format, merchant)
         media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
         return StreamingResponse(lines, media_type=media, headers={
             "Content-Disposition": f'attachment; filename="paytoken-{day}.{format}"'})

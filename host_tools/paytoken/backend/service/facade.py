@@ -10,7 +10,7 @@ original result. The clock is injected (``clock=``), UTC seconds.
 hot path's connections, and takes its operations from one module per concern:
 ``keys`` (schemes, secrets, the master key), ``parties`` (merchants, admins, wallets),
 ``tokens``, ``desk`` (clock sync, unlock, expected codes), ``verification`` and
-``payments``; ``online`` (online codes), ``operators`` (operators' listings and
+``payments``; ``online`` (online codes), ``operators`` and ``ledger`` (operators' listings and
 actions) and ``batches`` (the offline factory) take the Backend as an argument.
 
 Usage::

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
 from paytoken.backend import CONFLICT, INVALID, NOT_FOUND, UNAVAILABLE, BackendError, rules
-from paytoken.backend.service import online, operators
+from paytoken.backend.service import ledger, online, operators
 from paytoken.backend.store import audit
 from paytoken.backend.store.models import ACTIVE, LOCKED, LOST, PENDING, REVOKED
 from paytoken.backend.store.tables import accounts as _a
@@ -279,10 +279,10 @@ class Tokens:
 
     def credit(self, token_id: int, amount: int, actor: str = "cli", reason: str = "credit") -> int:
         """Add ``amount`` minor units to the token's account; returns the new balance.
-        Recorded with its reason in the account's history (``operators.adjust``)."""
+        Recorded with its reason in the account's history (``ledger.adjust``)."""
         rules.check_token_id(token_id)
         rules.check_amount(amount)
-        return operators.adjust(self, token_id, amount, reason, actor)["balance"]
+        return ledger.adjust(self, token_id, amount, reason, actor)["balance"]
 
     def move_token(self, token_id: int, prefix: str, actor: str) -> dict:
         """Step 1 of a move: the token's scheme becomes ``prefix`` and the one it leaves
