@@ -11,8 +11,8 @@ import random
 import paycode
 import pytest
 from alembic import command
-from paytoken.backend.db import _alembic_config, make_engine, migrate
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import _alembic_config, make_engine, migrate
 from paytoken.backend.verify import Drift, learn_drift, locate_step, observed_drift
 from sqlalchemy import text
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import paycode
 import pytest
-from paytoken.backend import BackendError, operators
+from paytoken.backend import BackendError
+from paytoken.backend.service import operators
 
 from .conftest import SECRET, T0
 
@@ -53,7 +54,7 @@ def test_lock_by_hand_until_unlocked(world):
     w.backend.set_status(42, "revoked", "admin:ops")
     with pytest.raises(BackendError) as e:
         w.backend.lock(42, "admin:ops")
-    assert e.value.status == 409
+    assert e.value.kind == "conflict"
     with pytest.raises(BackendError) as e:
         w.backend.lock(77, "admin:ops")
-    assert e.value.status == 404
+    assert e.value.kind == "not_found"

@@ -10,7 +10,8 @@ import hashlib
 import paycode
 import pyotp
 import pytest
-from paytoken.backend import BackendError, operators
+from paytoken.backend import BackendError
+from paytoken.backend.service import operators
 
 from .conftest import SECRET
 

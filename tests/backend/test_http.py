@@ -16,9 +16,9 @@ import paycode
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from paytoken.backend.db import make_engine
-from paytoken.backend.models import AuditLog, Payment
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine
+from paytoken.backend.store.models import AuditLog, Payment
 from sqlalchemy import func, select
 from waits import bound
 

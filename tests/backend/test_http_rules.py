@@ -165,8 +165,8 @@ def test_cli_pay_retries_with_one_order_id(live):  # noqa: F811
 def test_bad_key_budget_is_shared_by_server_processes(db_url, ring, master_hex, tmp_path):
     # Two uvicorn workers (two processes) on one database: the budget is in the database, so
     # however the requests are spread over the workers, the 21st unknown key in a row is a 429.
-    from paytoken.backend.db import make_engine
     from paytoken.backend.service import Backend
+    from paytoken.backend.store.db import make_engine
 
     from .conftest import Server
 

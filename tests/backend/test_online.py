@@ -16,8 +16,8 @@ import httpx
 import paycode
 import pytest
 from paytoken.backend import rules
-from paytoken.backend.db import make_engine
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine
 from sqlalchemy import MetaData, select
 from waits import bound
 
@@ -216,7 +216,7 @@ def test_forged_online_codes_are_guesses_and_lock_like_offline_ones(wallet):
 
 
 def paycode_online(key: bytes, token_id: int, serial: int) -> str:
-    from paytoken.backend.online import make_code
+    from paytoken.backend.service.online import make_code
 
     return make_code(key, ONLINE, token_id, serial)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import paycode
 import pytest
-from paytoken.backend import BackendError, online, rules
+from paytoken.backend import BackendError, rules
+from paytoken.backend.service import online
 
 from .conftest import SECRET
 
@@ -39,11 +40,11 @@ def test_count_and_ttl_bounds_in_the_facade(ow):
                        (1, 1.5)):
         with pytest.raises(BackendError) as e:
             w.backend.online_codes(key, count, ttl)
-        assert e.value.status == 422
+        assert e.value.kind == "invalid"
     assert len(w.backend.online_codes(key, online.MAX_COUNT, online.MAX_TTL)) == 15
     with pytest.raises(BackendError) as e:
         w.backend.online_codes("ptk_wallet_nope")
-    assert e.value.status == 401
+    assert e.value.kind == "unauthorized"
 
 
 def test_the_issuer_needs_an_online_scheme_and_keeps_its_key(world):
@@ -51,14 +52,14 @@ def test_the_issuer_needs_an_online_scheme_and_keeps_its_key(world):
     key = b.issue_wallet_key(42)
     with pytest.raises(BackendError) as e:
         b.online_codes(key)
-    assert e.value.status == 503 and "scheme add --online" in str(e.value)
+    assert e.value.kind == "unavailable" and "scheme add --online" in str(e.value)
     b.add_scheme("71", online=True)
     with pytest.raises(BackendError) as e:  # no token under an online prefix
         b.add_token(43, SECRET, prefix="71")
-    assert e.value.status == 422 and "online" in str(e.value)
+    assert e.value.kind == "invalid" and "online" in str(e.value)
     with pytest.raises(BackendError) as e:  # and no provisioning station reads its key
         b.station_scheme_key("71", "admin:ops")
-    assert e.value.status == 422
+    assert e.value.kind == "invalid"
     assert len(b.station_scheme_key("81", "admin:ops")) == 16
     assert set(b.scheme_keys()) == {"81"}  # nor an offline batch (batches.create_batch)
     # a newer online scheme takes over issuing; the older one's codes still pay
@@ -78,7 +79,7 @@ def test_a_wallet_asking_too_often_gets_429_with_retry_after(ow):
         w.backend.online_codes(key)
     with pytest.raises(BackendError) as e:
         w.backend.online_codes(key)
-    assert e.value.status == 429 and e.value.retry_after == bud.interval_s
+    assert e.value.kind == "throttled" and e.value.retry_after == bud.interval_s
     w.clock.t += bud.interval_s
     assert len(w.backend.online_codes(key)) == 1
 
@@ -89,7 +90,7 @@ def test_wallet_keys_belong_to_active_tokens_and_replace_each_other(ow):
     assert b.wallet_token(key) == 42 and b.wallet_token("ptk_wallet_x") is None and b.wallet_token("é") is None
     with pytest.raises(BackendError) as e:
         b.issue_wallet_key(4242)
-    assert e.value.status == 404
+    assert e.value.kind == "not_found"
     codes = b.online_codes(key, 3)
     key2 = b.issue_wallet_key(42)
     assert b.wallet_token(key) is None and b.wallet_token(key2) == 42
@@ -97,11 +98,11 @@ def test_wallet_keys_belong_to_active_tokens_and_replace_each_other(ow):
     assert b.pay(w.merchant_id, codes[0]["code"], 1, "CNY", "k-1")["reason"] == "CODE_EXPIRED"
     with pytest.raises(BackendError) as e:
         b.revoke_wallet_key(42)
-    assert e.value.status == 404
+    assert e.value.kind == "not_found"
     b.set_status(42, "lost", "cli")
     with pytest.raises(BackendError) as e:
         b.issue_wallet_key(42)
-    assert e.value.status == 409
+    assert e.value.kind == "conflict"
 
 
 def test_wallet_summary_and_verify(ow):

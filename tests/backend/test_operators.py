@@ -11,10 +11,11 @@ import httpx
 import paycode
 import pytest
 from paytoken.backend import BackendError
-from paytoken.backend.db import make_engine
-from paytoken.backend.models import AuditLog
-from paytoken.backend.operators import EXPORT_COLUMNS, iso
 from paytoken.backend.service import Backend
+from paytoken.backend.service.ledger import EXPORT_COLUMNS
+from paytoken.backend.service.operators import iso
+from paytoken.backend.store.db import make_engine
+from paytoken.backend.store.models import AuditLog
 from paytoken.cli import main
 from sqlalchemy import select
 
@@ -83,7 +84,7 @@ def test_merchants_admins_and_schemes(world, capsys, ring):
     assert "already retired" in run(capsys, "scheme", "retire", "81", "--db", w.url, rc=1).err
     with pytest.raises(BackendError, match="retired") as e:
         w.backend.add_token(43, SECRET, prefix="81")
-    assert e.value.status == 409
+    assert e.value.kind == "conflict"
     w.backend.add_token(44, SECRET, prefix="82")
     code = paycode.payment_code(SECRET, 42, T0, w.scheme_key)
     assert w.backend.pay(cafe["merchant_id"], code, 100, "CNY", "after-retire")["status"] == "succeeded"

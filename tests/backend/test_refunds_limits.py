@@ -7,8 +7,8 @@ import threading
 import paycode
 import pytest
 from paytoken.backend import BackendError, rules
-from paytoken.backend.db import make_engine
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine
 from sqlalchemy import func, select, text
 
 from .conftest import SECRET, T0
@@ -28,7 +28,7 @@ def test_refund_idempotency_key(world):
     assert w.backend.refund(w.merchant_id, pid, 100, idempotency_key="k-1") == first  # applied once
     with pytest.raises(BackendError) as e:
         w.backend.refund(w.merchant_id, pid, 200, idempotency_key="k-1")  # same key, another body
-    assert e.value.status == 409
+    assert e.value.kind == "conflict"
     second = w.backend.refund(w.merchant_id, pid, 100, idempotency_key="k-2")  # a new key: a new refund
     assert second["refund_id"] != first["refund_id"] and second["refunded"] == 200
     assert w.backend.token_info(42)["balance"] == 100_000 - 500 + 200
@@ -37,12 +37,12 @@ def test_refund_idempotency_key(world):
     for bad in ("", "x" * 256, "caf\u00e9", "a b"):
         with pytest.raises(BackendError) as e:
             w.backend.refund(w.merchant_id, pid, 1, idempotency_key=bad)
-        assert e.value.status == 422
+        assert e.value.kind == "invalid"
     # Another merchant's key space is its own, and it cannot see the payment.
     other, _ = w.backend.add_merchant("other")
     with pytest.raises(BackendError) as e:
         w.backend.refund(other, pid, 100, idempotency_key="k-1")
-    assert e.value.status == 404
+    assert e.value.kind == "not_found"
     assert n_refunds(w) == 2
 
 
@@ -56,7 +56,7 @@ def test_refund_without_key_is_keyed_by_its_body(world):
     assert w.backend.refund(w.merchant_id, pid) == rest
     with pytest.raises(BackendError) as e:
         w.backend.refund(w.merchant_id, pid, 1)
-    assert e.value.status == 409
+    assert e.value.kind == "conflict"
     assert w.backend.token_info(42)["balance"] == 100_000
     assert n_refunds(w) == 2
 
@@ -69,7 +69,7 @@ def _parallel(n, fn):
         try:
             out.append(fn(i))
         except BackendError as exc:
-            out.append(exc.status)
+            out.append(exc.kind)
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
     for t in threads:
@@ -92,7 +92,7 @@ def test_thirty_parallel_identical_refunds_apply_once(world, db_url, ring, clock
     assert len({o["refund_id"] for o in out if isinstance(o, dict)}) == 1 and len(out) == 30, out
     # 30 different keys of 100 on the 350 left: exactly 3 go through, never more than the payment.
     out = _parallel(30, lambda i: backends[i].refund(w.merchant_id, pid, 100, idempotency_key=f"k{i}"))
-    assert sum(isinstance(o, dict) for o in out) == 3 and out.count(409) == 27, out
+    assert sum(isinstance(o, dict) for o in out) == 3 and out.count("conflict") == 27, out
     assert w.backend.get_payment(w.merchant_id, pid)["refunded"] == 450
     assert w.backend.token_info(42)["balance"] == 100_000 - 500 + 450
     assert n_refunds(w) == 5
@@ -115,7 +115,7 @@ def test_scheme_defaults_apply_at_activation(world):
     for kw in ({"limit_per_payment": 0}, {"limit_per_day": -1}, {"currency": "eur"}):
         with pytest.raises(BackendError) as e:
             w.backend.add_scheme("83", **kw)
-        assert e.value.status == 422
+        assert e.value.kind == "invalid"
 
 
 def test_set_token_limits_and_currency(world):
@@ -125,16 +125,16 @@ def test_set_token_limits_and_currency(world):
     assert pay(w, code_at(w, T0), 701)["reason"] == "LIMIT_EXCEEDED"
     with pytest.raises(BackendError) as e:
         w.backend.set_token(42, "admin:t", currency="EUR")  # balance 100000 CNY
-    assert e.value.status == 409 and "balance 0" in str(e.value)
+    assert e.value.kind == "conflict" and "balance 0" in str(e.value)
     w.backend.add_token(9, SECRET)
     assert w.backend.set_token(9, "admin:t", currency="EUR")["currency"] == "EUR"
     for kw in ({}, {"limit_per_day": 0}, {"currency": "E"}, {"secret": b"x"}):
         with pytest.raises(BackendError) as e:
             w.backend.set_token(9, "admin:t", **kw)
-        assert e.value.status == 422
+        assert e.value.kind == "invalid"
     with pytest.raises(BackendError) as e:
         w.backend.set_token(77, "admin:t", limit_per_day=5)
-    assert e.value.status == 404
+    assert e.value.kind == "not_found"
     with w.backend.engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM audit_log WHERE action = 'TOKEN_SET'")).scalar() == 2
 
@@ -162,7 +162,7 @@ def test_migration_0005_down_and_up(db_url, ring):
     import time
 
     from alembic import command
-    from paytoken.backend.db import _alembic_config, migrate
+    from paytoken.backend.store.db import _alembic_config, migrate
 
     engine = make_engine(db_url)
     backend = Backend(engine, ring)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import paycode
 import pytest
-from paytoken.backend.db import make_engine
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine
 
 from .conftest import SECRET, Server
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import paycode
 import pytest
-from paytoken.backend.db import make_engine
-from paytoken.backend.models import Payment
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine
+from paytoken.backend.store.models import Payment
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 

@@ -12,9 +12,9 @@ import pyotp
 import pytest
 from paytoken.backend import BackendError, rules
 from paytoken.backend.crypto import Keyring
-from paytoken.backend.db import make_engine
-from paytoken.backend.models import Payment
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine
+from paytoken.backend.store.models import Payment
 from paytoken.backend.verify import Policy
 from sqlalchemy import func, select, text
 
@@ -49,7 +49,7 @@ def test_pay_debits_once_and_retry_returns_original(world):
     assert w.backend.token_info(42)["balance"] == 100_000 - 1250
     with pytest.raises(BackendError) as e:
         pay(w, code, 999, "order-1")  # same order id, different request
-    assert e.value.status == 409
+    assert e.value.kind == "conflict"
     r3 = pay(w, code, 1250, "order-2")
     assert r3["status"] == "refused" and r3["reason"] == "CODE_REPLAYED"
     assert pay(w, code, 1250, "order-2") == r3  # a stored refusal is also returned unchanged
@@ -116,7 +116,7 @@ def test_malformed_requests_write_nothing(world):
         with pytest.raises(BackendError) as e:
             w.backend.pay(w.merchant_id, code_at(w, T0), kw.get("amount", 100), kw.get("currency", "CNY"),
                           kw.get("order", "ok"))
-        assert e.value.status == 422
+        assert e.value.kind == "invalid"
     assert n_payments(w) == 0
     assert pay(w, code_at(w, T0))["status"] == "succeeded"  # the code was not consumed
 
@@ -215,12 +215,12 @@ def test_refund(world):
     assert w.backend.refund(w.merchant_id, r["payment_id"])["refunded"] == 1000
     with pytest.raises(BackendError) as e:
         w.backend.refund(w.merchant_id, r["payment_id"], 1)
-    assert e.value.status == 409
+    assert e.value.kind == "conflict"
     assert w.backend.token_info(42)["balance"] == 100_000
     other, _ = w.backend.add_merchant("other")
     with pytest.raises(BackendError) as e:
         w.backend.get_payment(other, r["payment_id"])
-    assert e.value.status == 404
+    assert e.value.kind == "not_found"
 
 
 def test_drift_plus_20ppm_for_a_year(world):
@@ -271,7 +271,7 @@ def test_factory_allocate_then_activate(world):
     assert w.backend.token_info(tid)["status"] == "active"
     with pytest.raises(BackendError) as e:
         w.backend.activate_token(tid, SECRET, sync, "81")
-    assert e.value.status == 409
+    assert e.value.kind == "conflict"
     w.backend.credit(tid, 10)
     assert pay(w, code_at(w, T0, tid), 10)["status"] == "succeeded"
     # A failed activation (no scheme 82) leaves the token pending: one transaction.
@@ -366,7 +366,7 @@ def test_secrets_never_in_logs_or_audit(world, caplog):
 def test_migrated_schema_matches_models(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
-    from paytoken.backend.models import Base
+    from paytoken.backend.store.models import Base
 
     engine = make_engine(db_url)
     with engine.connect() as c:

@@ -23,8 +23,8 @@ from pathlib import Path
 import paycode
 import pyotp
 from paytoken.backend.crypto import Keyring
-from paytoken.backend.db import make_engine, migrate
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine, migrate
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import benchkit
 from paytoken.backend.crypto import Keyring
-from paytoken.backend.db import make_engine, migrate
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine, migrate
 from paytoken.station import deploy as dp
 from paytoken.station.provision import Station
 from paytoken.station.transport import Device

@@ -15,7 +15,7 @@ from pathlib import Path
 import pskc as pypskc
 import pytest
 from paytoken import pskc
-from paytoken.backend.models import ACTIVE, PENDING
+from paytoken.backend.store.models import ACTIVE, PENDING
 
 TOTP = "urn:ietf:params:xml:ns:keyprov:pskc:totp"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from paytoken import vhw
-from paytoken.backend.models import ACTIVE, PENDING
+from paytoken.backend.store.models import ACTIVE, PENDING
 from paytoken.station import deploy as deploy_mod
 from paytoken.station.provision import Station
 from paytoken.station.transport import Device, DeviceError

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from paytoken import fwload, upy
 from paytoken.backend.crypto import Keyring
-from paytoken.backend.db import make_engine, migrate
-from paytoken.backend.models import ACTIVE, PENDING, Token
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine, migrate
+from paytoken.backend.store.models import ACTIVE, PENDING, Token
 from paytoken.station import deploy as deploy_mod
 from paytoken.station import hostcalls
 from paytoken.station.ops import secret_forms

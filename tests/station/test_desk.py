@@ -9,7 +9,7 @@ from pathlib import Path
 
 import paycode
 from paytoken import vhw
-from paytoken.backend.models import AuditLog
+from paytoken.backend.store.models import AuditLog
 from paytoken.station import ops
 from paytoken.station.transport import Device
 from sqlalchemy import select

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from paytoken import vhw
-from paytoken.backend.models import ACTIVE, PENDING
+from paytoken.backend.store.models import ACTIVE, PENDING
 from paytoken.station.provision import Station, TokenReport
 from paytoken.vdev import control
 from stationkit import assert_no_secret, token_config

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from paytoken.backend.models import ACTIVE
+from paytoken.backend.store.models import ACTIVE
 from paytoken.station import ops
 from paytoken.station.transport import Device, DeviceError
 from paytoken.vdev import control

@@ -13,7 +13,7 @@ from pathlib import Path
 import pskc as pypskc  # python-pskc, the independent PSKC parser
 import pytest
 from paytoken import pskc, scan, vhw
-from paytoken.backend.models import ACTIVE, PENDING
+from paytoken.backend.store.models import ACTIVE, PENDING
 from paytoken.batch import sync_key as derive_sync_key
 from paytoken.station import ops
 from paytoken.station.offline import OfflineIssuer
@@ -134,7 +134,7 @@ def test_offline_factory_end_to_end(tokens, issuer, tmp_path: Path) -> None:
 
 
 def test_ledger_never_hands_an_id_out_twice(issuer, tmp_path: Path) -> None:
-    from paytoken.backend.batches import create_batch
+    from paytoken.backend.service.batches import create_batch
     from paytoken.batch import seal
 
     psk = os.urandom(16)
@@ -171,7 +171,7 @@ def test_ledger_never_hands_an_id_out_twice(issuer, tmp_path: Path) -> None:
 
 
 def test_cut_after_the_lock_is_redone_with_a_fresh_id(tokens, issuer, tmp_path: Path, monkeypatch) -> None:
-    from paytoken.backend.batches import create_batch
+    from paytoken.backend.service.batches import create_batch
     from paytoken.batch import seal
     from paytoken.station.provision import Station
 
@@ -211,7 +211,7 @@ def test_cut_after_the_lock_is_redone_with_a_fresh_id(tokens, issuer, tmp_path: 
 
 def test_batches_and_import_on_postgresql(pg_issuer, tmp_path: Path) -> None:
     from paytoken.backend import BackendError
-    from paytoken.backend.batches import create_batch, import_tokens
+    from paytoken.backend.service.batches import create_batch, import_tokens
 
     psk = os.urandom(16)
     b, _key, master = create_batch(pg_issuer.backend, "81", 50, pskc.psk_id(psk))

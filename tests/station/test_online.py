@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 from paytoken import scan, vhw
-from paytoken.backend import BackendError
-from paytoken.backend.models import ACTIVE, AuditLog
+from paytoken.backend import UNAVAILABLE, BackendError
+from paytoken.backend.store.models import ACTIVE, AuditLog
 from paytoken.station import ops
 from paytoken.station.online import HttpIssuer
 from paytoken.station.provision import Station
@@ -167,7 +167,7 @@ def test_cut_after_the_lock_is_redone_over_http(tokens, issuer, server, monkeypa
     api = HttpIssuer(url, issuer.admin_key)
 
     def cut(*_a, **_kw) -> None:  # the issuer is gone right after the lock
-        raise BackendError("cannot reach the issuer (ConnectError)", 503)
+        raise BackendError("cannot reach the issuer (ConnectError)", UNAVAILABLE)
 
     monkeypatch.setattr(api, "activate", cut)
     rep = Station(api, board="sim").provision(tok.port)
@@ -292,7 +292,7 @@ def test_factory_endpoints_are_retry_safe_and_never_echo_a_secret(issuer, server
 def test_cross_check_over_http_in_parts_and_with_unequal_lists(issuer, server) -> None:
     """A desk's 5000 times go in requests of 250 (each under the 16 KiB body limit); a time
     with no code is a mismatch, never a pass."""
-    from paytoken.backend.factory_api import MAX_TIMES
+    from paytoken.backend.api.factory import MAX_TIMES
     from paytoken.station import online
 
     url, _ = server

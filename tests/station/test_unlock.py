@@ -16,7 +16,7 @@ from pathlib import Path
 import paycode
 import pytest
 from paytoken import vhw
-from paytoken.backend.models import PENDING, AuditLog
+from paytoken.backend.store.models import PENDING, AuditLog
 from paytoken.station import ops
 from paytoken.station.transport import Device
 from paytoken.vdev import control

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from paytoken import cli
-from paytoken.backend import app as api
-from paytoken.backend import online_api
+from paytoken.backend.api import schemas as api
+from paytoken.backend.api import wallet as online_api
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

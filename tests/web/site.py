@@ -23,8 +23,8 @@ from pathlib import Path
 import paycode
 from backend.conftest import Server
 from paytoken.backend.crypto import Keyring
-from paytoken.backend.db import make_engine, migrate
 from paytoken.backend.service import Backend
+from paytoken.backend.store.db import make_engine, migrate
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

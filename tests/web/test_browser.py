@@ -7,7 +7,7 @@ import random
 
 import paycode
 import pytest
-from paytoken.backend.models import AuditLog, Payment, Refund
+from paytoken.backend.store.models import AuditLog, Payment, Refund
 from sqlalchemy import func, select
 from stdnum import damm as stdnum_damm
 

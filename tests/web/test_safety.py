@@ -10,7 +10,7 @@ from dataclasses import replace
 import httpx
 import pytest
 from backend.conftest import Server
-from paytoken.backend.models import Payment
+from paytoken.backend.store.models import Payment
 from paytoken.web.pages import CSP, parse_amount
 from paytoken.web.session import CONSOLE, PRE_LOGIN_S, TILL, Sessions
 from sqlalchemy import func, select

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import zxingcpp
-from paytoken.backend.models import Payment
+from paytoken.backend.store.models import Payment
 from PIL import Image
 from sqlalchemy import select
 from stdnum import damm

@@ -28,7 +28,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from paytoken.backend import BackendError
+from paytoken.backend import INTERNAL, BackendError
 
 ENV_MASTER_KEY = "PAYTOKEN_MASTER_KEY"
 ENV_MASTER_KEY_FILE = "PAYTOKEN_MASTER_KEY_FILE"
@@ -129,27 +129,27 @@ class Keyring:
     def _unwrap(self, kid: str, wrapped: str) -> bytes:
         kek = self._keys.get(kid)
         if kek is None:
-            raise BackendError(f"sealed under master key {kid}, which this keyring lacks", 500)
+            raise BackendError(f"sealed under master key {kid}, which this keyring lacks", INTERNAL)
         raw = _unb64(wrapped)
         try:
             return kek.decrypt(raw[:_NONCE], raw[_NONCE:], b"paytoken-dek|" + kid.encode())
         except InvalidTag:
-            raise BackendError(f"data key does not open under master key {kid}", 500) from None
+            raise BackendError(f"data key does not open under master key {kid}", INTERNAL) from None
 
     def open(self, envelope: str, context: str) -> bytes:
         """Decrypt an envelope sealed with ``context``. BackendError when it does not open."""
         try:
             version, kid, wrapped, body = envelope.split(".")
         except ValueError:
-            raise BackendError("malformed envelope", 500) from None
+            raise BackendError("malformed envelope", INTERNAL) from None
         if version != _VERSION:
-            raise BackendError(f"unknown envelope version {version!r}", 500)
+            raise BackendError(f"unknown envelope version {version!r}", INTERNAL)
         dek = self._unwrap(kid, wrapped)
         raw = _unb64(body)
         try:
             return AESGCM(dek).decrypt(raw[:_NONCE], raw[_NONCE:], context.encode())
         except InvalidTag:
-            raise BackendError(f"envelope does not open for {context}", 500) from None
+            raise BackendError(f"envelope does not open for {context}", INTERNAL) from None
 
     def rewrap(self, envelope: str) -> str:
         """The same envelope with its data key re-wrapped under the current master key."""

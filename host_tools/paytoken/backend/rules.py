@@ -1,4 +1,5 @@
-"""The issuer's rules in one place: guess budgets, cool-downs, search horizons, default limits.
+"""The issuer's rules in one place: guess budgets, cool-downs, search horizons, default limits,
+and the limits and validators of every request field.
 
 Pure: no database and no clock. The service applies them with conditional UPDATEs, so
 they hold across threads, server processes and uvicorn workers on one database (all the
@@ -21,7 +22,10 @@ Usage::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from paytoken.backend import INVALID, BackendError
 
 OTP_SPACE = 10**6  # 6-digit HOTP (RFC 4226)
 PERIOD = 30  # seconds per TOTP step
@@ -111,3 +115,83 @@ def guess_bound(days: int = 1) -> tuple[int, float]:
 DEFAULT_CURRENCY = "CNY"
 DEFAULT_LIMIT_PER_PAYMENT = 50_000  # 500.00
 DEFAULT_LIMIT_PER_DAY = 200_000  # 2000.00
+
+
+# ---- requests: the limits and validators every layer shares -----------------------------
+#
+# The patterns are written without anchors: ``full`` anchors one for Python (\A...\Z) and
+# ``schema`` for the API's request models (^...$, pydantic's regex engine has no \Z).
+
+MAX_AMOUNT = 10**12  # minor units; larger amounts are malformed requests
+MAX_TOKEN_ID = 99_999_999
+PRINTABLE = r"[^\x00-\x1f\x7f]"
+CURRENCY_RE = r"[A-Z]{3}"
+ORDER_ID_RE = r"[A-Za-z0-9._:/-]{1,64}"
+NONCE_RE = r"[A-Za-z0-9]{8,64}"
+NAME_RE = PRINTABLE + "{1,100}"
+REASON_RE = PRINTABLE + "{1,200}"
+IDEM_KEY_RE = r"[\x21-\x7e]{1,255}"
+PREFIX_RE = r"[0-9]{2}"
+
+
+def full(pattern: str) -> re.Pattern:
+    """``pattern`` matching a whole string."""
+    return re.compile(rf"\A{pattern}\Z")
+
+
+def schema(pattern: str) -> str:
+    """``pattern`` as a JSON Schema / pydantic pattern of a whole string."""
+    return f"^{pattern}$"
+
+
+CURRENCY = full(CURRENCY_RE)
+ORDER_ID = full(ORDER_ID_RE)
+NONCE = full(NONCE_RE)
+NAME = full(NAME_RE)
+REASON = full(REASON_RE)
+IDEM_KEY = full(IDEM_KEY_RE)
+
+
+def check_amount(amount: object, what: str = "amount") -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise BackendError(f"{what} must be an integer number of minor units", INVALID)
+    if not 1 <= amount <= MAX_AMOUNT:
+        raise BackendError(f"{what} must be 1 to {MAX_AMOUNT} minor units", INVALID)
+    return amount
+
+
+def check_limit(limit: int | None, what: str) -> int | None:
+    return None if limit is None else check_amount(limit, what)
+
+
+def _text(value: object, pattern: re.Pattern, message: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise BackendError(message, INVALID)
+    return value
+
+
+def check_currency(currency: object) -> str:
+    return _text(currency, CURRENCY, "currency must be three capital letters (ISO 4217), e.g. CNY")
+
+
+def check_token_id(token_id: object) -> int:
+    if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id <= MAX_TOKEN_ID:
+        raise BackendError(f"token id must be an integer 0 to {MAX_TOKEN_ID}", INVALID)
+    return token_id
+
+
+def check_nonce(nonce: object) -> str:
+    return _text(nonce, NONCE, "nonce must be 8 to 64 ASCII letters or digits")
+
+
+def check_name(name: object, what: str) -> str:
+    """A merchant's or an admin's name (``what``: merchant, admin)."""
+    return _text(name, NAME, f"{what} name must be 1 to 100 printable characters")
+
+
+def check_order_id(order_id: object) -> str:
+    return _text(order_id, ORDER_ID, "merchant_order_id must be 1 to 64 of A-Z a-z 0-9 . _ : / -")
+
+
+def check_idem_key(key: object) -> str:
+    return _text(key, IDEM_KEY, "Idempotency-Key must be 1 to 255 visible ASCII characters")

@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 
 from paycode import FORMATS
 
+from paytoken.backend import rules
+
 # The latest time any command takes: 9999-12-31T23:59:59Z (a four-digit year).
 MAX_UTC = 253_402_300_799
-MAX_TOKEN_ID = 99_999_999
-MAX_AMOUNT = 10**12  # minor units, as the backend's own bound
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 
 _INT = re.compile(r"[+-]?[0-9]+")
@@ -97,8 +97,8 @@ def _range(lo: float | None, hi: float | None, lo_open: bool = False) -> str:
 
 positive_int = integer(1, None, "a positive integer")
 nonneg_int = integer(0, None, "a non-negative integer")
-token_id = integer(0, MAX_TOKEN_ID, "a token id (0 to 99999999)")
-amount = integer(1, MAX_AMOUNT, "an amount in minor units")
+token_id = integer(0, rules.MAX_TOKEN_ID, "a token id (0 to 99999999)")
+amount = integer(1, rules.MAX_AMOUNT, "an amount in minor units")
 
 
 def amount_or_none(text: str) -> int | None:

@@ -31,7 +31,7 @@ def _common(p: argparse.ArgumentParser, key: bool = False, as_json: bool = True)
 
 
 def _url(args) -> str:
-    from paytoken.backend.db import DEFAULT_URL
+    from paytoken.backend.store.db import DEFAULT_URL
 
     url = args.db or os.environ.get("PAYTOKEN_DB") or DEFAULT_URL
     if not args.db:  # $PAYTOKEN_DB gets the checks --db got from argparse
@@ -46,7 +46,7 @@ def _shown_url(url: str) -> str:
     # The URL as an error may show it: the password masked.
     from sqlalchemy.engine import make_url
 
-    from paytoken.backend.db import normalize_url
+    from paytoken.backend.store.db import normalize_url
 
     try:
         return make_url(normalize_url(url)).render_as_string(hide_password=True)
@@ -59,7 +59,7 @@ def _check_sqlite_file(url: str, create: bool) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from paytoken.backend.db import normalize_url
+    from paytoken.backend.store.db import normalize_url
 
     try:
         u = make_url(normalize_url(url))
@@ -143,8 +143,8 @@ def _prefix(args) -> str:
 def do_db_init(args) -> None:
     from alembic.util.exc import CommandError as AlembicError
 
-    from paytoken.backend.db import make_engine, migrate
     from paytoken.backend.service import Backend
+    from paytoken.backend.store.db import make_engine, migrate
 
     url = _url(args)
     _check_sqlite_file(url, create=True)
@@ -340,11 +340,11 @@ def _check_listen(host: str, port: int) -> None:
 def do_serve(args) -> None:
     import uvicorn
 
-    from paytoken.backend.app import ENV_DB, ENV_WINDOW
+    from paytoken.backend.api.app import ENV_DB, ENV_WINDOW
     from paytoken.backend.crypto import ENV_MASTER_KEY_FILE
 
     if args.workers is None:
-        from paytoken.backend.db import normalize_url
+        from paytoken.backend.store.db import normalize_url
 
         args.workers = 1 if normalize_url(_url(args)).startswith("sqlite") else 2
     _backend(args, key=True)  # fail here, clearly, on a missing key or schema
@@ -353,7 +353,7 @@ def do_serve(args) -> None:
     os.environ[ENV_WINDOW] = str(args.window)
     if args.master_key_file:
         os.environ[ENV_MASTER_KEY_FILE] = str(Path(args.master_key_file).resolve())
-    uvicorn.run("paytoken.backend.app:create_app_from_env", factory=True, host=args.host,
+    uvicorn.run("paytoken.backend.api.app:create_app_from_env", factory=True, host=args.host,
                 port=args.port, workers=args.workers, log_level=args.log_level)
 
 

@@ -3,7 +3,7 @@ payments, refunds and the daily export (docs/OPERATOR.md).
 
 They join the ``merchant``, ``scheme``, ``token`` and ``account`` groups of
 ``commands/backend.py`` and add ``admin``, ``payment`` and ``refund``. Each calls one
-function of ``paytoken.backend.operators``, as the admin API does. Lists print one page
+function of ``paytoken.backend.service.operators``, as the admin API does. Lists print one page
 (``--limit``, default 100) and say on stderr how to get the next (``--after``) when more
 remain; ``--all`` walks every page. Keys are printed only when created or rotated.
 """
@@ -24,9 +24,15 @@ ACTOR = "cli"
 
 
 def _ops():
-    from paytoken.backend import operators
+    from paytoken.backend.service import operators
 
     return operators
+
+
+def _ledger():
+    from paytoken.backend.service import ledger
+
+    return ledger
 
 
 # Validators (the CLI fuzz, tests/core/test_cli_fuzz.py, probes each by its type).
@@ -144,12 +150,12 @@ def do_token_list(args) -> None:
 
 
 def do_account_show(args) -> None:
-    a = _run(_ops().show_account, _backend(args), args.token_id)
+    a = _run(_ledger().show_account, _backend(args), args.token_id)
     _out(args, a, f"token {a['token_id']} ({a['status']}): balance {a['balance']} {a['currency']}")
 
 
 def _adjust(args, sign: int) -> None:
-    a = _run(_ops().adjust, _backend(args), args.token_id, sign * args.amount, args.reason, ACTOR)
+    a = _run(_ledger().adjust, _backend(args), args.token_id, sign * args.amount, args.reason, ACTOR)
     _out(args, a, f"token {a['token_id']} {a['kind']} {abs(a['amount'])}: balance {a['balance']} "
                   f"{a['currency']} ({a['adjustment_id']})")
 
@@ -171,7 +177,7 @@ def _fmt_entry(e: dict) -> str:
 def do_account_history(args) -> None:
     backend = _backend(args)
     since, until = _time(args.since, "--since"), _time(args.until, "--until")
-    rows = _pages(args, lambda after: _ops().history(backend, args.token_id, since, until, after, args.limit))
+    rows = _pages(args, lambda after: _ledger().history(backend, args.token_id, since, until, after, args.limit))
     _out(args, rows, _lines(rows, _fmt_entry, "no movements"))
 
 
@@ -190,14 +196,14 @@ def _fmt_payment(p: dict) -> str:
 def do_payment_list(args) -> None:
     backend = _backend(args)
     since, until = _time(args.since, "--since"), _time(args.until, "--until")
-    rows = _pages(args, lambda after: _ops().list_payments(
+    rows = _pages(args, lambda after: _ledger().list_payments(
         backend, merchant=args.merchant, token_id=args.token_id, since=since, until=until,
         status=args.status, after=after, limit=args.limit))
     _out(args, rows, _lines(rows, _fmt_payment, "no payments"))
 
 
 def do_payment_show(args) -> None:
-    p = _run(_ops().show_payment, _backend(args), args.payment_id)
+    p = _run(_ledger().show_payment, _backend(args), args.payment_id)
     text = _fmt_payment(p) + "".join(
         f"\n  refund {r['refund_id']} {r['amount']} {r['currency']} at {_ops().iso(r['created_at'])}"
         for r in p["refunds"])
@@ -205,13 +211,13 @@ def do_payment_show(args) -> None:
 
 
 def do_payment_refund(args) -> None:
-    r = _run(_ops().refund, _backend(args), args.payment_id, args.amount, args.idempotency_key, ACTOR)
+    r = _run(_ledger().refund, _backend(args), args.payment_id, args.amount, args.idempotency_key, ACTOR)
     _out(args, r, f"refund {r['refund_id']} of {r['amount']} on {r['payment_id']} "
                   f"(refunded {r['refunded']} in all)")
 
 
 def do_payment_export(args) -> None:
-    lines = _run(_ops().export_day, _backend(args), args.day, args.format, args.merchant)
+    lines = _run(_ledger().export_day, _backend(args), args.day, args.format, args.merchant)
     if args.output is None:
         for line in _run_iter(lines):
             sys.stdout.write(line)
@@ -253,7 +259,7 @@ def _fmt_refund(r: dict) -> str:
 def do_refund_list(args) -> None:
     backend = _backend(args)
     since, until = _time(args.since, "--since"), _time(args.until, "--until")
-    rows = _pages(args, lambda after: _ops().list_refunds(
+    rows = _pages(args, lambda after: _ledger().list_refunds(
         backend, merchant=args.merchant, token_id=args.token_id, payment_id=args.payment_id,
         since=since, until=until, after=after, limit=args.limit))
     _out(args, rows, _lines(rows, _fmt_refund, "no refunds"))
@@ -265,7 +271,7 @@ def do_refund_list(args) -> None:
 def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add to the ``merchant``, ``scheme``, ``token`` and ``account`` groups (``groups``),
     and add the ``admin``, ``payment`` and ``refund`` groups to ``sub``."""
-    from paytoken.backend.models import STATUSES
+    from paytoken.backend.store.models import STATUSES
 
     mcs = groups["merchant"]
     p = mcs.add_parser("list", help="merchants, active and revoked (never a key)")

@@ -38,8 +38,8 @@ def _out(args: argparse.Namespace, data: object, text: str) -> None:
 
 
 def do_batch_create(args: argparse.Namespace) -> None:
-    from paytoken.backend import BackendError
-    from paytoken.backend.batches import create_batch
+    from paytoken.backend import INVALID, BackendError
+    from paytoken.backend.service.batches import create_batch
     from paytoken.batch import MAX_COUNT, BatchError, seal
     from paytoken.commands.backend import _backend
     from paytoken.pskc import psk_id
@@ -52,7 +52,7 @@ def do_batch_create(args: argparse.Namespace) -> None:
     backend = _backend(args, key=True)
     try:
         if backend.scheme_keys().get(args.prefix) is None:  # before a key file is made
-            raise BackendError(f"no scheme key for prefix {args.prefix}: run `paytoken scheme add`", 422)
+            raise BackendError(f"no scheme key for prefix {args.prefix}: run `paytoken scheme add`", INVALID)
     except BackendError as e:
         raise CommandError(str(e)) from None
     psk, created = _psk(Path(args.psk_file), create=True)
@@ -85,7 +85,7 @@ def do_batch_create(args: argparse.Namespace) -> None:
 def do_token_import(args: argparse.Namespace) -> None:
     from paytoken import pskc
     from paytoken.backend import BackendError
-    from paytoken.backend.batches import import_tokens
+    from paytoken.backend.service.batches import import_tokens
     from paytoken.commands.backend import _backend
 
     psk, _ = _psk(Path(args.psk_file))

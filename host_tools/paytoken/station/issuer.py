@@ -23,7 +23,7 @@ from __future__ import annotations
 import secrets
 from typing import Protocol
 
-from paytoken.backend import BackendError
+from paytoken.backend import NOT_FOUND, BackendError
 from paytoken.backend.service import Backend
 from paytoken.station import ops
 
@@ -111,7 +111,7 @@ class DbIssuer:
         try:
             return self.backend.token_info(token_id)["status"]
         except BackendError as e:
-            if e.status == 404:
+            if e.kind == NOT_FOUND:
                 return None
             raise
 

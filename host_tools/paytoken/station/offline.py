@@ -26,7 +26,7 @@ from pathlib import Path
 import paycode
 
 from paytoken import pskc
-from paytoken.backend.models import ACTIVE, PENDING
+from paytoken.backend.store.models import ACTIVE, PENDING
 from paytoken.batch import BatchError, sync_key, unseal
 from paytoken.station import ops
 

@@ -4,7 +4,7 @@
 ``station.issuer.DeskIssuer`` (the service desk) with an admin key; the station
 holds no master key and no database URL. It gets the scheme key once, allocates a
 pending id with a sync key it made, and activates with the secret in the request body
-(``backend/factory_api.py``). Its own verify step computes codes here, from the secret
+(``backend/api/factory.py``). Its own verify step computes codes here, from the secret
 it made and the scheme key: no code leaves the issuer.
 
 Retries: every call but ``allocate`` is idempotent on the issuer, so a dropped
@@ -12,7 +12,8 @@ connection or a 502/503/504 is retried (3 tries, 0.5 s then 1 s apart). ``alloca
 is retried only when the request never left this host (a refused connection); a lost
 answer leaves a pending record that never verifies.
 
-Errors are ``BackendError`` with the HTTP status (503: unreachable); their messages
+Errors are ``BackendError`` of the kind the HTTP status names (``api.errors.kind_of``;
+unreachable: unavailable); their messages
 are the issuer's, which never hold a secret. The admin key is never in a message.
 
 Usage::
@@ -31,11 +32,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from paytoken.backend import BackendError
+from paytoken.backend import INVALID, NOT_FOUND, UNAUTHORIZED, UNAVAILABLE, BackendError
+from paytoken.backend.api.errors import kind_of
 from paytoken.station import ops
 from paytoken.station.issuer import SYNC_KEY_BYTES
 
-CROSS_CHECK_PER_CALL = 250  # backend.factory_api.MAX_TIMES
+CROSS_CHECK_PER_CALL = 250  # backend.api.factory.MAX_TIMES
 
 RETRY_STATUS = (502, 503, 504)
 
@@ -54,12 +56,12 @@ def check_url(url: str) -> str:
     travel in the bodies)."""
     u = urlsplit(url)
     if u.scheme not in ("http", "https") or not u.hostname:
-        raise BackendError(f"not an issuer URL: {url!r} (give https://host[:port])", 422)
+        raise BackendError(f"not an issuer URL: {url!r} (give https://host[:port])", INVALID)
     if u.username or u.password or u.query or u.fragment:
-        raise BackendError("the issuer URL must not hold credentials, a query or a fragment", 422)
+        raise BackendError("the issuer URL must not hold credentials, a query or a fragment", INVALID)
     if u.scheme == "http" and not _loopback(u.hostname):
         raise BackendError(
-            f"plain http to {u.hostname}: secrets would cross the network unencrypted; use https://", 422)
+            f"plain http to {u.hostname}: secrets would cross the network unencrypted; use https://", INVALID)
     return url.rstrip("/")
 
 
@@ -76,7 +78,7 @@ class HttpIssuer:
 
     def __init__(self, url: str, admin_key: str, *, timeout: float = 10.0, tries: int = 3) -> None:
         if not admin_key or not admin_key.isascii() or not admin_key.isprintable():
-            raise BackendError("an admin key is needed (--admin-key-file or $PAYTOKEN_ADMIN_KEY)", 401)
+            raise BackendError("an admin key is needed (--admin-key-file or $PAYTOKEN_ADMIN_KEY)", UNAUTHORIZED)
         self.url = check_url(url)
         self.tries = max(1, tries)
         self._client = httpx.Client(base_url=self.url, timeout=timeout,
@@ -111,7 +113,7 @@ class HttpIssuer:
                 if idempotent:
                     continue
                 raise BackendError(f"the issuer at {self.url} did not answer {path} ({last}); "
-                                   "not retried", 503) from None
+                                   "not retried", UNAVAILABLE) from None
             if r.status_code in RETRY_STATUS and idempotent and attempt + 1 < self.tries:
                 last = f"HTTP {r.status_code}"
                 continue
@@ -119,17 +121,16 @@ class HttpIssuer:
                 data = r.json()
             except ValueError:
                 raise BackendError(f"the issuer answered {path} with {r.status_code} without JSON",
-                                   502) from None
+                                   UNAVAILABLE) from None
             return r.status_code, data
-        raise BackendError(f"cannot reach the issuer at {self.url} ({last})", 503)
+        raise BackendError(f"cannot reach the issuer at {self.url} ({last})", UNAVAILABLE)
 
     def _ok(self, method: str, path: str, body: dict[str, Any] | None = None, *,
             idempotent: bool = True, allow: tuple[int, ...] = ()) -> tuple[int, dict[str, Any]]:
         status, data = self._call(method, path, body, idempotent=idempotent)
         if status in (200, 201) or status in allow:
             return status, data
-        raise BackendError(f"the issuer refused {path} ({status}): {_detail(data)}",
-                           status if 400 <= status < 600 else 502)
+        raise BackendError(f"the issuer refused {path} ({status}): {_detail(data)}", kind_of(status))
 
     # ---- the station (station.issuer.Issuer) -----------------------------------------
 
@@ -144,7 +145,7 @@ class HttpIssuer:
 
     def scheme_format(self, prefix: str) -> int:
         if self.scheme_key(prefix) is None:
-            raise BackendError(f"no scheme key for prefix {prefix}", 404)
+            raise BackendError(f"no scheme key for prefix {prefix}", NOT_FOUND)
         return self._formats[prefix]
 
     def allocate(self, actor: str) -> tuple[int, bytes]:
@@ -193,7 +194,7 @@ class HttpIssuer:
     def cross_check(self, token_id: int, times: list[int], codes: list[str]) -> list[int]:
         # At most CROSS_CHECK_PER_CALL times a request, so a body stays under the server's 16 KiB.
         if len(codes) != len(times):
-            raise BackendError("give one code per time", 422)
+            raise BackendError("give one code per time", INVALID)
         bad: list[int] = []
         for i in range(0, len(times), CROSS_CHECK_PER_CALL):
             part = slice(i, i + CROSS_CHECK_PER_CALL)

@@ -48,8 +48,8 @@ from pathlib import Path
 import paycode
 
 from paytoken.backend import BackendError
-from paytoken.backend.models import ACTIVE, PENDING
 from paytoken.backend.service import Backend
+from paytoken.backend.store.models import ACTIVE, PENDING
 from paytoken.station import ops
 from paytoken.station.issuer import DbIssuer, Issuer
 from paytoken.station.transport import DEFAULT_TIMEOUT, Device, DeviceError

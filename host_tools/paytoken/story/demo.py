@@ -239,8 +239,8 @@ def _write_key(path: Path, key: str) -> None:
 
 def step_backend(d: Demo) -> None:
     from paytoken.backend.crypto import Keyring
-    from paytoken.backend.db import make_engine, migrate
     from paytoken.backend.service import Backend
+    from paytoken.backend.store.db import make_engine, migrate
 
     db = d.out / "paytoken.db"
     key_file = d.out / "master.key"

@@ -240,9 +240,9 @@ def run_shard(p: Params, indexes: list[int], folder: str) -> dict:
     from sqlalchemy import select
 
     from paytoken.backend.crypto import Keyring
-    from paytoken.backend.db import make_engine, migrate
-    from paytoken.backend.models import Token
     from paytoken.backend.service import Backend
+    from paytoken.backend.store.db import make_engine, migrate
+    from paytoken.backend.store.models import Token
     from paytoken.backend.verify import Policy
 
     # the firmware's own modules, under private names (paytoken.fwload)
@@ -367,7 +367,7 @@ def _close_old_scheme(backend: Any, ft: FieldToken, cfg: dict, key1: bytes, payc
                       clock: list[float]) -> str:
     """Retire and close scheme 81 once every token moved; a format 1 code of a moved
     token then gets the issuer's "unknown prefix". Returns that verdict's detail."""
-    from paytoken.backend import operators
+    from paytoken.backend.service import operators
 
     operators.retire_scheme(backend, "81", "ops", close=True)
     code = paycode.payment_code(cfg["secret"], ft.token_id, int(clock[0]), key1, "81", 1)

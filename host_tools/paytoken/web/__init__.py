@@ -9,7 +9,7 @@ no key in any page, URL or log, and the API's throttles.
 
 Usage::
 
-    web.mount(app, backend)     # in backend.app.create_app
+    web.mount(app, backend)     # in backend.api.app.create_app
 """
 
 from __future__ import annotations

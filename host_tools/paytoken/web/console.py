@@ -25,8 +25,10 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from paytoken.backend import BackendError, operators
-from paytoken.backend.models import STATUSES
+from paytoken.backend import BackendError, rules
+from paytoken.backend.api.errors import status_of
+from paytoken.backend.service import ledger, operators
+from paytoken.backend.store.models import STATUSES
 from paytoken.web.chart import drift_svg
 from paytoken.web.pages import FormError, Pages, Refused, major, parse_limit, refused_page
 from paytoken.web.session import CONSOLE, Session
@@ -49,11 +51,11 @@ def _filters(q, kinds: tuple[str, ...]) -> tuple[dict, dict]:
     if form["merchant"]:
         kw["merchant"] = form["merchant"]
     if form["token_id"]:
-        if not re.fullmatch(r"[0-9]{1,8}", form["token_id"]) or int(form["token_id"]) > operators.MAX_TOKEN_ID:
+        if not re.fullmatch(r"[0-9]{1,8}", form["token_id"]) or int(form["token_id"]) > rules.MAX_TOKEN_ID:
             raise FormError("token: an id of up to 8 digits")
         kw["token_id"] = int(form["token_id"])
     if "status" in kinds and form["status"]:
-        if form["status"] not in operators.PAYMENT_STATUSES:
+        if form["status"] not in ledger.PAYMENT_STATUSES:
             raise FormError("status: succeeded, refused or refunded")
         kw["status"] = form["status"]
     if "payment_id" in kinds and form["payment_id"]:
@@ -197,14 +199,14 @@ def router(pages: Pages) -> APIRouter:
         return await token_page(request, s, token_id)
 
     async def token_page(request: Request, s: Session, token_id: int, status: int = 200, **ctx) -> Response:
-        if not 0 <= token_id <= operators.MAX_TOKEN_ID:
+        if not 0 <= token_id <= rules.MAX_TOKEN_ID:
             return page(request, s, "refused.html", status=404, message=f"no token {token_id}")
         try:
             info = await run_in_threadpool(backend.token_info, token_id)
         except BackendError as exc:
-            return page(request, s, "refused.html", status=exc.status, message=str(exc))
+            return page(request, s, "refused.html", status=status_of(exc), message=str(exc))
         history = await run_in_threadpool(operators.drift_history, backend, token_id, 500)
-        last = await run_in_threadpool(operators.list_payments, backend, None, token_id)
+        last = await run_in_threadpool(ledger.list_payments, backend, None, token_id)
         # the listing is oldest first: the last payment is on the last page
         last_payment = None
         while True:
@@ -212,7 +214,7 @@ def router(pages: Pages) -> APIRouter:
                 last_payment = last.items[-1]
             if last.next is None:
                 break
-            last = await run_in_threadpool(lambda c=last.next: operators.list_payments(
+            last = await run_in_threadpool(lambda c=last.next: ledger.list_payments(
                 backend, None, token_id, after=c, limit=operators.MAX_PAGE))
         return page(request, s, "console_token.html", status=status, token=info, chart=drift_svg(history),
                     points=len(history), last_payment=last_payment, actions=ACTIONS, section="tokens", **ctx)
@@ -223,7 +225,7 @@ def router(pages: Pages) -> APIRouter:
         if other:
             return other
         s, actor, f = ok
-        if action not in ACTIONS or not 0 <= token_id <= operators.MAX_TOKEN_ID:
+        if action not in ACTIONS or not 0 <= token_id <= rules.MAX_TOKEN_ID:
             return page(request, s, "refused.html", status=404, message="no such action")
         try:
             lim = {}
@@ -255,7 +257,7 @@ def router(pages: Pages) -> APIRouter:
             else:
                 await run_in_threadpool(lambda: backend.set_token(token_id, actor, **lim))
         except BackendError as exc:
-            return await token_page(request, s, token_id, status=exc.status, error=str(exc))
+            return await token_page(request, s, token_id, status=status_of(exc), error=str(exc))
         done = {"revoke": f"Token {token_id} is {revoke_as}.", "lock": f"Token {token_id} is locked.",
                 "unlock": f"Token {token_id} is unlocked.", "limits": f"Token {token_id}'s limits are set."}
         return await token_page(request, s, token_id, notice=done[action])
@@ -263,7 +265,7 @@ def router(pages: Pages) -> APIRouter:
     # ---- payments and refunds ----
 
     def listing(kind: str):
-        fn = operators.list_payments if kind == "payments" else operators.list_refunds
+        fn = ledger.list_payments if kind == "payments" else ledger.list_refunds
         kinds = ("status",) if kind == "payments" else ("payment_id",)
 
         async def html(request: Request) -> Response:
@@ -285,7 +287,7 @@ def router(pages: Pages) -> APIRouter:
             return page(request, s, f"console_{kind}.html", status=422 if error else 200, items=items,
                         form=form, error=error, query=query, section=kind,
                         more=urlencode({**{k: v for k, v in form.items() if v}, "after": nxt}) if nxt else "",
-                        statuses=operators.PAYMENT_STATUSES)
+                        statuses=ledger.PAYMENT_STATUSES)
 
         async def export(request: Request) -> Response:
             ok, other = await gate(request)
@@ -351,7 +353,7 @@ def router(pages: Pages) -> APIRouter:
         try:
             out = await run_in_threadpool(operators.add_merchant, backend, name, actor)
         except BackendError as exc:
-            return await merchants_page(request, s, status=exc.status, error=str(exc))
+            return await merchants_page(request, s, status=status_of(exc), error=str(exc))
         return key_file(out)
 
     @r.post("/console/merchants/{merchant_id}/{action}")
@@ -376,7 +378,7 @@ def router(pages: Pages) -> APIRouter:
                 return await merchants_page(request, s, notice=f"Merchant #{merchant_id} is revoked.")
             out = await run_in_threadpool(operators.rotate_merchant_key, backend, merchant_id, actor)
         except BackendError as exc:
-            return await merchants_page(request, s, status=exc.status, error=str(exc))
+            return await merchants_page(request, s, status=status_of(exc), error=str(exc))
         return key_file(out)
 
     # ---- audit ----

@@ -21,7 +21,9 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from paytoken.backend import BackendError, operators, rules
+from paytoken.backend import THROTTLED, BackendError, rules
+from paytoken.backend.api.errors import status_of
+from paytoken.backend.service import ledger, operators
 from paytoken.web.pages import (
     FormError,
     Pages,
@@ -56,7 +58,7 @@ def router(pages: Pages) -> APIRouter:
         since, until = day_bounds(pages.now())
         items, after = [], None
         while True:
-            page = operators.list_payments(backend, merchant=mid, since=since, until=until, after=after,
+            page = ledger.list_payments(backend, merchant=mid, since=since, until=until, after=after,
                                            limit=operators.MAX_PAGE)
             items = (items + page.items)[-SHOWN:]
             if page.next is None:
@@ -145,11 +147,11 @@ def router(pages: Pages) -> APIRouter:
         try:
             out = await run_in_threadpool(backend.pay, mid, code, amount, currency, order)
         except BackendError as exc:
-            if exc.status == 429:  # the guess budgets: declined, nothing was recorded
+            if exc.kind == THROTTLED:  # the guess budgets: declined, nothing was recorded
                 out = {"status": "refused", "reason": "THROTTLED", "amount": amount, "currency": currency,
                        "payment_id": None, "detail": f"too many wrong codes: wait {exc.retry_after or 1} s"}
             else:
-                return await till_page(request, s, mid, status=exc.status, error=str(exc), **keep)
+                return await till_page(request, s, mid, status=status_of(exc), error=str(exc), **keep)
         if out["status"] == "succeeded":
             keep["amount"] = ""
         return await till_page(request, s, mid, result=out, **keep)
@@ -169,7 +171,7 @@ def router(pages: Pages) -> APIRouter:
         try:
             p = await run_in_threadpool(backend.get_payment, mid, pid)
         except BackendError as exc:
-            return await till_page(request, s, mid, status=exc.status, error=str(exc))
+            return await till_page(request, s, mid, status=status_of(exc), error=str(exc))
         if f.get("confirm") != "yes":
             return pages.render(request, "confirm.html", TILL, s, title="Refund", action="/till/refund",
                                 question=f"Refund {major(p['amount'] - p['refunded'])} {p['currency']} "
@@ -179,7 +181,7 @@ def router(pages: Pages) -> APIRouter:
             # The payment's own key: pressing Refund twice (two tabs, a retry) refunds once.
             out = await run_in_threadpool(backend.refund, mid, pid, None, f"till-full-{pid}")
         except BackendError as exc:
-            return await till_page(request, s, mid, status=exc.status, error=f"Refund refused: {exc}")
+            return await till_page(request, s, mid, status=status_of(exc), error=f"Refund refused: {exc}")
         return await till_page(request, s, mid, notice=f"Refunded {major(out['amount'])} {p['currency']} "
                                                        f"of payment {pid}.")
 

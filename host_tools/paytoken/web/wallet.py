@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from paytoken.backend import BackendError
+from paytoken.backend.api.errors import status_of
 from paytoken.web.pages import Pages, Refused, refused_page
 from paytoken.web.session import WALLET, Session
 
@@ -94,7 +95,7 @@ def router(pages: Pages) -> APIRouter:
         try:
             c = await new_code(s)
         except BackendError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+            return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
         digits = " ".join(c["code"][i:i + 4] for i in range(0, 18, 4))
         return JSONResponse({"svg": str(qr_svg(c["code"])), "digits": digits, "left": c["left"], "ttl": c["ttl"]},
                             headers={"Cache-Control": "no-store"})

@@ -21,7 +21,7 @@ response echoes the token secret or sync key sent, and no error names them.
 
 Usage (in ``app.create_app``)::
 
-    app.include_router(factory_api.router(backend, admin))
+    app.include_router(factory.router(backend, admin))
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the local Annotated aliases.
@@ -32,11 +32,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
-from paytoken.backend import BackendError
-from paytoken.backend.apitypes import JsonInt, JsonNumber
-from paytoken.backend.service import MAX_TOKEN_ID, Backend
+from paytoken.backend import CONFLICT, NOT_FOUND, BackendError, rules
+from paytoken.backend.api.types import JsonInt, JsonNumber
+from paytoken.backend.service import Backend
 
-TokenId = Annotated[int, Path(ge=0, le=MAX_TOKEN_ID, description="token id, 0 to 99999999")]
+TokenId = Annotated[int, Path(ge=0, le=rules.MAX_TOKEN_ID, description="token id, 0 to 99999999")]
 Prefix = Annotated[str, Path(pattern=r"^[0-9]{2}$", description="scheme prefix, two digits")]
 # Times per request: the largest body the schema admits (250 times of 13 digits and codes of
 # 24) stays under the app's 16 KiB body limit. A desk sends more in several requests.
@@ -108,7 +108,7 @@ class DiscardOut(BaseModel):
 
 class NonceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    nonce: StrictStr = Field(pattern=r"^[A-Za-z0-9]{8,64}$", description="the token's CHALLENGE nonce")
+    nonce: StrictStr = Field(pattern=rules.schema(rules.NONCE_RE), description="the token's CHALLENGE nonce")
 
 
 class UnlockMacOut(BaseModel):
@@ -176,7 +176,7 @@ def router(backend: Backend, admin: Callable[..., str]) -> APIRouter:
                                    drift_ppm=body.drift_ppm)
             already = False
         except BackendError as exc:
-            if exc.status != 409 or not backend.activation_matches(token_id, secret, sync_key):
+            if exc.kind != CONFLICT or not backend.activation_matches(token_id, secret, sync_key):
                 raise
             already = True
         info = backend.token_info(token_id)
@@ -192,10 +192,10 @@ def router(backend: Backend, admin: Callable[..., str]) -> APIRouter:
         try:
             status = backend.token_info(token_id)["status"]
         except BackendError as exc:
-            if exc.status == 404:
+            if exc.kind == NOT_FOUND:
                 return {"token_id": token_id, "discarded": False}
             raise
-        raise BackendError(f"token {token_id} is {status}, not pending: not discarded", 409)
+        raise BackendError(f"token {token_id} is {status}, not pending: not discarded", CONFLICT)
 
     @r.post("/v1/factory/tokens/{token_id}/pending-unlock", response_model=UnlockMacOut)
     def pending_unlock(token_id: TokenId, body: NonceIn, actor: Admin) -> dict:

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, update
 
-from paytoken.backend.models import AuditHead, AuditLog
+from paytoken.backend.store.tables import audit_head as _head
+from paytoken.backend.store.tables import audit_log as _log
 
-_log = AuditLog.__table__
-_head = AuditHead.__table__
 GENESIS = "0" * 64
 
 
@@ -67,7 +66,7 @@ _SET_HASH = "UPDATE audit_head SET hash = :hash WHERE id = 1"
 
 def append_raw(tx, ts: int, actor: str, action: str, token_id: int | None = None,
                detail: dict | None = None) -> int:
-    """``append`` on the hot path's driver-level transaction (``service._Tx``)."""
+    """``append`` on the hot path's driver-level transaction (``store.tx.Tx``)."""
     seq, prev = tx.write_one(_BUMP, {})
     body = _canon(detail or {})
     h = row_hash(prev, seq, ts, actor, action, token_id, body)

@@ -1,8 +1,8 @@
-"""Field types the HTTP API's request models share (``app``, ``operators_api``, ``factory_api``).
+"""Field types the HTTP API's request models share (``api/``: schemas, operators, factory, wallet).
 
 Usage::
 
-    from paytoken.backend.apitypes import JsonInt
+    from paytoken.backend.api.types import JsonInt
     amount: JsonInt = Field(ge=1)
 """
 

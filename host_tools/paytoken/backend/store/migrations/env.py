@@ -1,10 +1,10 @@
-"""Alembic environment: runs on the connection ``paytoken.backend.db.migrate`` passes in."""
+"""Alembic environment: runs on the connection ``paytoken.backend.store.db.migrate`` passes in."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from paytoken.backend.models import Base
+from paytoken.backend.store.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

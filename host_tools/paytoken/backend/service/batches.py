@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from paycode import PERIOD
 from sqlalchemy import func, select, update
 
-from paytoken.backend import BackendError, audit
-from paytoken.backend.models import ACTIVE, LOCKED, LOST, PENDING, REVOKED, Token
-from paytoken.backend.models import Batch as BatchRow
-from paytoken.backend.service import MAX_TOKEN_ID, Backend
+from paytoken.backend import CONFLICT, INVALID, UNAVAILABLE, BackendError, rules
+from paytoken.backend.service import Backend
+from paytoken.backend.store import audit
+from paytoken.backend.store.models import ACTIVE, LOCKED, LOST, PENDING, REVOKED
+from paytoken.backend.store.tables import batches as _b
+from paytoken.backend.store.tables import tokens as _t
 from paytoken.backend.verify import Drift
 from paytoken.batch import MAX_COUNT, Batch, sync_key
 from paytoken.pskc import KeyPackage
 
-_t = Token.__table__
-_b = BatchRow.__table__
 TOTP_PERIOD = PERIOD
 TOTP_DIGITS = 6
 MAX_DRIFT_STEPS = 2880  # a day: more is a broken clock, not a drift
@@ -51,18 +51,18 @@ def create_batch(backend: Backend, prefix: str, count: int, psk_id: str,
     """Reserve ``count`` consecutive free token ids as pending rows of a new batch.
     Returns the batch header, the prefix's scheme key and the batch's sync master."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
-        raise BackendError(f"a batch holds 1 to {MAX_COUNT} tokens", 422)
+        raise BackendError(f"a batch holds 1 to {MAX_COUNT} tokens", INVALID)
     ring = backend._ring()
     key = backend.scheme_keys().get(prefix)
     if key is None:
-        raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", 422)
+        raise BackendError(f"no scheme key for prefix {prefix}: run `paytoken scheme add`", INVALID)
     if backend.scheme_format(prefix) != 1:
         # PSKC carries the TOTP as HOTP-SHA1 (import checks it): offline batches are format 1
         raise BackendError(f"scheme {prefix} is of format {backend.scheme_format(prefix)}: "
-                           "offline batches are of format 1", 422)
+                           "offline batches are of format 1", INVALID)
     sync_master = secrets.token_bytes(32)
     for _ in range(20):
-        first = secrets.randbelow(MAX_TOKEN_ID - count + 1) + 1
+        first = secrets.randbelow(rules.MAX_TOKEN_ID - count + 1) + 1
         batch_id = "b" + secrets.token_hex(6)
         now = backend.now()
         with backend.engine.begin() as conn:
@@ -82,13 +82,13 @@ def create_batch(backend: Backend, prefix: str, count: int, psk_id: str,
                          {"batch": batch_id, "prefix": prefix, "first_id": first, "count": count,
                           "psk_id": psk_id})
         return Batch(batch_id, prefix, first, count, psk_id, now), key, sync_master
-    raise BackendError(f"could not find {count} consecutive free token ids", 503)
+    raise BackendError(f"could not find {count} consecutive free token ids", UNAVAILABLE)
 
 
 def _token_id(p: KeyPackage, n: int) -> int:
     s = p.serial
     if not (len(s) == 8 and s.isascii() and s.isdigit()):
-        raise BackendError(f"key package {n}: serial {s[:20]!r} is not an 8-digit token id", 422)
+        raise BackendError(f"key package {n}: serial {s[:20]!r} is not an 8-digit token id", INVALID)
     return int(s)
 
 
@@ -97,24 +97,24 @@ def _check_package(p: KeyPackage, tid: int) -> None:
         raise BackendError(
             f"token {tid:08d}: this issuer's tokens are TOTP, {TOTP_DIGITS} decimal digits, "
             f"{TOTP_PERIOD} s; the package is {p.algorithm.rpartition(':')[2] or 'unnamed'}, "
-            f"{p.digits} {p.encoding or '?'} digits, {p.interval} s", 422)
+            f"{p.digits} {p.encoding or '?'} digits, {p.interval} s", INVALID)
     if len(p.secret) < 16:
-        raise BackendError(f"token {tid:08d}: the secret is shorter than 16 bytes", 422)
+        raise BackendError(f"token {tid:08d}: the secret is shorter than 16 bytes", INVALID)
     if p.drift is not None and abs(p.drift) > MAX_DRIFT_STEPS:
         raise BackendError(f"token {tid:08d}: a time drift of {p.drift} steps is beyond "
-                           f"±{MAX_DRIFT_STEPS}", 422)
+                           f"±{MAX_DRIFT_STEPS}", INVALID)
 
 
 def import_tokens(backend: Backend, packages: list[KeyPackage], psk_id: str,
                   actor: str = "cli", currency: str = "CNY") -> ImportResult:
     """Activate every token of a PSKC file in one transaction: all of them or none."""
     if not packages:
-        raise BackendError("the PSKC file holds no key package", 422)
+        raise BackendError("the PSKC file holds no key package", INVALID)
     ids: dict[int, KeyPackage] = {}
     for n, p in enumerate(packages, 1):
         tid = _token_id(p, n)
         if tid in ids:
-            raise BackendError(f"token {tid:08d} is in the file twice", 422)
+            raise BackendError(f"token {tid:08d} is in the file twice", INVALID)
         _check_package(p, tid)
         ids[tid] = p
     ring = backend._ring()
@@ -124,21 +124,21 @@ def import_tokens(backend: Backend, packages: list[KeyPackage], psk_id: str,
         for tid, p in sorted(ids.items()):
             b = conn.execute(select(_b).where(_b.c.first_id <= tid, _b.c.first_id + _b.c.count > tid)).first()
             if b is None:
-                raise BackendError(f"token {tid:08d} is outside every batch this issuer handed out", 409)
+                raise BackendError(f"token {tid:08d} is outside every batch this issuer handed out", CONFLICT)
             if b.psk_id != psk_id:
                 raise BackendError(f"token {tid:08d} belongs to batch {b.id}, which was handed out "
-                                   f"under another pre-shared key ({b.psk_id})", 409)
+                                   f"under another pre-shared key ({b.psk_id})", CONFLICT)
             row = conn.execute(select(_t.c.status, _t.c.secret_enc).where(_t.c.id == tid)).first()
             if row is None:
-                raise BackendError(f"token {tid:08d} of batch {b.id} is no longer in the database", 409)
+                raise BackendError(f"token {tid:08d} of batch {b.id} is no longer in the database", CONFLICT)
             if row.status in (ACTIVE, LOCKED, REVOKED, LOST):
                 have = ring.open(row.secret_enc, f"token:{tid}:secret")
                 if not hmac.compare_digest(have, p.secret):
-                    raise BackendError(f"token {tid:08d} is already {row.status} with another secret", 409)
+                    raise BackendError(f"token {tid:08d} is already {row.status} with another secret", CONFLICT)
                 out.already.append(tid)
                 continue
             if row.status != PENDING:
-                raise BackendError(f"token {tid:08d} is {row.status}", 409)
+                raise BackendError(f"token {tid:08d} is {row.status}", CONFLICT)
             if b.id not in masters:
                 masters[b.id] = ring.open(b.sync_master_enc, f"batch:{b.id}:sync")
             backend._activate(conn, tid, p.secret, sync_key(masters[b.id], tid), b.prefix, currency,

@@ -1,5 +1,5 @@
 """The admin API for operators, under ``/v1/admin`` (admin key): the same calls, with the
-same meaning, as the operators' CLI (both call ``paytoken.backend.operators``).
+same meaning, as the operators' CLI (both call ``paytoken.backend.service.operators``).
 
 Lists answer ``{"items": [...], "next": cursor|null}``: pass ``next`` back as ``after``
 for the following page; null means nothing more remains. Times in queries are UTC
@@ -8,7 +8,7 @@ them. See docs/OPERATOR.md.
 
 Usage::
 
-    app.include_router(operators_api.router(backend))
+    app.include_router(operators.router(backend))
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the local Annotated aliases.
@@ -23,14 +23,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from paycode import FORMATS
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
-from paytoken.backend import BackendError, operators
-from paytoken.backend.apitypes import JsonInt
-from paytoken.backend.models import STATUSES
+from paytoken.backend import NOT_FOUND, UNAUTHORIZED, BackendError, rules
+from paytoken.backend.api.types import JsonInt
+from paytoken.backend.service import ledger, operators
+from paytoken.backend.store.models import STATUSES
 
 # The schema states every constraint the domain (``operators``) checks, so a request the
 # schema admits is never refused as malformed (schemathesis, tests/backend/test_schema.py).
 # Digits are [0-9]: ``\d`` would admit other scripts' digits.
-_PRINTABLE = r"[^\x00-\x1f\x7f]"  # operators._REASON, service._NAME
 _MONTH_DAY = (r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
               r"|02-(?:0[1-9]|1[0-9]|2[0-8]))")
 _LEAP = r"(?:19(?:7[26]|8[048]|9[26])|[2-9][0-9](?:0[48]|[2468][048]|[13579][26])|(?:[2468][048]|[3579][26])00)"
@@ -47,11 +47,11 @@ DAY_RE = rf"^{_date(r'(?:19[7-9][0-9]|[2-9][0-9]{3})')}$"  # operators.day_range
 WHEN_RE = (rf"^(?:[0-9]{{1,12}}|{_date(r'(?:197[1-9]|19[89][0-9]|[2-9][0-9]{3})')}"
            r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]))$")
 PREFIX_RE = r"^(?:1[6-9]|2[0-4]|3[1-9]|[45][0-9]|6[013-9]|[7-9][0-9])$"  # paycode.check_prefix
-NAME_RE = rf"^{_PRINTABLE}{{1,100}}$"
-REASON_RE = rf"^{_PRINTABLE}{{1,200}}$"
+NAME_RE = rules.schema(rules.NAME_RE)
+REASON_RE = rules.schema(rules.REASON_RE)
 CURSOR_RE = r"^[0-9]{1,12}:[A-Za-z0-9_]{1,40}$"  # what a page's ``next`` is (seconds:id)
 
-TokenId = Annotated[int, Path(ge=0, le=operators.MAX_TOKEN_ID, description="token id, 0 to 99999999")]
+TokenId = Annotated[int, Path(ge=0, le=rules.MAX_TOKEN_ID, description="token id, 0 to 99999999")]
 PaymentId = Annotated[str, Path(min_length=1, max_length=64, description="payment id (pay_ + 24 hex); "
                                                                          "any other is a 404")]
 Limit = Annotated[int | None, Query(ge=1, le=operators.MAX_PAGE, description="items per page (default 100)")]
@@ -76,15 +76,15 @@ class SchemeIn(BaseModel):
 
 class AdjustIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: JsonInt = Field(ge=1, le=operators.MAX_AMOUNT, description="integer minor units")
+    amount: JsonInt = Field(ge=1, le=rules.MAX_AMOUNT, description="integer minor units")
     reason: StrictStr = Field(pattern=REASON_RE, description="why, 1 to 200 printable characters: kept in the "
                                                           "history and audit log")
 
 
 class AdminRefundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: Annotated[JsonInt, Field(ge=1, le=operators.MAX_AMOUNT),
-                      WithJsonSchema({"type": "integer", "minimum": 1, "maximum": operators.MAX_AMOUNT})
+    amount: Annotated[JsonInt, Field(ge=1, le=rules.MAX_AMOUNT),
+                      WithJsonSchema({"type": "integer", "minimum": 1, "maximum": rules.MAX_AMOUNT})
                       ] | None = Field(default=None, description="default: all that remains")
     idempotency_key: StrictStr = Field(pattern=r"^[A-Za-z0-9._:/-]{1,64}$",
                                        description="yours, unique per refund: a retry with it is the same refund")
@@ -112,7 +112,7 @@ _PAYMENT_ID = re.compile(r"\Apay_[0-9a-f]{24}\Z")
 def _payment_id(text: str) -> str:
     """As on the merchants' routes: an id that is not a payment id names no payment (404)."""
     if not _PAYMENT_ID.match(text):
-        raise BackendError("no such payment", 404)
+        raise BackendError("no such payment", NOT_FOUND)
     return text
 
 
@@ -125,7 +125,7 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
         def admin(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
             name = backend.auth_admin(cred.credentials) if cred and cred.credentials.isascii() else None
             if name is None:
-                raise BackendError("an admin key is required: Authorization: Bearer <admin key>", 401)
+                raise BackendError("an admin key is required: Authorization: Bearer <admin key>", UNAUTHORIZED)
             return "admin:" + name
 
     Actor = Annotated[str, Depends(admin)]
@@ -183,64 +183,64 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
     @r.get("/tokens")
     def tokens(_a: Actor, status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
                prefix: Annotated[str | None, Query(pattern=r"^[0-9]{2}$")] = None,
-               currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
-               after: Annotated[int | None, Query(ge=0, le=operators.MAX_TOKEN_ID)] = None,
+               currency: Annotated[str | None, Query(pattern=rules.schema(rules.CURRENCY_RE))] = None,
+               after: Annotated[int | None, Query(ge=0, le=rules.MAX_TOKEN_ID)] = None,
                limit: Limit = None) -> dict:
         return _page(operators.list_tokens(backend, status, prefix, currency, after, limit))
 
     @r.get("/accounts/{token_id}")
     def account(token_id: TokenId, _a: Actor) -> dict:
-        return operators.show_account(backend, token_id)
+        return ledger.show_account(backend, token_id)
 
     @r.post("/accounts/{token_id}/credit")
     def credit(token_id: TokenId, body: AdjustIn, actor: Actor) -> dict:
-        return operators.adjust(backend, token_id, body.amount, body.reason, actor)
+        return ledger.adjust(backend, token_id, body.amount, body.reason, actor)
 
     @r.post("/accounts/{token_id}/debit")
     def debit(token_id: TokenId, body: AdjustIn, actor: Actor) -> dict:
         """Never below a balance of 0 (409)."""
-        return operators.adjust(backend, token_id, -body.amount, body.reason, actor)
+        return ledger.adjust(backend, token_id, -body.amount, body.reason, actor)
 
     @r.get("/accounts/{token_id}/history")
     def account_history(token_id: TokenId, _a: Actor, since: When = None, until: When = None,
                         after: After = None, limit: Limit = None) -> dict:
         window = _window(since, until)
         if window is None:
-            operators.show_account(backend, token_id)  # still a 404 for a token without an account
+            ledger.show_account(backend, token_id)  # still a 404 for a token without an account
             return _EMPTY
-        return _page(operators.history(backend, token_id, *window, after, limit))
+        return _page(ledger.history(backend, token_id, *window, after, limit))
 
     # -- payments and refunds --
     @r.get("/payments")
     def payments(_a: Actor, merchant: MerchantQ = None,
-                 token_id: Annotated[int | None, Query(ge=0, le=operators.MAX_TOKEN_ID)] = None,
+                 token_id: Annotated[int | None, Query(ge=0, le=rules.MAX_TOKEN_ID)] = None,
                  since: When = None, until: When = None,
-                 status: Literal[operators.PAYMENT_STATUSES] | None = None,  # type: ignore[valid-type]
+                 status: Literal[ledger.PAYMENT_STATUSES] | None = None,  # type: ignore[valid-type]
                  after: After = None, limit: Limit = None) -> dict:
         window = _window(since, until)
         if window is None:  # nothing in it; the other filters are still checked (an unknown merchant: 404)
-            operators.list_payments(backend, merchant, token_id, None, None, status, after, 1)
+            ledger.list_payments(backend, merchant, token_id, None, None, status, after, 1)
             return _EMPTY
-        return _page(operators.list_payments(backend, merchant, token_id, *window, status, after, limit))
+        return _page(ledger.list_payments(backend, merchant, token_id, *window, status, after, limit))
 
     @r.get("/payments/{payment_id}")
     def payment(payment_id: PaymentId, _a: Actor) -> dict:
-        return operators.show_payment(backend, _payment_id(payment_id))
+        return ledger.show_payment(backend, _payment_id(payment_id))
 
     @r.post("/payments/{payment_id}/refund")
     def payment_refund(payment_id: PaymentId, body: AdminRefundIn, actor: Actor) -> dict:
-        return operators.refund(backend, _payment_id(payment_id), body.amount, body.idempotency_key, actor)
+        return ledger.refund(backend, _payment_id(payment_id), body.amount, body.idempotency_key, actor)
 
     @r.get("/refunds")
     def refunds(_a: Actor, merchant: MerchantQ = None,
-                token_id: Annotated[int | None, Query(ge=0, le=operators.MAX_TOKEN_ID)] = None,
+                token_id: Annotated[int | None, Query(ge=0, le=rules.MAX_TOKEN_ID)] = None,
                 payment_id: Annotated[str | None, Query(pattern=r"^pay_[0-9a-f]{24}$")] = None,
                 since: When = None, until: When = None, after: After = None, limit: Limit = None) -> dict:
         window = _window(since, until)
         if window is None:
-            operators.list_refunds(backend, merchant, token_id, payment_id, None, None, after, 1)
+            ledger.list_refunds(backend, merchant, token_id, payment_id, None, None, after, 1)
             return _EMPTY
-        return _page(operators.list_refunds(backend, merchant, token_id, payment_id, *window, after, limit))
+        return _page(ledger.list_refunds(backend, merchant, token_id, payment_id, *window, after, limit))
 
     @r.get("/export", response_class=StreamingResponse, responses={200: {
         "description": "the day's rows: CSV (format=csv) or JSON lines (format=jsonl)",
@@ -250,7 +250,7 @@ def router(backend, admin: Callable[..., str] | None = None) -> APIRouter:
                                                                             "from 1970")],
                format: Literal["csv", "jsonl"] = "csv", merchant: MerchantQ = None) -> StreamingResponse:
         """One UTC day's payments and refunds: CSV with a header row, or JSON lines."""
-        lines = operators.export_day(backend, day, format, merchant)
+        lines = ledger.export_day(backend, day, format, merchant)
         media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
         return StreamingResponse(lines, media_type=media, headers={
             "Content-Disposition": f'attachment; filename="paytoken-{day}.{format}"'})

@@ -1,4 +1,4 @@
-"""The wallet's HTTP API: online codes and the account (docs/WALLET.md; backend/online.py).
+"""The wallet's HTTP API: online codes and the account (docs/WALLET.md; backend/service/online.py).
 
 A wallet authenticates with its wallet key, ``Authorization: Bearer ptk_wallet_...``, as
 merchants and admins do with theirs (the three kinds are separate). A request without a
@@ -20,9 +20,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from paytoken.backend import BackendError, online
-from paytoken.backend.apitypes import JsonInt as StrictInt
-from paytoken.backend.service import Backend
+from paytoken.backend import UNAUTHORIZED, BackendError
+from paytoken.backend.api.types import JsonInt as StrictInt
+from paytoken.backend.service import Backend, online
 
 
 class OnlineCodesIn(BaseModel):
@@ -93,7 +93,7 @@ def router(backend: Backend, refuse: Callable[[Request, str], Awaitable[None]], 
         """The wallet's account: balance, limits, today's spending, the 10 latest payments."""
         tid = backend.wallet_token(key)
         if tid is None:  # revoked since the check above
-            raise BackendError("unknown wallet key", 401)
+            raise BackendError("unknown wallet key", UNAUTHORIZED)
         return backend.wallet_summary(tid, 10)
 
     return r

@@ -41,7 +41,7 @@ class Scheme(Base):
     limit_per_payment: Mapped[int | None] = mapped_column(BigInteger)
     limit_per_day: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
-    # An online scheme (0006): the issuer makes its codes (backend/online.py); its key never
+    # An online scheme (0006): the issuer makes its codes (backend/service/online.py); its key never
     # leaves the issuer and no token is activated under it.
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     # The code format (paycode.FORMATS) of the scheme's tokens (0007).

@@ -37,26 +37,31 @@ import paycode
 from sqlalchemy import Connection, delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from paytoken.backend import BackendError, audit, rules
-from paytoken.backend.crypto import hash_api_key, new_api_key
-from paytoken.backend.models import (
-    ACTIVE,
-    LOCKED,
-    LOST,
-    PENDING,
-    REVOKED,
-    Account,
-    Merchant,
-    OnlineCode,
-    Payment,
-    Scheme,
-    Token,
-    WalletKey,
+from paytoken.backend import (
+    CONFLICT,
+    INVALID,
+    NOT_FOUND,
+    THROTTLED,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    BackendError,
+    rules,
 )
+from paytoken.backend.crypto import hash_api_key, new_api_key
+from paytoken.backend.store import audit
+from paytoken.backend.store.models import ACTIVE, LOCKED, LOST, PENDING, REVOKED
+from paytoken.backend.store.sql import CHARGE, TAT
+from paytoken.backend.store.tables import accounts as _a
+from paytoken.backend.store.tables import merchants as _m
+from paytoken.backend.store.tables import online_codes as _c
+from paytoken.backend.store.tables import payments as _p
+from paytoken.backend.store.tables import schemes as _s
+from paytoken.backend.store.tables import tokens as _t
+from paytoken.backend.store.tables import wallet_keys as _w
 from paytoken.backend.verify import CODE_EXPIRED, CODE_INVALID, CODE_REPLAYED, TOKEN_REVOKED
 
 if TYPE_CHECKING:  # the Backend is passed in; this module never builds one
-    from paytoken.backend.service import Backend, Verdict, _Tx
+    from paytoken.backend.service import Backend, Tx, Verdict
 
 DEFAULT_TTL = 60  # seconds a code is valid unless the wallet asks otherwise
 MAX_TTL = 86_400  # the longest a wallet may ask for (a cached batch, used offline)
@@ -65,15 +70,8 @@ SERIALS = 10**7  # 7 digits
 KEEP_S = 7 * 86_400  # a code's row is kept this long past its expiry (a late replay is named)
 MAX_RECENT = 100
 
-_s = Scheme.__table__
-_t = Token.__table__
-_a = Account.__table__
-_w = WalletKey.__table__
-_c = OnlineCode.__table__
-_p = Payment.__table__
-_m = Merchant.__table__
 
-# The hot path's SQL (named parameters; service._Tx turns them into psycopg's style).
+# The hot path's SQL (named parameters; store.tx.Tx turns them into psycopg's style).
 _ONLINE = "SELECT online FROM schemes WHERE prefix = :p"
 _USE = ("UPDATE online_codes SET used_at = :now WHERE hash = :h AND token_id = :id AND used_at IS NULL "
         "AND revoked_at IS NULL AND expires_at > :now")
@@ -102,7 +100,7 @@ def code_hash(scheme_key: bytes, prefix: str, token_id: int, serial: str) -> str
 
 def _count(count: object) -> int:
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
-        raise BackendError(f"count must be an integer 1 to {MAX_COUNT}", 422)
+        raise BackendError(f"count must be an integer 1 to {MAX_COUNT}", INVALID)
     return count
 
 
@@ -110,22 +108,17 @@ def _ttl(ttl: object) -> int:
     if ttl is None:
         return DEFAULT_TTL
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL:
-        raise BackendError(f"ttl must be an integer 1 to {MAX_TTL} seconds", 422)
+        raise BackendError(f"ttl must be an integer 1 to {MAX_TTL} seconds", INVALID)
     return ttl
 
 
-def _token_id(token_id: object) -> int:
-    if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id <= 99_999_999:
-        raise BackendError("token id must be an integer 0 to 99999999", 422)
-    return token_id
-
 
 def require_offline(conn: Connection, prefix: str) -> None:
-    """BackendError(422) when ``prefix`` is an online scheme: its key stays in the issuer,
+    """BackendError (invalid) when ``prefix`` is an online scheme: its key stays in the issuer,
     so no token is activated under it and no station reads it."""
     if conn.execute(select(_s.c.online).where(_s.c.prefix == prefix)).scalar():
         raise BackendError(f"scheme {prefix} is an online scheme: the issuer makes its codes; "
-                           "tokens use an offline prefix", 422)
+                           "tokens use an offline prefix", INVALID)
 
 
 class Online:
@@ -140,7 +133,7 @@ class Online:
 
     # ---- the payment path (inside Backend._check, in the payment's transaction) ----------
 
-    def is_online(self, tx: _Tx, prefix: str) -> bool:
+    def is_online(self, tx: Tx, prefix: str) -> bool:
         hit = self._online.get(prefix)
         if hit is None:
             row = tx.one(_ONLINE, {"p": prefix})
@@ -149,7 +142,7 @@ class Online:
             hit = self._online[prefix] = bool(row[0])
         return hit
 
-    def check(self, tx: _Tx, r, parsed: tuple, now: int, actor: str, merchant_id: int | None) -> Verdict:
+    def check(self, tx: Tx, r, parsed: tuple, now: int, actor: str, merchant_id: int | None) -> Verdict:
         """Accept an online code once, for its token, before it expires; else say why.
         A code that names a real token but was never issued is a guess (charged as one)."""
         from paytoken.backend.service import Verdict
@@ -186,7 +179,7 @@ class Online:
         prefix = conn.execute(select(_s.c.prefix).where(_s.c.online.is_(True), _s.c.retired_at.is_(None))
                               .order_by(_s.c.created_at.desc(), _s.c.prefix.desc()).limit(1)).scalar()
         if prefix is None:
-            raise BackendError("this issuer has no online scheme: run `paytoken scheme add --online`", 503)
+            raise BackendError("this issuer has no online scheme: run `paytoken scheme add --online`", UNAVAILABLE)
         return prefix, self.backend._scheme_key(conn, prefix)
 
     # ---- wallet keys ---------------------------------------------------------------------------
@@ -194,7 +187,7 @@ class Online:
     def issue_wallet_key(self, token_id: int, actor: str = "cli") -> str:
         """A new wallet key for an active token (returned once; only its hash is kept). It
         replaces the token's old key, whose outstanding codes die with it."""
-        _token_id(token_id)
+        rules.check_token_id(token_id)
         b = self.backend
         key = new_api_key("wallet")
         now = b.now()
@@ -202,26 +195,26 @@ class Online:
             with b.engine.begin() as conn:
                 status = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
                 if status is None or status == PENDING:
-                    raise BackendError(f"no token {token_id}", 404)
+                    raise BackendError(f"no token {token_id}", NOT_FOUND)
                 if status in (REVOKED, LOST):
-                    raise BackendError(f"token {token_id} is {status}: it gets no wallet key", 409)
+                    raise BackendError(f"token {token_id} is {status}: it gets no wallet key", CONFLICT)
                 killed, replaced = self._drop_key(conn, token_id, now)
                 conn.execute(_w.insert().values(token_id=token_id, key_hash=hash_api_key(key), created_at=now))
                 audit.append(conn, now, actor, "WALLET_KEY_ISSUE", token_id,
                              {"replaced": replaced, "codes_revoked": killed})
         except IntegrityError:  # a concurrent issue for this token committed first
-            raise BackendError(f"token {token_id} got another wallet key at the same time; retry", 409) from None
+            raise BackendError(f"token {token_id} got another wallet key at the same time; retry", CONFLICT) from None
         return key
 
     def revoke_wallet_key(self, token_id: int, actor: str = "cli") -> int:
         """Remove the token's wallet key; its outstanding codes die. Returns how many did."""
-        _token_id(token_id)
+        rules.check_token_id(token_id)
         b = self.backend
         now = b.now()
         with b.engine.begin() as conn:
             killed, replaced = self._drop_key(conn, token_id, now)
             if not replaced:
-                raise BackendError(f"token {token_id} has no wallet key", 404)
+                raise BackendError(f"token {token_id} has no wallet key", NOT_FOUND)
             audit.append(conn, now, actor, "WALLET_KEY_REVOKE", token_id, {"codes_revoked": killed})
         return killed
 
@@ -247,9 +240,8 @@ class Online:
     def issue_codes(self, wallet_key: str, count: int = 1, ttl: int | None = None) -> list[dict]:
         """``count`` (1 to 15) fresh codes for the wallet key's token, each valid ``ttl``
         seconds (default 60, at most a day): ``[{"code", "expires_at"}]``, ``expires_at``
-        the first UTC second it is refused. BackendError: 401 unknown key, 409 token not
-        active, 429 too many requests (``retry_after``), 503 no online scheme."""
-        from paytoken.backend.service import _CHARGE, _TAT
+        the first UTC second it is refused. BackendError: unauthorized (unknown key), conflict (token not
+        active), throttled (``retry_after``), unavailable (no online scheme)."""
 
         count, ttl = _count(count), _ttl(ttl)
         b = self.backend
@@ -262,16 +254,15 @@ class Online:
                     token_id = conn.execute(select(_w.c.token_id).where(_w.c.key_hash == kh)
                                             .with_for_update()).scalar()
                     if token_id is None:
-                        raise BackendError("unknown wallet key", 401)
+                        raise BackendError("unknown wallet key", UNAUTHORIZED)
                     status = conn.execute(select(_t.c.status).where(_t.c.id == token_id)).scalar()
                     if status not in (ACTIVE, LOCKED):
-                        raise BackendError(f"token {token_id} is {status}: it pays no more", 409)
+                        raise BackendError(f"token {token_id} is {status}: it pays no more", CONFLICT)
                     bud, wk = self.wallet_budget, f"w:{token_id}"
-                    if conn.execute(text(_CHARGE), {"k": wk, "first": now + bud.interval_s, "now": now,
+                    if conn.execute(text(CHARGE), {"k": wk, "first": now + bud.interval_s, "now": now,
                                                     "iv": bud.interval_s, "open_by": bud.open_by(now)}).first() is None:
-                        wait = bud.retry_after(conn.execute(text(_TAT), {"k": wk}).scalar(), now)
-                        raise BackendError(f"too many code requests from this wallet; retry after {wait} s",
-                                           429, retry_after=wait)
+                        wait = bud.retry_after(conn.execute(text(TAT), {"k": wk}).scalar(), now)
+                        raise BackendError(f"too many code requests from this wallet; retry after {wait} s", THROTTLED, retry_after=wait)
                     prefix, key = self._current_scheme(conn)
                     conn.execute(delete(_c).where(_c.c.token_id == token_id, _c.c.expires_at < now - KEEP_S))
                     fresh: dict[str, int] = {}
@@ -290,7 +281,7 @@ class Online:
                         for h in hashes]
             except IntegrityError:  # a concurrent request drew the same serial: draw again
                 continue
-        raise BackendError("could not issue codes; retry", 503)
+        raise BackendError("could not issue codes; retry", UNAVAILABLE)
 
     # ---- what the wallet shows ----------------------------------------------------------------
 
@@ -299,9 +290,9 @@ class Online:
         and the ``recent`` (0 to 100) latest succeeded payments, newest first."""
         from paytoken.backend.verify import day_of
 
-        _token_id(token_id)
+        rules.check_token_id(token_id)
         if isinstance(recent, bool) or not isinstance(recent, int) or not 0 <= recent <= MAX_RECENT:
-            raise BackendError(f"recent must be 0 to {MAX_RECENT}", 422)
+            raise BackendError(f"recent must be 0 to {MAX_RECENT}", INVALID)
         b = self.backend
         info = b.token_info(token_id)
         with b.engine.connect() as conn:
