@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from paytoken.backend import BackendError, audit, codes, online, operators, rules, verify
 from paytoken.backend.crypto import Keyring, hash_api_key, new_api_key
 from paytoken.backend.db import make_engine, require_schema
+from paytoken.backend.fastpay import FastPath
 from paytoken.backend.models import (
     ACTIVE,
     LOCKED,
@@ -395,6 +396,9 @@ class Backend:
         self._sqlite = engine.dialect.name == "sqlite"
         self._pool = _RawPool(engine)
         self._group = _GroupCommit(self._tx) if self._sqlite else None
+        # PostgreSQL: a payment or verification in one statement when this server's copy of
+        # the token row is current (backend/fastpay.py); else the full transaction below
+        self._fast = None if self._sqlite else FastPath(self)
         self._integrity_errors = (IntegrityError, engine.dialect.loaded_dbapi.IntegrityError)
         self.online = online.Online(self)  # online codes (backend/online.py)
 
@@ -1007,6 +1011,10 @@ class Backend:
         if isinstance(parsed, Verdict):
             return parsed
         now = self.now()
+        if self._fast is not None:
+            fast = self._fast.verify(parsed, now)
+            if fast is not None:
+                return fast
 
         def work(tx: _Tx) -> Verdict:
             row = tx.one(_SEL_TOKEN, {"id": parsed[1]})
@@ -1141,8 +1149,12 @@ class Backend:
         parsed = self._parse(code)
         for _ in range(5):
             try:
-                out = self._atomic(lambda tx: self._pay_tx(tx, merchant_id, parsed, amount, currency,
-                                                           merchant_order_id, req))
+                out = None
+                if self._fast is not None and not isinstance(parsed, Verdict):
+                    out = self._fast.pay(merchant_id, parsed, amount, currency, merchant_order_id, req)
+                if out is None:
+                    out = self._atomic(lambda tx: self._pay_tx(tx, merchant_id, parsed, amount, currency,
+                                                               merchant_order_id, req))
                 if isinstance(out, Verdict):  # THROTTLED: nothing was written
                     raise BackendError(f"{out.detail}; retry after {out.retry_after} s", 429,
                                        retry_after=out.retry_after)
