@@ -98,7 +98,7 @@ def test_warm_payment_and_verification_are_one_statement(world):
     w.clock.t = T0 + 60
     v = w.backend.verify(paycode.payment_code(SECRET, 42, T0 + 60, w.scheme_key))
     assert v.ok and v.step == (T0 + 60) // 30
-    assert len(log) == 1 and log[0].startswith("UPDATE tokens"), log
+    assert len(log) == 1 and log[0].startswith("WITH tok AS (UPDATE tokens SET"), log
     log.clear()
     # refusals after an accepted code are one statement too, the reason computed in SQL
     assert pay_at(w, T0 + 90, "o3", amount=200_000)["reason"] == "LIMIT_EXCEEDED"  # > 50000 a payment
@@ -137,6 +137,39 @@ def test_stale_cache_falls_back(world, ring):
         assert balance(w) == 100_000 - 6 * 100
         assert [p[0] for p in payments(w)].count("succeeded") == 6
         assert w.backend.verify_audit().ok
+    finally:
+        b.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_stale_copy_is_refreshed_by_the_failed_statement(world, ring):
+    # A's copy is stale (B paid); A's statement fails on the version, answers with the row
+    # as it is, and A's second statement pays on B's drift model: 2 statements, 1 debit.
+    from paytoken.backend import verify
+
+    w = world
+    b = Backend(make_engine(w.url), ring, clock=w.clock)
+    try:
+        for t, who in ((T0 - 60, None), (T0 - 30, None), (T0, b), (T0 + 30, b)):
+            assert pay_at(w, t, f"x{t}", backend=who)["status"] == "succeeded"
+        with w.backend.engine.connect() as c:
+            row = c.execute(text("SELECT * FROM tokens WHERE id = 42")).one()
+        log = count_statements(w.backend)
+        assert pay_at(w, T0 + 60, "x-a")["status"] == "succeeded"
+        assert len(log) == 2 and all(s.startswith("WITH tok AS") for s in log), log
+        step = (T0 + 60) // 30
+        want = verify.drift_of(row).update(T0 + 60, verify.observed_drift(step, T0 + 60))
+        info = w.backend.token_info(42)
+        assert info["last_step"] == step
+        assert info["drift_ppm"] == pytest.approx(want.ppm, rel=1e-12)
+        assert balance(w) == 100_000 - 5 * 100
+        # a verification on a stale copy: the same
+        assert b.verify(paycode.payment_code(SECRET, 42, T0 + 90, w.scheme_key)).ok
+        log.clear()
+        w.clock.t = T0 + 120
+        assert w.backend.verify(paycode.payment_code(SECRET, 42, T0 + 120, w.scheme_key)).ok
+        assert len(log) == 2, log
     finally:
         b.close()
 

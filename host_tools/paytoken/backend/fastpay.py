@@ -13,10 +13,11 @@ window, ONE statement in autocommit does everything, or nothing:
 - the payment INSERT, ``succeeded`` or ``refused`` with LIMIT_EXCEEDED or
   INSUFFICIENT_FUNDS, computed in SQL.
 
-No row back means the cache was stale (another server or thread wrote the token), the
-order id was already used, or a budget is full: the row is forgotten and the caller runs
-the full transaction (``Backend._pay_tx``), which also stays the path of every other
-decision. A concurrent INSERT of the same order id aborts the whole statement (the unique
+When the token's condition fails, the statement answers with the row as it is now: a
+newer version (another server or thread wrote the token) is judged again and tried once
+more; the same version (the order id was already used, a budget is full) or a second
+failure sends the caller to the full transaction (``Backend._pay_tx``), which also stays
+the path of every other decision. A concurrent INSERT of the same order id aborts the whole statement (the unique
 constraint), and the caller answers with the stored payment. A cold cache costs one
 SELECT more (two round trips), never a full transaction.
 
@@ -54,7 +55,13 @@ _SET = ("last_step = %(step)s, drift = %(drift)s, drift_s = %(drift_s)s, drift_a
         "drift_p11 = %(p11)s, failures = 0, pending_drift = NULL, pending_step = NULL, last_used_at = %(now)s")
 _WHERE = ("id = %(id)s AND version = %(ver)s AND status = 'active' AND last_step < %(step)s "
           "AND (guess_tat IS NULL OR guess_tat <= %(open_by)s)")
-VERIFY_SQL = "UPDATE tokens SET " + _SET + " WHERE " + _WHERE + " RETURNING version"
+# When the token's condition fails, the statement answers with the row as it is now (as of
+# the statement's snapshot), so a server whose copy was stale judges again at once.
+_NOW_ROW = (" UNION ALL SELECT NULL, NULL, NULL, " + ", ".join("t." + c for c in _COLS) +
+            " FROM tokens t WHERE t.id = %(id)s AND NOT EXISTS (SELECT 1 FROM tok)")
+_NULLS = ", ".join(["NULL"] * len(_COLS))
+VERIFY_SQL = ("WITH tok AS (UPDATE tokens SET " + _SET + " WHERE " + _WHERE + " RETURNING version) "
+              "SELECT tok.version, NULL, NULL, " + _NULLS + " FROM tok" + _NOW_ROW)
 PAY_SQL = (
     "WITH tok AS (UPDATE tokens SET " + _SET + " WHERE " + _WHERE + " "
     "AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.merchant_id = %(m)s AND p.merchant_order_id = %(o)s) "
@@ -78,7 +85,7 @@ PAY_SQL = (
     "ELSE 0 END FROM accounts a WHERE a.token_id = tok.id), 0) + %(amount)s > tok.limit_per_day "
     "THEN '" + LIMIT_EXCEEDED + "' ELSE '" + INSUFFICIENT_FUNDS + "' END, "
     "%(step)s, 0, %(day)s, %(now)s, %(off)s, %(ppm)s FROM tok RETURNING status, reason) "
-    "SELECT tok.version, ins.status, ins.reason FROM tok, ins")
+    "SELECT tok.version, ins.status, ins.reason, " + _NULLS + " FROM tok, ins" + _NOW_ROW)
 
 
 class FastPath:
@@ -151,6 +158,16 @@ class FastPath:
             drift_ppm=params["ppm"], drift_p00=params["p00"], drift_p01=params["p01"], drift_p11=params["p11"],
             pending_drift=None, pending_step=None, last_used_at=params["now"], version=version))
 
+    def _stale(self, token_id: int, row: Row, hit) -> bool:
+        """After a failed condition: keep the row as the statement found it; True when it
+        is newer than the one judged (judge again), False when the full path must decide."""
+        if hit is None:  # no such token any more
+            self.forget(token_id)
+            return False
+        now_row = Row._make(hit[3:])
+        self._keep(token_id, now_row)
+        return now_row.version != row.version
+
     def _run(self, fn):
         pool = self.b._pool
         fairy = pool.get()
@@ -174,17 +191,20 @@ class FastPath:
         token_id = parsed[1]
 
         def work(cur):
-            got = self._decide(cur, parsed, now)
-            if got is None:
-                return None
-            row, d, params = got
-            cur.execute(VERIFY_SQL, params)
-            hit = cur.fetchone()
-            if hit is None:  # stale: someone wrote the token since this server saw it
-                self.forget(token_id)
-                return None
-            self._accepted(token_id, row, params, hit[0])
-            return Verdict(None, token_id, d.step, d.offset, drift=(d.drift.offset, d.drift.ppm))
+            for _attempt in range(2):
+                got = self._decide(cur, parsed, now)
+                if got is None:
+                    return None
+                row, d, params = got
+                cur.execute(VERIFY_SQL, params)
+                hit = cur.fetchone()
+                if hit is not None and hit[0] is not None:
+                    self._accepted(token_id, row, params, hit[0])
+                    return Verdict(None, token_id, d.step, d.offset, drift=(d.drift.offset, d.drift.ppm))
+                if not self._stale(token_id, row, hit):
+                    return None
+            self.forget(token_id)
+            return None
 
         return self._run(work)
 
@@ -195,28 +215,33 @@ class FastPath:
         day = day_of(now)
 
         def work(cur):
-            got = self._decide(cur, parsed, now)
-            if got is None:
-                return None
-            row, d, params = got
-            pid = "pay_" + secrets.token_hex(12)
-            params.update(m=merchant_id, o=order_id, req=req, pid=pid, amount=amount, cur=currency, day=day,
-                          km=f"m:{merchant_id}", km_open=rules.MERCHANT_GUESSES.open_by(now),
-                          kmt=f"mt:{merchant_id}:{token_id}", kmt_open=rules.MERCHANT_TOKEN_GUESSES.open_by(now))
-            try:
-                cur.execute(PAY_SQL, params)
-            except BaseException:
-                self.forget(token_id)  # e.g. the order id's twin committed first: the caller answers
-                raise
-            hit = cur.fetchone()
-            if hit is None:  # stale row, a stored order id, or a full budget: the full path says which
-                self.forget(token_id)
-                return None
-            version, status, reason = hit
-            self._accepted(token_id, row, params, version)
-            log.info("payment %s %s %s merchant=%s token=%s", pid, status, reason or "", merchant_id, token_id)
-            ok = status == "succeeded"
-            return {"payment_id": pid, "status": status, "reason": reason, "token_id": token_id if ok else None,
-                    "amount": amount, "currency": currency}
+            for _attempt in range(2):
+                got = self._decide(cur, parsed, now)
+                if got is None:
+                    return None
+                row, d, params = got
+                pid = "pay_" + secrets.token_hex(12)
+                params.update(m=merchant_id, o=order_id, req=req, pid=pid, amount=amount, cur=currency, day=day,
+                              km=f"m:{merchant_id}", km_open=rules.MERCHANT_GUESSES.open_by(now),
+                              kmt=f"mt:{merchant_id}:{token_id}",
+                              kmt_open=rules.MERCHANT_TOKEN_GUESSES.open_by(now))
+                try:
+                    cur.execute(PAY_SQL, params)
+                except BaseException:
+                    self.forget(token_id)  # e.g. the order id's twin committed first: the caller answers
+                    raise
+                hit = cur.fetchone()
+                if hit is not None and hit[0] is not None:
+                    version, status, reason = hit[:3]
+                    self._accepted(token_id, row, params, version)
+                    log.info("payment %s %s %s merchant=%s token=%s", pid, status, reason or "", merchant_id,
+                             token_id)
+                    ok = status == "succeeded"
+                    return {"payment_id": pid, "status": status, "reason": reason,
+                            "token_id": token_id if ok else None, "amount": amount, "currency": currency}
+                if not self._stale(token_id, row, hit):
+                    return None  # a stored order id or a full budget: the full path says which
+            self.forget(token_id)
+            return None
 
         return self._run(work)
