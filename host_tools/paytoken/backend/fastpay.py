@@ -133,7 +133,7 @@ class FastPath:
     # ---- the decision ---------------------------------------------------------------------
 
     def _decide(self, cur, parsed, now: int):
-        """(row, accept params) when the code is accepted inside the window on the cached row;
+        """(row, decision, statement parameters) when the code is accepted inside the window on the cached row;
         None when the full path must decide (cold online prefix, any other decision)."""
         prefix, token_id = parsed[0], parsed[1]
         if self.b.online._online.get(prefix) is not False:  # online, or not known yet
