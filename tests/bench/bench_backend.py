@@ -279,7 +279,9 @@ def _http(kind: str, workers: int, rates: list[float], seconds: float = 10.0, ba
     first result for which ``until(result)`` is true. Each token pays once."""
     import httpx
 
-    n_tokens = int(sum(rates) * seconds)
+    warm = [(WARMUP_RATE, WARMUP_S)]  # not reported: the server opens its connections, prepares
+    plan = warm + [(r, seconds) for r in rates]
+    n_tokens = int(sum(r * t for r, t in plan))
     ids = list(range(1, n_tokens + 1))
     db, backend, _clock, key, _mid, api, ring = _setup(kind, ids, base)
     backend.engine.dispose()
@@ -300,8 +302,8 @@ def _http(kind: str, workers: int, rates: list[float], seconds: float = 10.0, ba
             except httpx.HTTPError:
                 time.sleep(0.1)
         done = 0
-        for rate in rates:
-            n = int(rate * seconds)
+        for k, (rate, secs) in enumerate(plan):
+            n = int(rate * secs)
             codes = [paycode.payment_code(SECRET, i, int(time.time()), key) for i in ids[done:done + n]]
             load = os.getloadavg()[0]
             done += n
@@ -310,11 +312,14 @@ def _http(kind: str, workers: int, rates: list[float], seconds: float = 10.0, ba
             try:
                 res = subprocess.run([sys.executable, str(HERE / "loadgen.py"), "--port", str(port), "--key", api,
                                       "--codes", f.name, "--rate", str(rate), "--deadline", "20",
-                                      "--prefix", f"r{int(rate)}-"], capture_output=True, text=True, timeout=120)
+                                      "--prefix", f"r{k}-{int(rate)}-"], capture_output=True, text=True,
+                                     timeout=120)
             finally:
                 os.unlink(f.name)
             if res.returncode != 0:
                 raise RuntimeError("loadgen failed: " + res.stderr[-500:])
+            if k == 0:
+                continue  # the warm-up
             out.append(json.loads(res.stdout))
             out[-1]["load"] = load  # the machine's 1-minute load average as this rate started
             if until is not None and until(out[-1]):
@@ -328,6 +333,7 @@ def _http(kind: str, workers: int, rates: list[float], seconds: float = 10.0, ba
     return out
 
 
+WARMUP_RATE, WARMUP_S = 100.0, 3.0  # each server's first seconds, before any measured rate
 SEARCH = [100.0, 250.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0]  # payments/s offered, the step search
 SEARCH_S = 5.0
 _STORAGE = {"sqlite": "SQLite WAL synchronous=FULL",
@@ -345,7 +351,8 @@ def _http_rows(rows: list) -> None:
     how = ("paytoken serve (uvicorn + httptools + uvloop, {w} worker{s}) on loopback; {db}; load from "
            "tests/bench/loadgen.py in a separate process (asyncio, 64 keep-alive connections, open loop: "
            "request k due at k/rate, latency from that due time), same 2 cores; {n} payments over {t:.0f} s, "
-           "each token once (a cold row on the server: 2 round trips on PostgreSQL)")
+           "each token once (a cold row on the server: 2 round trips on PostgreSQL); after a warm-up of "
+           f"{WARMUP_S:.0f} s at {WARMUP_RATE:.0f}/s (not counted: the server opens its connections)")
     have_pg = bool(os.environ.get("PAYTOKEN_TEST_PG_URL"))
 
     def fixed(setup: str, base: str | None, workers: int, rates: list[float]) -> None:
