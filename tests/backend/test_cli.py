@@ -30,7 +30,7 @@ def test_cli_end_to_end(db_url, tmp_path, capsys, monkeypatch):
     assert oct(mk.stat().st_mode & 0o777) == "0o600"
     assert "refusing" in run(capsys, "db", "new-master-key", str(mk), rc=1).err
     init = json.loads(run(capsys, "db", "init", "--db", db_url, "--json").out)
-    assert init["schema"] == "0008"  # the template was migrated already; rerunning is a no-op
+    assert init["schema"] == "0009"  # the template was migrated already; rerunning is a no-op
     assert "scheme key" not in run(capsys, "scheme", "add", "--prefix", "81", "--db", db_url,
                                    "--master-key-file", str(mk)).out
     err = run(capsys, "scheme", "add", "--prefix", "12", "--db", db_url, "--master-key-file", str(mk), rc=1).err

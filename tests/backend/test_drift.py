@@ -145,7 +145,7 @@ def test_migration_0002_starts_the_model_from_the_old_offset(db_url, ring, clock
         conn.execute(text("UPDATE tokens SET drift = 2, drift_s = 60 WHERE id = 7"))
         assert "drift_ppm" not in conn.execute(text("SELECT * FROM tokens")).keys()
     engine.dispose()
-    assert migrate(engine) == "0008"
+    assert migrate(engine) == "0009"
     backend = Backend(engine, ring, clock=clock)
     assert backend.token_info(7)["drift_ppm"] is None
     clock.t = T0 + 3600

@@ -186,7 +186,7 @@ def test_migration_0005_down_and_up(db_url, ring):
         assert "idem" not in c.execute(text("SELECT * FROM refunds")).keys()
         assert "limit_per_day" not in c.execute(text("SELECT * FROM schemes")).keys()
     engine.dispose()
-    assert migrate(engine) == "0008"
+    assert migrate(engine) == "0009"
     with engine.begin() as c:
         row = c.execute(text("SELECT status, guess_tat FROM tokens WHERE id = 8")).one()
         spent = c.execute(text("SELECT spent_day, spent FROM accounts WHERE token_id = 7")).one()

@@ -3,17 +3,24 @@
 The format checks (length, digits, Damm, prefix) are ``paycode.parse_code``'s, run
 before any cryptography. No database and no clock here: the service passes ``now``
 and the token's state in, and applies the decision with a conditional UPDATE.
+``judge`` is the one copy of the rules for an offline code.
 
 Usage::
 
     step, offset = locate_step(now, drift_s, residue)
+    decision = judge(row, parsed, lambda: secret, Policy(), now)   # decision.kind == ACCEPT ...
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import paycode
 from paycode import PERIOD
+
+from paytoken.backend import codes, rules
 
 # Refusal reasons (fixed names; the HTTP API and docs/MERCHANT.md use them).
 CODE_INVALID = "CODE_INVALID"
@@ -151,3 +158,117 @@ class Drift:
         if abs(observed - pred) <= 3 * (p00 + MEASURE_VAR) ** 0.5:
             return self.update(now, observed)
         return self.jump(now, observed)
+
+
+# ---- the decision on one code --------------------------------------------------------------
+#
+# ``judge`` reads a token's row and a parsed code and says what the code is; the service
+# applies the decision with conditional writes (so concurrent requests cannot both win).
+
+# Decision kinds.
+NO_TOKEN = "no_token"  # the code names no (active, pending-free) token of its scheme
+REVOKED = "revoked"
+LOCKED = "locked"  # locked by hand, or the guess budget is full (cooling down)
+ACCEPT = "accept"  # consume ``step``; ``drift`` is the new model
+REPLAYED = "replayed"  # right for a step already consumed
+PENDING_DRIFT = "pending_drift"  # right, outside the window, unconfirmed: remember it (CODE_EXPIRED)
+STALE = "stale"  # right for a past step never used (CODE_EXPIRED)
+FUTURE = "future"  # right for a step far ahead of the known clock (CODE_FUTURE)
+BEHIND = "behind"  # wrong, behind the window: not counted
+REPEAT_GUESS = "repeat_guess"  # the token's last wrong code again: not counted
+GUESS = "guess"  # a wrong code: charged to the budgets (rules.py)
+KINDS = (NO_TOKEN, REVOKED, LOCKED, ACCEPT, REPLAYED, PENDING_DRIFT, STALE, FUTURE, BEHIND, REPEAT_GUESS,
+         GUESS)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``judge`` found. ``step``/``offset``: the step the code is for and its distance
+    from the expected one. ``suspect``: also flag the token's clock (a code >= suspect_ahead
+    steps ahead). ``resync``: an ACCEPT outside the window, confirmed by the pending drift.
+    ``predicted``/``observed``: the drift (s) expected and the one this code implies.
+    ``guess``: the bytes that name a wrong code (GUESS, REPEAT_GUESS); ``guess_hash`` its hash."""
+
+    kind: str
+    step: int | None = None
+    offset: int | None = None
+    drift: Drift | None = None
+    predicted: int | None = None
+    observed: int | None = None
+    suspect: bool = False
+    resync: bool = False
+    guess: bytes | None = None
+    guess_hash: str | None = None
+
+
+def drift_of(row, rate_sigma_ppm: float = 30.0) -> Drift:
+    """The drift model a token row holds (``drift_at``, ``drift_off``, ... ``drift_p11``);
+    a row from before migration 0002 (or a bulk import) starts fresh from ``drift_s``."""
+    if row.drift_at is None:
+        return Drift.fresh(row.last_used_at or row.created_at, row.drift_s, None, rate_sigma_ppm)
+    return Drift(row.drift_at, row.drift_off, row.drift_ppm, row.drift_p00, row.drift_p01, row.drift_p11)
+
+
+def guess_hash(guess: bytes) -> str:
+    """The short hash a token row keeps of its last wrong code (``guess_hash``)."""
+    return hashlib.sha256(guess).hexdigest()[:16]
+
+
+def judge(row, parsed: tuple, secret: Callable[[], bytes], policy: Policy, now: int) -> Decision:
+    """Decide an offline code for a token: pure (no database, no I/O, no clock).
+
+    ``row``: the token's row (attributes ``status``, ``prefix``, ``prev_prefix``,
+    ``last_step``, ``pending_drift``, ``pending_step``, ``guess_tat``, ``guess_hash`` and
+    the drift model's, see ``drift_of``), or None. ``parsed``: ``(prefix, token_id,
+    residue, otp, fmt)`` as the code's parse gives it. ``secret``: returns the token's
+    secret; called only once the status allows checking the code. ``now``: UTC seconds."""
+    prefix, _token_id, residue, otp, fmt = parsed
+    # a token's codes are those of its scheme, and during a move at the desk also those of
+    # the scheme it leaves (Backend.move_token)
+    if row is None or row.status == "pending" or (prefix != row.prefix and prefix != row.prev_prefix):
+        return Decision(NO_TOKEN)
+    if row.status in ("revoked", "lost"):
+        return Decision(REVOKED)
+    if row.status == "locked" or not rules.TOKEN_GUESSES.allows(row.guess_tat, now):
+        return Decision(LOCKED)
+    key = secret()
+    drift = drift_of(row, policy.rate_sigma_ppm)
+    predicted = round(drift.predict(now))
+    step, off = locate_step(now, predicted, residue)
+    if step < 0 or not paycode.equal(codes.hotp(key, step, fmt), otp):
+        return _miss(row, key, step, off, otp, now, predicted, policy, fmt)
+    if step <= row.last_step:
+        return Decision(REPLAYED, step, off)
+    observed = observed_drift(step, now)
+    if abs(off) <= policy.window:
+        return Decision(ACCEPT, step, off, drift.update(now, observed), predicted, observed)
+    suspect = off >= policy.suspect_ahead
+    if (row.pending_drift is not None and abs(observed - row.pending_drift) <= policy.confirm_tolerance
+            and step > row.pending_step):
+        # Confirmed by two consecutive codes (RFC 6238 §6): resynchronize.
+        return Decision(ACCEPT, step, off, drift.resync(now, observed), predicted, observed, suspect, True)
+    return Decision(PENDING_DRIFT, step, off, None, predicted, observed, suspect)
+
+
+def _miss(row, key: bytes, step: int, off: int, otp: str, now: int, predicted: int, policy: Policy,
+          fmt: int) -> Decision:
+    # The OTP is wrong for the step the residue names: a far-future, stale or replayed code
+    # (right for another step), or a guess. Only a guess is charged (rules.py).
+    if step >= 0:
+        span = rules.RESIDUE
+        ahead = codes.find_step(key, otp, range(step + span, step + span * rules.future_candidates() + 1, span),
+                                fmt)
+        if ahead is not None:
+            return Decision(FUTURE, ahead, off + (ahead - step), predicted=predicted, suspect=True)
+        lo = max(0, (now + predicted - rules.STALE_SEARCH_S) // PERIOD)
+        past = codes.find_step(key, otp, range(step - span, lo - 1, -span), fmt)
+        if past is not None:
+            kind = REPLAYED if past <= row.last_step else STALE
+            return Decision(kind, past, off + (past - step), predicted=predicted)
+    if off < -policy.window:
+        # Behind the window: a hit there would be of no use to a guesser; not counted.
+        return Decision(BEHIND, step, off, predicted=predicted)
+    guess = b"%d|%s" % (step, otp.encode())
+    gh = guess_hash(guess)
+    kind = REPEAT_GUESS if gh == row.guess_hash else GUESS
+    return Decision(kind, step, off, predicted=predicted, guess=guess, guess_hash=gh)

@@ -36,6 +36,7 @@ from paytoken.backend import rules
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.service import online
 from paytoken.backend.service.desk import Desk
+from paytoken.backend.service.fastpay import FastPath
 from paytoken.backend.service.keys import Keys
 from paytoken.backend.service.parties import Parties
 from paytoken.backend.service.payments import Payments
@@ -81,6 +82,9 @@ class Backend(Keys, Parties, Tokens, Desk, Verification, Payments):
         self._sqlite = engine.dialect.name == "sqlite"
         self._pool = RawPool(engine)
         self._group = GroupCommit(self._tx) if self._sqlite else None
+        # PostgreSQL: a payment or verification in one statement when this server's copy of
+        # the token row is current (service/fastpay.py); else the full transaction
+        self._fast = None if self._sqlite else FastPath(self)
         self._integrity_errors = (IntegrityError, engine.dialect.loaded_dbapi.IntegrityError)
         self.online = online.Online(self)  # online codes (backend/service/online.py)
 

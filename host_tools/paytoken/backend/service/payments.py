@@ -69,8 +69,12 @@ class Payments:
         parsed = self._parse(code)
         for _ in range(5):
             try:
-                out = self._atomic(lambda tx: self._pay_tx(tx, merchant_id, parsed, amount, currency,
-                                                           merchant_order_id, req))
+                out = None
+                if self._fast is not None and not isinstance(parsed, Verdict):
+                    out = self._fast.pay(merchant_id, parsed, amount, currency, merchant_order_id, req)
+                if out is None:
+                    out = self._atomic(lambda tx: self._pay_tx(tx, merchant_id, parsed, amount, currency,
+                                                               merchant_order_id, req))
                 if isinstance(out, Verdict):  # THROTTLED: nothing was written
                     raise BackendError(f"{out.detail}; retry after {out.retry_after} s", KIND_THROTTLED,
                                        retry_after=out.retry_after)

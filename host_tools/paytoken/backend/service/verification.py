@@ -9,15 +9,12 @@ Usage::
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 
-import paycode
-
-from paytoken.backend import codes, rules
+from paytoken.backend import codes, rules, verify
 from paytoken.backend.store import audit
-from paytoken.backend.store.models import LOCKED, LOST, PENDING, REVOKED
+from paytoken.backend.store.models import LOCKED, LOST, REVOKED
 from paytoken.backend.store.sql import (
     ACCEPT,
     CHARGE,
@@ -38,14 +35,22 @@ from paytoken.backend.verify import (
     PERIOD,
     TOKEN_LOCKED,
     TOKEN_REVOKED,
+    Decision,
     Drift,
-    locate_step,
-    observed_drift,
+    judge,
 )
 
 log = logging.getLogger("paytoken.backend")
 
 THROTTLED = "THROTTLED"  # a Verdict reason that becomes HTTP 429, never a stored refusal
+
+
+def _accept_params(token_id: int, step: int, new: Drift, now: int, open_by: int) -> dict:
+    """The parameters of ``ACCEPT``: consume ``step``, keep the new drift model ``new``."""
+    drift_s = round(new.offset)
+    return {"id": token_id, "step": step, "drift": round(drift_s / PERIOD), "drift_s": drift_s, "at": new.at,
+            "off": new.offset, "ppm": new.ppm, "p00": new.p00, "p01": new.p01, "p11": new.p11, "now": now,
+            "open_by": open_by}
 
 
 @dataclass
@@ -84,9 +89,7 @@ class Verification:
             return Verdict(CODE_INVALID, detail=str(exc))
 
     def _drift(self, r: TokRow) -> Drift:
-        if r.drift_at is None:  # a token from before migration 0002, or added by bulk import
-            return Drift.fresh(r.last_used_at or r.created_at, r.drift_s, None, self.policy.rate_sigma_ppm)
-        return Drift(r.drift_at, r.drift_off, r.drift_ppm, r.drift_p00, r.drift_p01, r.drift_p11)
+        return verify.drift_of(r, self.policy.rate_sigma_ppm)
 
     def verify(self, code: str, actor: str = "library") -> Verdict:
         """Check a code and, when good, consume its step (one transaction). No payment."""
@@ -96,6 +99,10 @@ class Verification:
         if isinstance(parsed, Verdict):
             return parsed
         now = self.now()
+        if self._fast is not None:
+            fast = self._fast.verify(parsed, now)
+            if fast is not None:
+                return fast
 
         def work(tx: Tx) -> Verdict:
             row = tx.one(SEL_TOKEN, {"id": parsed[1]})
@@ -105,54 +112,55 @@ class Verification:
 
     def _check(self, tx: Tx, r: TokRow | None, parsed, now: int, actor: str, alone: bool = False,
                merchant_id: int | None = None) -> Verdict:
-        """The verification rules on the token's row; writes through ``tx``. ``alone``:
-        the accepting UPDATE is the transaction's only write (verify, not pay). With
-        ``merchant_id`` a guess is also charged to that merchant key (rules.py)."""
-        pol = self.policy
-        prefix, token_id, residue, otp, fmt = parsed
+        """The verification rules on the token's row (``verify.judge`` decides); the writes
+        go through ``tx``. ``alone``: the accepting UPDATE is the transaction's only write
+        (verify, not pay). With ``merchant_id`` a guess is also charged to that merchant key."""
+        prefix, token_id = parsed[0], parsed[1]
         if self.online.is_online(tx, prefix):  # an issuer-made code: looked up, not computed
             return self.online.check(tx, r, parsed[:4], now, actor, merchant_id)
-        # a token's codes are those of its scheme, and during a move at the desk also
-        # those of the scheme it leaves (move_token)
-        if r is None or r.status == PENDING or (prefix != r.prefix and prefix != r.prev_prefix):
+        d = judge(r, parsed, lambda: self._secret(token_id, r.secret_enc), self.policy, now)
+        return self._apply(tx, r, d, token_id, now, actor, alone, merchant_id)
+
+    def _apply(self, tx: Tx, r: TokRow, d: Decision, token_id: int, now: int, actor: str, alone: bool,
+               merchant_id: int | None) -> Verdict:
+        """Apply ``judge``'s decision with conditional writes, as one unit in ``tx``."""
+        kind, step, off = d.kind, d.step, d.offset
+        if kind == verify.NO_TOKEN:
             return Verdict(CODE_INVALID, detail="no such token")
-        if r.status in (REVOKED, LOST):
+        if kind == verify.REVOKED:
             return Verdict(TOKEN_REVOKED, token_id)
-        open_by = rules.TOKEN_GUESSES.open_by(now)
-        if r.status == LOCKED or (r.guess_tat is not None and r.guess_tat > open_by):
+        if kind == verify.LOCKED:
             return self._locked(token_id, r.status, r.guess_tat, now)
-        secret = self._secret(token_id, r.secret_enc)
-        drift = self._drift(r)
-        predicted = round(drift.predict(now))
-        step, off = locate_step(now, predicted, residue)
-        if step < 0 or not paycode.equal(codes.hotp(secret, step, fmt), otp):
-            return self._miss(tx, r, token_id, secret, step, off, otp, now, predicted, actor, merchant_id, fmt)
-        if step <= r.last_step:
+        open_by = rules.TOKEN_GUESSES.open_by(now)
+        if kind == verify.FUTURE:
+            if tx.run(SUSPECT, {"id": token_id, "open_by": open_by}) != 1:
+                return self._recheck(tx, token_id, now)
+            audit.append_raw(tx, now, actor, "CLOCK_SUSPECT", token_id,
+                             {"offset": off, "known_drift_s": d.predicted})
+            return Verdict(CODE_FUTURE, token_id, step, off, detail="for a time far ahead of the token's known clock")
+        if kind == verify.REPLAYED:
             audit.append_raw(tx, now, actor, "CODE_REPLAYED", token_id, {"step": step})
             return Verdict(CODE_REPLAYED, token_id, step, off)
-        observed = observed_drift(step, now)
-        if abs(off) > pol.window:
-            if off >= pol.suspect_ahead:
-                tx.run(SUSPECT, {"id": token_id, "open_by": open_by})
-                audit.append_raw(tx, now, actor, "CLOCK_SUSPECT", token_id,
-                                 {"offset": off, "known_drift_s": predicted})
-            if (r.pending_drift is not None and abs(observed - r.pending_drift) <= pol.confirm_tolerance
-                    and step > r.pending_step):
-                # Confirmed by two consecutive codes (RFC 6238 §6): resynchronize.
-                audit.append_raw(tx, now, actor, "DRIFT_RESYNC", token_id,
-                                 {"from_s": predicted, "to_s": observed})
-                new = drift.resync(now, observed)
-            else:
-                if tx.run(SET_PENDING, {"id": token_id, "drift": observed, "step": step, "open_by": open_by}) != 1:
-                    return self._recheck(tx, token_id, now)
-                return Verdict(CODE_EXPIRED, token_id, step, off, detail="outside the time window")
-        else:
-            new = drift.update(now, observed)
-        drift_s = round(new.offset)
-        if tx.run(ACCEPT, {"id": token_id, "step": step, "drift": round(drift_s / PERIOD), "drift_s": drift_s,
-                            "at": new.at, "off": new.offset, "ppm": new.ppm, "p00": new.p00, "p01": new.p01,
-                            "p11": new.p11, "now": now, "open_by": open_by},
-                  alone=alone and not tx.open) != 1:
+        if kind == verify.STALE:
+            return Verdict(CODE_EXPIRED, token_id, step, off, detail="a stale code")
+        if kind == verify.BEHIND:
+            return Verdict(CODE_INVALID, token_id, detail="wrong code behind the window (not counted)")
+        if kind == verify.REPEAT_GUESS:
+            return Verdict(CODE_INVALID, token_id, detail="the same wrong code again (not counted)")
+        if kind == verify.GUESS:
+            return self._guess(tx, r, token_id, d.guess, now, actor, merchant_id)
+        if d.suspect:  # ACCEPT (a resync) or PENDING_DRIFT, this many steps ahead
+            tx.run(SUSPECT, {"id": token_id, "open_by": open_by})
+            audit.append_raw(tx, now, actor, "CLOCK_SUSPECT", token_id,
+                             {"offset": off, "known_drift_s": d.predicted})
+        if kind == verify.PENDING_DRIFT:
+            if tx.run(SET_PENDING, {"id": token_id, "drift": d.observed, "step": step, "open_by": open_by}) != 1:
+                return self._recheck(tx, token_id, now)
+            return Verdict(CODE_EXPIRED, token_id, step, off, detail="outside the time window")
+        if d.resync:
+            audit.append_raw(tx, now, actor, "DRIFT_RESYNC", token_id, {"from_s": d.predicted, "to_s": d.observed})
+        new = d.drift
+        if tx.run(ACCEPT, _accept_params(token_id, step, new, now, open_by), alone=alone and not tx.open) != 1:
             # another transaction consumed this step (or changed the status, or filled the budget) first
             return self._recheck(tx, token_id, now, step, off)
         return Verdict(None, token_id, step, off, drift=(new.offset, new.ppm))
@@ -173,39 +181,11 @@ class Verification:
             return self._locked(token_id, status, tat, now)
         return Verdict(CODE_REPLAYED, token_id, step, off)
 
-    def _miss(self, tx: Tx, r: TokRow, token_id: int, secret: bytes, step: int, off: int, otp: str,
-              now: int, predicted: int, actor: str, merchant_id: int | None, fmt: int) -> Verdict:
-        """The OTP is wrong for the step the residue names: a far-future, stale or replayed
-        code (right for another step), or a guess. Only a guess is charged (rules.py)."""
-        pol = self.policy
-        if step >= 0:
-            span = rules.RESIDUE
-            ahead = codes.find_step(secret, otp, range(step + span, step + span * rules.future_candidates() + 1, span),
-                                    fmt)
-            if ahead is not None:
-                if tx.run(SUSPECT, {"id": token_id, "open_by": rules.TOKEN_GUESSES.open_by(now)}) != 1:
-                    return self._recheck(tx, token_id, now)
-                audit.append_raw(tx, now, actor, "CLOCK_SUSPECT", token_id,
-                                 {"offset": off + (ahead - step), "known_drift_s": predicted})
-                return Verdict(CODE_FUTURE, token_id, ahead, off + (ahead - step),
-                               detail="for a time far ahead of the token's known clock")
-            lo = max(0, (now + predicted - rules.STALE_SEARCH_S) // PERIOD)
-            past = codes.find_step(secret, otp, range(step - span, lo - 1, -span), fmt)
-            if past is not None:
-                if past <= r.last_step:
-                    audit.append_raw(tx, now, actor, "CODE_REPLAYED", token_id, {"step": past})
-                    return Verdict(CODE_REPLAYED, token_id, past, off + (past - step))
-                return Verdict(CODE_EXPIRED, token_id, past, off + (past - step), detail="a stale code")
-        if off < -pol.window:
-            # Behind the window: a hit there would be of no use to a guesser; not counted.
-            return Verdict(CODE_INVALID, token_id, detail="wrong code behind the window (not counted)")
-        return self._guess(tx, r, token_id, b"%d|%s" % (step, otp.encode()), now, actor, merchant_id)
-
     def _guess(self, tx: Tx, r: TokRow, token_id: int, guess: bytes, now: int, actor: str,
                merchant_id: int | None) -> Verdict:
         """Charge a wrong code for a real token (``guess`` names it: the same one twice in a
         row is not counted) to the budgets of rules.py; offline and online codes alike."""
-        gh = hashlib.sha256(guess).hexdigest()[:16]
+        gh = verify.guess_hash(guess)
         if gh == r.guess_hash:
             return Verdict(CODE_INVALID, token_id, detail="the same wrong code again (not counted)")
         if merchant_id is not None:

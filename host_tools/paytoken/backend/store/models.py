@@ -81,6 +81,9 @@ class Token(Base):
     # The guess budget (rules.TOKEN_GUESSES, a GCRA): locked while guess_tat > now + slack.
     guess_tat: Mapped[int | None] = mapped_column(BigInteger)
     guess_hash: Mapped[str | None] = mapped_column(String(16))  # the last wrong guess (not counted twice)
+    # Bumped by every UPDATE of the row, by a trigger (0009): a server's cached copy of the
+    # row is current while its version is (backend/service/fastpay.py).
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Account(Base):
