@@ -128,9 +128,17 @@ def test_an_unlock_lasts_until_a_reset_or_the_lease(provisioned) -> None:
     assert r.returncode != 0 and "secret" not in r.stdout
 
 
+def _default_sigint() -> None:
+    # A suite started in the background of a non-interactive shell (`make test &`, CI
+    # runners) inherits SIGINT ignored, and so would the CLI: Python keeps an ignored
+    # SIGINT, and the Ctrl-C these tests send would never arrive. A terminal's Ctrl-C is
+    # what is under test, so the CLI gets the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "paytoken", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint)
 
 
 def _wait_for(cond, seconds: float, what: str) -> None:
