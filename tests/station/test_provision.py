@@ -22,12 +22,23 @@ from vdevkit import mpremote
 from waits import STEP, bound
 
 
+def _failures(r) -> str:
+    try:
+        errs = [f"{x['port']}: {x['step']}: {x['error']}" for x in json.loads(r.stdout)
+                if x["status"] == "failed"]
+    except (ValueError, KeyError, TypeError):
+        errs = [r.stdout[-1500:]]
+    fails = [ln for ln in r.stderr.splitlines() if ": failed" in ln]
+    return "\n".join(errs + fails) + "\n--- stderr tail ---\n" + r.stderr[-1500:]
+
+
 def test_eight_tokens_in_parallel_on_postgresql(tokens, pg_issuer, tmp_path: Path) -> None:
     toks = tokens(8)
     rep_dir = tmp_path / "reports"
     r = paytoken("provision", "--all", "--board", "sim", "--report-dir", str(rep_dir), "--json",
                  env=pg_issuer.env())
-    assert r.returncode == 0, r.stderr[-3000:]
+    # the per-token errors first: with eight tokens the progress lines bury them
+    assert r.returncode == 0, _failures(r)
     out = json.loads(r.stdout)
     assert sorted(x["port"] for x in out) == sorted(t.port for t in toks)  # --all found them
     assert all(x["status"] == "provisioned" for x in out), [x["error"] for x in out]

@@ -278,31 +278,39 @@ class ClockSet:
     first: ClockReading  # the edge just after
 
 
-def set_clock_utc(dev: Device, *, tolerance: float = 0.25, tries: int = 2) -> ClockSet:
+_MAX_LEAD = 0.9  # seconds: the most a clock write is sent ahead of the second it names
+
+
+def set_clock_utc(dev: Device, *, tolerance: float = 0.25, tries: int = 4) -> ClockSet:
     """Set the token's RTC to the host's UTC through the board's RTC driver.
 
     ``hostapi.set_clock`` makes the civil time with ``paycode.civil_from_unix`` on the
-    host's UTC seconds, never local time. The write is sent half a round trip before the whole second it names,
-    then the next seconds edge is timed; an offset beyond ``tolerance`` is retried,
-    then refused.
+    host's UTC seconds, never local time. The write is sent ahead of the whole second
+    it names, by half a round trip at first; then the next seconds edge is timed. An
+    offset beyond ``tolerance`` is retried with the lead corrected by the offset just
+    measured (a slow board compiles the call late every time), then refused.
     """
     _call(dev, "clock", "read_clock")  # the driver is made now, not inside the timed write
     rd: ClockReading | None = None
+    lead: float | None = None
     for _ in range(tries):
-        # a short call's round trip: the write is sent half of one early
-        t0 = time.time()
-        try:
-            hostcalls.roundtrip(dev)
-        except DeviceError as e:
-            raise OpsError("clock", str(e)) from None
-        rtt = time.time() - t0
+        if lead is None:
+            # a short call's round trip: the write is sent half of one early
+            t0 = time.time()
+            try:
+                hostcalls.roundtrip(dev)
+            except DeviceError as e:
+                raise OpsError("clock", str(e)) from None
+            lead = (time.time() - t0) / 2
         now = time.time()
-        n = int(now) + 1 if now % 1 < 0.7 else int(now) + 2
-        time.sleep(max(0.0, n - rtt / 2 - time.time()))
+        n = int(now) + 1 if now % 1 < 0.7 - lead else int(now) + 2
+        time.sleep(max(0.0, n - lead - time.time()))
         _call(dev, "clock", "set_clock", n)
         rd = best_edge(dev, 2)
         if abs(rd.offset) <= tolerance + rd.uncertainty:
             return ClockSet(n, rd)
+        # a token behind (negative offset) took the write late: send the next earlier
+        lead = min(_MAX_LEAD, max(0.0, lead - rd.offset))
     assert rd is not None
     raise OpsError(
         "clock", f"{dev.port}: the RTC is {rd.offset * 1000:+.0f} ms off right after "

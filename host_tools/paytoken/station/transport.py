@@ -34,6 +34,8 @@ from mpremote.transport_serial import SerialTransport
 DEFAULT_TIMEOUT = 10.0
 _CHUNK = 3072  # bytes of file data per exec (4 KiB of base64)
 _POLL = 0.02  # the serial read timeout under our own deadline loop
+_RAW_TRY = 3.0  # seconds of the first try to reach the raw REPL; each next try doubles
+_NEVER = 1e9  # mpremote's own overall timeout, left to ours
 _QUIET = 0.05  # seconds of silence that end stale input before a protocol line
 
 
@@ -163,10 +165,27 @@ class Device:
             return
 
         def go() -> None:
+            # mpremote sends its Ctrl-C and Ctrl-A once. A board still booting (a slow
+            # host, an emulated chip just reset) can take them before its REPL reads
+            # them: the prompt then never comes. Each try ends at its own deadline
+            # (never mpremote's own timeout, which prints to stdout) and sends them
+            # again; the tries grow, so a slow soft reset still completes in one.
+            overall = self._ser.deadline
+            per_try = _RAW_TRY
             try:
-                self._t.enter_raw_repl(soft_reset=soft_reset)
+                while True:
+                    self._ser.deadline = min(overall, time.monotonic() + per_try)
+                    try:
+                        self._t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=_NEVER)
+                        return
+                    except _Expired:
+                        if time.monotonic() >= overall:
+                            raise
+                    per_try *= 2
             except TransportError:
                 raise TransportError("no raw REPL (a locked token, or not MicroPython)") from None
+            finally:
+                self._ser.deadline = overall
 
         try:
             self._call("enter raw REPL", timeout, go)

@@ -195,33 +195,15 @@ class Payments:
                 return self._refund_tx(merchant_id, payment_id, amount, idem, req)
             except IntegrityError:
                 pass  # a concurrent refund with this key committed first: its answer follows
-            stored = self._stored_refund(merchant_id, idem, req)
+            with self.engine.connect() as conn:
+                stored = _stored_refund(conn, merchant_id, idem, req)
             if stored is not None:
                 return stored
         raise BackendError("refund could not be recorded; retry with the same Idempotency-Key", UNAVAILABLE)
 
-    def _stored_refund(self, merchant_id: int, idem: str, req: str) -> dict | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(_r).where(_r.c.merchant_id == merchant_id, _r.c.idem == idem)).first()
-        if row is None:
-            return None
-        if row.request_hash != req:
-            raise BackendError("Idempotency-Key was already used for a different refund", CONFLICT)
-        return {"refund_id": row.id, "payment_id": row.payment_id, "amount": row.amount,
-                "refunded": row.refunded_after}
-
     def _refund_tx(self, merchant_id: int, payment_id: str, amount: int | None, idem: str, req: str) -> dict:
-        def stored_answer(conn) -> dict | None:
-            stored = conn.execute(select(_r).where(_r.c.merchant_id == merchant_id, _r.c.idem == idem)).first()
-            if stored is None:
-                return None
-            if stored.request_hash != req:
-                raise BackendError("Idempotency-Key was already used for a different refund", CONFLICT)
-            return {"refund_id": stored.id, "payment_id": stored.payment_id, "amount": stored.amount,
-                    "refunded": stored.refunded_after}
-
         with self.engine.begin() as conn:
-            out = stored_answer(conn)
+            out = _stored_refund(conn, merchant_id, idem, req)
             if out is not None:
                 return out
             # The payment's row lock orders the refunds of a payment (PostgreSQL; on SQLite
@@ -231,7 +213,7 @@ class Payments:
                                .with_for_update()).first()
             if row is None:
                 raise BackendError(f"no payment {payment_id}", NOT_FOUND)
-            out = stored_answer(conn)
+            out = _stored_refund(conn, merchant_id, idem, req)
             if out is not None:
                 return out
             if row.status != "succeeded":
@@ -254,6 +236,17 @@ class Payments:
             audit.append(conn, now, f"merchant:{merchant_id}", "REFUND", row.token_id,
                          {"payment_id": payment_id, "refund_id": rid, "amount": amount})
         return {"refund_id": rid, "payment_id": payment_id, "amount": amount, "refunded": refunded}
+
+
+def _stored_refund(conn, merchant_id: int, idem: str, req: str) -> dict | None:
+    # the answer recorded for this merchant's idempotency key; another body is a 409
+    row = conn.execute(select(_r).where(_r.c.merchant_id == merchant_id, _r.c.idem == idem)).first()
+    if row is None:
+        return None
+    if row.request_hash != req:
+        raise BackendError("Idempotency-Key was already used for a different refund", CONFLICT)
+    return {"refund_id": row.id, "payment_id": row.payment_id, "amount": row.amount,
+            "refunded": row.refunded_after}
 
 
 class _Row:
