@@ -41,6 +41,7 @@ from paytoken.station import ops
 from paytoken.station.transport import Device, DeviceError
 from paytoken.vdev import control
 from stationkit import assert_no_secret, token_config
+from waits import bound
 
 SOAK = bool(os.environ.get("PAYTOKEN_SOAK"))
 PAYTOKEN = str(Path(sys.executable).parent / "paytoken")  # the installed console script
@@ -170,11 +171,11 @@ class Campaign:
         was_open = wdt.exists()
         proc.send_signal(SIGS[how])
         try:
-            out, err = proc.communicate(timeout=60)
+            out, err = proc.communicate(timeout=bound(120))
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            self.fail(f"{op}/{how}: the CLI did not exit within 60 s of the signal")
+            self.fail(f"{op}/{how}: the CLI did not exit within {bound(120):g} s of the signal")
         rc = proc.returncode
         key = f"{op}/{how}"
         with self.lock:
