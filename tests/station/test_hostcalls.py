@@ -172,6 +172,31 @@ def test_each_call_on_the_unix_port(vdevs, tmp_path: Path) -> None:
         assert call(dev, "probe")[2] is None
 
 
+class _LateClockWrites(Device):
+    """A host starved at the worst moment: every clock write goes out ``late`` seconds
+    after the station meant to send it (the token itself is unchanged)."""
+
+    late = 0.6
+
+    def exec(self, code: str, *, timeout: float | None = None) -> str:
+        if ".set_clock(" in code:
+            time.sleep(self.late)
+        return super().exec(code, timeout=timeout)
+
+
+def test_a_clock_write_sent_late_is_sent_earlier_next_time(vdevs, tmp_path: Path) -> None:
+    tok = vdevs(tmp_path / "tok")
+    deploy_to(tok.port)
+    with _LateClockWrites(tok.port, timeout=bound(STEP)) as dev:
+        # one try at half a round trip's lead: the RTC starts 0.6 s behind, and says so
+        with pytest.raises(ops.OpsError, match=r"the RTC is -\d+ ms off right after being set"):
+            ops.set_clock_utc(dev, tries=1)
+        # the next try's lead takes the measured lag: the token is set right
+        cs = ops.set_clock_utc(dev)
+        assert abs(cs.first.offset) <= 0.25 + cs.first.uncertainty, cs
+        assert ops.read_edge(dev).device - cs.utc in range(0, 60)  # it keeps the time it was given
+
+
 def test_a_token_without_hostapi_is_a_token_without_firmware(vdevs, tmp_path: Path) -> None:
     tok = vdevs(tmp_path / "tok")
     with Device(tok.port, timeout=bound(STEP)) as dev:  # the bare interpreter: no firmware
