@@ -7,6 +7,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 
 class new:  # noqa: N801 - a constructor named like cryptolib's
+    # The host runs threads: FF1 must not keep a context (its scratch blocks) for
+    # reuse across codes (ff1._new_ctx).
+    threads = True
+
     def __init__(self, key):
         self._e = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
 

@@ -10,6 +10,9 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # The last context, for one (key, tweak, radix, n): a token encrypts under one
 # scheme key, so after its first code FF1 allocates no buffers. A tuple, not an
 # instance: (key, tweak, radix, n, u, v, b, d, radix^u, radix^v, cipher, E(P), Q, R, S)
+# Q, R and S are scratch. The host makes codes in several threads at once, which must
+# never share them: its AES (aeshost) says so, and its contexts hold no key, so that
+# none is ever reused. (No new name here: this module is on a token's heap.)
 _ctx = None
 
 
@@ -45,6 +48,8 @@ def _new_ctx(key, tweak, radix, n):
     # b+1 bytes are patched each round.
     q = bytearray(tweak) + bytearray((-t - b - 1) % 16 + 1 + b)
     s = bytearray(((d + 15) // 16) * 16)
+    if getattr(c, "threads", 0):
+        key = None  # never equal to a key: each code makes its own context
     return (key, bytes(tweak), radix, n, u, v, b, d, radix**u, top, c, p, q, bytearray(16), s)
 
 

@@ -207,3 +207,31 @@ def test_civil_from_unix_range() -> None:
 def test_other_errors(call, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_codes_made_in_many_threads_at_once_are_each_right() -> None:
+    # The host imports paycode too: a station makes the expected codes of eight tokens in
+    # eight threads, the issuer online codes in its request threads, all under one scheme
+    # key. FF1's cached context (its scratch blocks) must never be shared mid-code. A
+    # tiny switch interval makes the threads interleave inside every code.
+    import sys
+    import threading
+
+    jobs = [(bytes([i]) * 20, 10_000_000 + i, T + 30 * i) for i in range(16)]
+    want = [paycode.payment_code(s, tid, t, KEY) for s, tid, t in jobs]
+    got: dict[int, list[str]] = {}
+
+    def run(k: int) -> None:
+        got[k] = [paycode.payment_code(s, tid, t, KEY) for s, tid, t in jobs for _ in range(5)][::5]
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert all(got[k] == want for k in range(8)), [sum(a != b for a, b in zip(got[k], want, strict=True)) for k in got]

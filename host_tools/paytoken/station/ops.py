@@ -396,6 +396,16 @@ def mismatches(times: list[int], got: list[str], want: list[str]) -> list[int]:
     return [t for t, g, w in zip(times, got, want, strict=True) if not hmac.compare_digest(g, w)]
 
 
+def differing_digits(times: list[int], got: list[str], want: list[str], t: int) -> str:
+    """How the codes at ``t`` differ, without either code: "3 of 18 digits differ" (a
+    byte changed on the way) or "another length" (the answer is not a code)."""
+    i = times.index(t)
+    g, w = got[i], want[i]
+    if len(g) != len(w):
+        return f"the token's answer has {len(g)} characters, not {len(w)}"
+    return f"{sum(a != b for a, b in zip(g, w, strict=True))} of {len(w)} digits differ"
+
+
 def host_codes(secret: bytes, token_id: int, times: Iterable[int], scheme_key: bytes,
                prefix: str, fmt: int = 1) -> list[str]:
     """The same codes by CPython's paycode (code format ``fmt``)."""

@@ -301,7 +301,7 @@ class Station:
                     if bad:
                         raise ops.OpsError(
                             "verify", f"the token's codes differ from the station's at {len(bad)} of "
-                            f"{len(times)} times (first: t={bad[0]})"
+                            f"{len(times)} times (first: t={bad[0]}, {ops.differing_digits(times, got, want, bad[0])})"
                         )
                     rep.verified_times = times
 
