@@ -220,9 +220,12 @@ def test_codes_made_in_many_threads_at_once_are_each_right() -> None:
     jobs = [(bytes([i]) * 20, 10_000_000 + i, T + 30 * i) for i in range(16)]
     want = [paycode.payment_code(s, tid, t, KEY) for s, tid, t in jobs]
     got: dict[int, list[str]] = {}
+    start = threading.Barrier(8)  # all at once: none may finish before the others begin
 
     def run(k: int) -> None:
-        got[k] = [paycode.payment_code(s, tid, t, KEY) for s, tid, t in jobs for _ in range(5)][::5]
+        start.wait()
+        rounds = [[paycode.payment_code(s, tid, t, KEY) for s, tid, t in jobs] for _ in range(10)]
+        got[k] = want if all(r == want for r in rounds) else next(r for r in rounds if r != want)
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
