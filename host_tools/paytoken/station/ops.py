@@ -397,8 +397,9 @@ def mismatches(times: list[int], got: list[str], want: list[str]) -> list[int]:
 
 
 def differing_digits(times: list[int], got: list[str], want: list[str], t: int) -> str:
-    """How the codes at ``t`` differ, without either code: "3 of 18 digits differ" (a
-    byte changed on the way) or "another length" (the answer is not a code)."""
+    """How the codes at ``t`` differ, without either code: "3 of 18 digits differ" (few:
+    a byte changed on the way; most: another code), or the answer's length when it is
+    not a code's."""
     i = times.index(t)
     g, w = got[i], want[i]
     if len(g) != len(w):
