@@ -17,13 +17,17 @@ T = 1_700_000_000
 
 
 def compile_tree(src: Path, dst: Path, arch: str) -> list[Path]:
-    """Compile every ``*.py`` under ``src`` into ``dst`` (same layout) for ``arch``."""
+    """Compile every ``*.py`` under ``src`` into ``dst`` (same layout) for ``arch``.
+
+    Each file is named by its path on the token (``-s paycode/ff1.py``), as deploy
+    names it: a token's heap holds that name, never the checkout's path."""
     out = []
     for py in sorted(src.rglob("*.py")):
-        mpy = dst / py.relative_to(src).with_suffix(".mpy")
+        rel = py.relative_to(src)
+        mpy = dst / rel.with_suffix(".mpy")
         mpy.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
-            [upy.mpy_cross(), f"-march={arch}", "-o", str(mpy), str(py)],
+            [upy.mpy_cross(), f"-march={arch}", "-s", rel.as_posix(), "-o", str(mpy), str(py)],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert proc.returncode == 0, f"mpy-cross -march={arch} {py}: {proc.stderr}"
@@ -51,7 +55,9 @@ def test_every_firmware_file_compiles(compiled) -> None:
 
 def test_payment_code_from_mpy_in_16k_heap(compiled) -> None:
     arch, dst, _ = compiled
-    # Only the compiled tree on the path: the sources cannot be picked up instead.
+    # Only the compiled tree on the path, as "." from inside it, so the heap holds the
+    # short module paths a token has and the figure does not depend on where the
+    # checkout or pytest's temporary folder is (a longer one failed CI by 300 bytes).
     proc = upy.run(
         "import sys\n"
         "from paycode import payment_code, totp\n"
@@ -59,7 +65,8 @@ def test_payment_code_from_mpy_in_16k_heap(compiled) -> None:
         f"print(repr((c, totp({SECRET!r}, {T}),"
         " [m for m in sys.modules if m.startswith('paycode')])))",
         heapsize="16K",
-        env={"MICROPYPATH": str(dst)},
+        env={"MICROPYPATH": "."},
+        cwd=dst,
     )
     code, otp, loaded = eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307
     assert code == paycode.payment_code(SECRET, 12345678, T, KEY)
