@@ -6,13 +6,14 @@ The firmware tree is put on MicroPython's path exactly as it is deployed.
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from paytoken import literal
 
 _PACKAGE = Path(__file__).resolve().parent
 # The checkout this module runs from (an editable install); None for an installed wheel.
@@ -102,4 +103,4 @@ def eval_repr(code: str, **kwargs: Any) -> Any:
     out = run(code, **kwargs).stdout.strip().splitlines()
     if not out:
         raise MicroPythonError("micropython printed nothing")
-    return ast.literal_eval(out[-1])
+    return literal.literal_eval(out[-1])

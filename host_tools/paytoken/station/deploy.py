@@ -23,7 +23,6 @@ is for this board, and removes the files of an older deploy.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import hashlib
 import json
@@ -36,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paytoken import upy
+from paytoken import literal, upy
 from paytoken.station.transport import Device, DeviceError
 
 MANIFEST = "/.deploy.json"
@@ -97,16 +96,7 @@ class DeployResult:
 
 def _board_consts(path: Path, names: tuple[str, ...]) -> dict[str, object]:
     # The literal values of top-level NAME = value lines (the file is not run).
-    consts: dict[str, object] = {}
-    for node in ast.parse(path.read_text(), str(path)).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            tgt = node.targets[0]
-            if isinstance(tgt, ast.Name) and tgt.id in names:
-                try:
-                    consts[tgt.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    pass
-    return consts
+    return literal.top_level_literals(path, names)
 
 
 def load_board(name: str, boards_dir: Path | None = None) -> Board:
@@ -313,7 +303,7 @@ def frozen_image(dev: Device) -> tuple[str, str] | None:
     """``(id, board)`` of the frozen image the device runs (its ``fwimage``), or None."""
     out = dev.exec(_IMAGE).strip()
     try:
-        got = ast.literal_eval(out)
+        got = literal.literal_eval(out)
     except (ValueError, SyntaxError):
         raise DeployError(f"{dev.port}: unexpected answer to the image probe") from None
     if got is None:
@@ -344,7 +334,7 @@ def _on_frozen(dev: Device, board: Board, image: tuple[str, str],
         "print(repr(_r))\n"
         "del _r\n"
     )
-    result.removed = ast.literal_eval(out.strip() or "[]")
+    result.removed = literal.literal_eval(out.strip() or "[]")
     return result
 
 
@@ -422,7 +412,7 @@ def deploy(
         f"for _p in {temps!r}:\n if _ex(_p) & 0x8000:\n  os.remove(_p)\n"
         f"print(repr([_p for _p in {olds!r} if _ex(_p) & 0x8000]))\ndel _ex\n"
     )
-    old_files = ast.literal_eval(out.strip() or "[]")
+    old_files = literal.literal_eval(out.strip() or "[]")
     for i, p in enumerate(changed):
         if progress:
             progress(p, i, len(changed))

@@ -8,7 +8,7 @@ Usage::
 The station and the service desk run nothing of the firmware but these calls: each is
 one line, ``import hostapi; hostapi.NAME(ARGS)`` with every argument ``repr()``'d, and
 its answer is the one line the token prints, the ``repr()`` of the result, read with
-``ast.literal_eval``. A rename on the token then breaks an import here, found by the
+``literal.literal_eval``. A rename on the token then breaks an import here, found by the
 tests, instead of a factory line at run time. ``CALLS`` lists the contract
 (docs/ARCHITECTURE.md, "The host's calls"). Every failure is a ``DeviceError`` that
 names the port and the call, never its arguments (they may hold secrets).
@@ -19,10 +19,10 @@ whose firmware is gone (a cut update) with MicroPython's own modules only.
 
 from __future__ import annotations
 
-import ast
 import math
 from typing import Any
 
+from paytoken import literal
 from paytoken.station.transport import Device, DeviceError
 
 MODULE = "hostapi"
@@ -66,7 +66,7 @@ def parse(port: str, name: str, out: str) -> Any:
     """The value of a call's answer (its last printed line)."""
     lines = [ln for ln in out.strip().splitlines() if ln.strip()]
     try:
-        return ast.literal_eval(lines[-1].strip())
+        return literal.literal_eval(lines[-1].strip())
     except (IndexError, ValueError, SyntaxError):
         raise DeviceError(f"{port}: {name}: the token's answer is not a Python literal") from None
 

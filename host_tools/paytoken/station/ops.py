@@ -23,7 +23,6 @@ secret scrubbed from the text.
 
 from __future__ import annotations
 
-import ast
 import base64
 import contextlib
 import hmac
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import paycode
 
-from paytoken import upy
+from paytoken import literal, upy
 from paytoken.station import hostcalls
 from paytoken.station.transport import Device, DeviceError
 
@@ -87,13 +86,9 @@ class TokenState:
 def host_fw_version(firmware_dir: Path | None = None) -> str:
     """``VERSION`` of this host's ``firmware/fwversion.py`` (read, not imported)."""
     path = (firmware_dir or upy.FIRMWARE_DIR) / "fwversion.py"
-    for node in ast.parse(path.read_text(), str(path)).body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "VERSION" for t in node.targets
-        ):
-            v = ast.literal_eval(node.value)
-            if isinstance(v, str):
-                return v
+    v = literal.top_level_literals(path, ("VERSION",)).get("VERSION")
+    if isinstance(v, str):
+        return v
     raise OpsError("check", f"{path} has no VERSION string")
 
 

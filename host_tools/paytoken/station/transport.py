@@ -17,7 +17,6 @@ secrets).
 
 from __future__ import annotations
 
-import ast
 import binascii
 import hashlib
 import math
@@ -30,6 +29,8 @@ from typing import Any
 import serial
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
+
+from paytoken import literal
 
 DEFAULT_TIMEOUT = 10.0
 _CHUNK = 3072  # bytes of file data per exec (4 KiB of base64)
@@ -209,7 +210,7 @@ class Device:
         """Evaluate ``expr`` on the device; its ``repr()`` comes back parsed."""
         out = self.exec(f"print(repr({expr}))", timeout=timeout).strip()
         try:
-            return ast.literal_eval(out)
+            return literal.literal_eval(out)
         except (ValueError, SyntaxError):
             raise DeviceError(f"{self.port}: eval: the device returned no Python literal") from None
 
@@ -294,7 +295,7 @@ class Device:
         )
         out = self.exec(code, timeout=timeout).strip()
         try:
-            return ast.literal_eval(out)
+            return literal.literal_eval(out)
         except (ValueError, SyntaxError):
             raise DeviceError(f"{self.port}: hash: unexpected answer") from None
 
