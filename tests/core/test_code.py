@@ -214,8 +214,9 @@ def test_codes_made_in_many_threads_at_once_are_each_right() -> None:
     # eight threads, the issuer online codes in its request threads, all under one scheme
     # key. FF1's cached context (its scratch blocks) must never be shared mid-code. A
     # tiny switch interval makes the threads interleave inside every code.
-    import sys
     import threading
+
+    from threadrace import race
 
     jobs = [(bytes([i]) * 20, 10_000_000 + i, T + 30 * i) for i in range(16)]
     want = [paycode.payment_code(s, tid, t, KEY) for s, tid, t in jobs]
@@ -227,14 +228,5 @@ def test_codes_made_in_many_threads_at_once_are_each_right() -> None:
         rounds = [[paycode.payment_code(s, tid, t, KEY) for s, tid, t in jobs] for _ in range(10)]
         got[k] = want if all(r == want for r in rounds) else next(r for r in rounds if r != want)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    finally:
-        sys.setswitchinterval(old)
+    race(run, 8)
     assert all(got[k] == want for k in range(8)), [sum(a != b for a, b in zip(got[k], want, strict=True)) for k in got]

@@ -8,12 +8,11 @@ run finalizers (so threads switch inside a parse), and a tiny switch interval. W
 
 from __future__ import annotations
 
-import gc
-import sys
 import threading
 from pathlib import Path
 
 from paytoken import literal, upy
+from threadrace import race
 
 THREADS = 8
 ROUNDS = 20
@@ -57,18 +56,7 @@ def test_parses_in_eight_threads_at_once_all_succeed() -> None:
             if got != (want_list, want_version):
                 wrong.append(k)
 
-    old_interval, old_threshold = sys.getswitchinterval(), gc.get_threshold()
-    sys.setswitchinterval(1e-6)
-    gc.set_threshold(20, 1, 1)
-    try:
-        threads = [threading.Thread(target=work, args=(k,)) for k in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old_interval)
-        gc.set_threshold(*old_threshold)
+    race(work, THREADS, gc_threshold=20)
     assert errors == [] and wrong == []
 
 
