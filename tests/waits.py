@@ -55,3 +55,17 @@ def wait_for(cond: Callable[[], object], seconds: float = STEP, what: str = "con
         if time.monotonic() >= end:
             raise AssertionError(f"{what}: not met within {limit:g} s")
         time.sleep(every)
+
+
+# The CLI's commands that talk to a token take ``--timeout``, the limit of each device
+# call (10 s by default, for a real board). A virtual token on a loaded machine can take
+# longer over a soft reset, so a test that gives none gets STEP.
+DEVICE_COMMANDS = frozenset({"deploy", "info", "provision", "sync-clock", "update", "cross-verify"})
+
+
+def cli_args(args: tuple[str, ...]) -> tuple[str, ...]:
+    """``args`` for ``paytoken``, with ``--timeout`` stretched for a device command
+    that names none."""
+    if args and args[0] in DEVICE_COMMANDS and "--timeout" not in args and "--help" not in args:
+        return (*args, "--timeout", f"{bound(STEP):g}")
+    return args

@@ -21,7 +21,7 @@ from paytoken.station import hostcalls
 from paytoken.station.ops import secret_forms
 from paytoken.station.transport import Device
 from sqlalchemy import select
-from waits import STEP, bound
+from waits import STEP, bound, cli_args
 
 _spec = importlib.util.spec_from_file_location("fwconfig", upy.FIRMWARE_DIR / "config.py")
 fwconfig = importlib.util.module_from_spec(_spec)  # the firmware's own config module
@@ -86,7 +86,7 @@ def token_config(flash: Path) -> dict | None:
 
 def paytoken(*args: str, env: dict[str, str] | None = None, timeout: float = 180
              ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "paytoken", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "paytoken", *cli_args(args)], capture_output=True,
                           text=True, timeout=bound(timeout), env=env)
 
 

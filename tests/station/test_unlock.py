@@ -23,7 +23,7 @@ from paytoken.vdev import control
 from sqlalchemy import select
 from stationkit import assert_no_secret, fwconfig, paytoken, token_config
 from vdevkit import mpremote
-from waits import STEP, bound
+from waits import STEP, bound, cli_args
 
 pytestmark = pytest.mark.timeout(300)
 LEASE_S = 15.0  # firmware/sim: LEASE_MS
@@ -137,7 +137,7 @@ def _default_sigint() -> None:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "paytoken", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "paytoken", *cli_args(args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint)
 
 

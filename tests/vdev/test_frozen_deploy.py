@@ -15,6 +15,7 @@ from paytoken.station import deploy as dp
 from paytoken.station import ops
 from paytoken.station.transport import Device
 from vdevkit import paytoken
+from waits import STEP, bound
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -28,7 +29,7 @@ def _fwimage(flash: Path, board: str, ident: str, dev: Device | None = None) -> 
 
 def test_deploy_onto_a_frozen_image_copies_nothing(vdevs, tmp_path: Path) -> None:
     t = vdevs(tmp_path / "tok")
-    with Device(t.port) as dev:
+    with Device(t.port, timeout=bound(STEP)) as dev:
         r = dp.deploy(dev, "sim")
         assert r.image == "files" and r.copied
         assert ops.probe(dev).image == "files"
@@ -54,7 +55,7 @@ def test_the_cli_says_frozen_and_info_names_the_image(vdevs, tmp_path: Path) -> 
     assert p.returncode == 0 and "deployed sim" in p.stdout, p.stderr
     cfg = simrun.token_config(b"12345678901234567890", 12345678, bytes(range(16)),
                               at=1790000000, sync_key=bytes(20))
-    with Device(t.port) as dev:
+    with Device(t.port, timeout=bound(STEP)) as dev:
         ops.write_config(dev, cfg)
         _fwimage(t.flash, "sim", "sim-fedcba9876543210")  # beside the files: it says so
         st = ops.lock(dev, 12345678)

@@ -14,6 +14,7 @@ from paytoken.station import deploy as dp
 from paytoken.station import ops
 from paytoken.station.transport import Device
 from paytoken.vdev import control
+from waits import STEP, bound
 
 pytestmark = pytest.mark.timeout(180)
 T = 1790000017
@@ -45,7 +46,7 @@ def _last_step(flash: Path) -> int:
 def test_latch_token_powers_off_on_battery_and_a_press_boots_it(vdevs, tmp_path: Path) -> None:
     t = vdevs(tmp_path / "tok", "--board", "sim-latch")
     hw = t.hw
-    with Device(t.port) as dev:
+    with Device(t.port, timeout=bound(STEP)) as dev:
         r = dp.deploy(dev, "sim-latch")
         assert "/sim/latch.mpy" in r.copied and r.image == "files"
         ops.write_config(dev, simrun.token_config(b"12345678901234567890", 12345678,

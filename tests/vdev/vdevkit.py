@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paytoken import vhw
-from waits import bound
+from waits import bound, cli_args
 
 BIN = Path(sys.executable).parent
 MPREMOTE = str(BIN / "mpremote")
@@ -91,5 +91,5 @@ def mpremote(port: str, *args: str, timeout: float = 60) -> subprocess.Completed
 def paytoken(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The paytoken CLI as a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "paytoken", *args], capture_output=True, text=True, timeout=bound(timeout)
+        [sys.executable, "-m", "paytoken", *cli_args(args)], capture_output=True, text=True, timeout=bound(timeout)
     )
