@@ -16,14 +16,16 @@ from pathlib import Path
 import paycode
 import pytest
 from paytoken import vhw
+from paytoken.backend import UNAVAILABLE, BackendError
 from paytoken.backend.store.models import PENDING, AuditLog
-from paytoken.station import ops
+from paytoken.station import desk, ops
+from paytoken.station.provision import Station
 from paytoken.station.transport import Device
 from paytoken.vdev import control
 from sqlalchemy import select
 from stationkit import assert_no_secret, fwconfig, paytoken, token_config
 from vdevkit import mpremote
-from waits import STEP, bound, cli_args
+from waits import STEP, bound, cli_args, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 LEASE_S = 15.0  # firmware/sim: LEASE_MS
@@ -37,7 +39,7 @@ def _flash_hashes(flash: Path) -> dict[str, str]:
 def _locked(tok, *, wait: float = STEP) -> ops.TokenState:
     # INFO answers locked (the token may still be booting), and the raw REPL is refused
     deadline = time.monotonic() + bound(wait)
-    with Device(tok.port, timeout=5) as dev:
+    with Device(tok.port, timeout=bound(STEP)) as dev:
         while True:
             try:
                 st = ops.info(dev, timeout=2.0)
@@ -53,7 +55,7 @@ def _unlock(tok) -> None:
     # an authenticated UNLOCK, as the desk sends it (the test reads the sync key from the
     # flash; a desk gets the mac from the issuer)
     cfg = token_config(tok.flash)
-    with Device(tok.port, timeout=5) as dev:
+    with Device(tok.port, timeout=bound(STEP)) as dev:
         nonce = ops.challenge(dev, "t")
         ops.unlock(dev, paycode.sync_mac(cfg["sync_key"], "UNLOCK", nonce, cfg["token_id"]))
         assert dev.eval("1 + 1") == 2  # the REPL is open now
@@ -109,7 +111,7 @@ def test_an_unlock_lasts_until_a_reset_or_the_lease(provisioned) -> None:
     # a soft reset does not: the lease's watchdog keeps counting
     _unlock(tok)
     t0 = time.monotonic()
-    with Device(tok.port, timeout=5) as dev:
+    with Device(tok.port, timeout=bound(STEP)) as dev:
         dev.soft_reset()
         assert dev.eval("2 + 2") == 4
     # left alone (a desk that died), the lease runs out and the token resets, locked
@@ -220,7 +222,7 @@ def test_ctrl_c_stops_provisioning_at_once_and_cleanly(tokens, issuer, tmp_path:
 
 
 def _state_after_reset(tok) -> ops.TokenState:
-    with Device(tok.port, timeout=5) as dev:
+    with Device(tok.port, timeout=bound(STEP)) as dev:
         return ops.wait_booted(dev)
 
 
@@ -245,3 +247,56 @@ def test_update_mends_a_token_left_open_without_firmware(provisioned, issuer, se
     after = token_config(tok.flash)
     assert after["locked"] is True and after["secret"] == cfg["secret"]
     assert os.path.exists(tok.flash / "main.py")
+
+
+def _reset_after_the_first_unlock(monkeypatch, tok) -> list[str]:
+    # Fault injection on the real token: right after the first UNLOCK it resets, so it
+    # boots locked again (what a watchdog that an earlier, killed session had started
+    # does when it runs out just then). The unlocks made are counted.
+    real = ops.unlock
+    made: list[str] = []
+
+    def unlock(dev: Device, mac: str) -> None:
+        real(dev, mac)
+        made.append(mac)
+        if len(made) == 1:
+            pid = tok.child_pid()
+            control.hard_reset(tok.flash)
+            wait_for(lambda: tok.child_pid() not in (None, pid), what="the token reset")
+
+    monkeypatch.setattr(ops, "unlock", unlock)
+    return made
+
+
+def test_the_desk_unlocks_again_a_token_that_reset_after_its_unlock(provisioned, issuer,
+                                                                    monkeypatch) -> None:
+    tok = provisioned
+    tid = token_config(tok.flash)["token_id"]
+    made = _reset_after_the_first_unlock(monkeypatch, tok)
+    with Device(tok.port, timeout=bound(STEP)) as dev:
+        res = desk.update(dev, issuer.backend, "sim")
+    assert (res.token_id, res.was_locked) == (tid, True)
+    assert len(made) == 2 and made[0] != made[1]  # a fresh challenge each time
+    assert _locked(tok).token_id == tid
+
+
+def test_the_station_unlocks_again_a_pending_token_that_reset_after_its_unlock(
+        tokens, issuer, monkeypatch) -> None:
+    (tok,) = tokens(1)
+    station = Station(issuer.backend, board="sim", timeout=bound(STEP))
+
+    def cut(*_a, **_kw) -> None:  # the issuer is gone right after the lock
+        raise BackendError("cannot reach the issuer", UNAVAILABLE)
+
+    monkeypatch.setattr(station.issuer, "activate", cut)
+    first = station.provision(tok.port)
+    assert (first.status, first.step) == ("failed", "activate")
+    monkeypatch.undo()
+    made = _reset_after_the_first_unlock(monkeypatch, tok)
+    rep = station.provision(tok.port)
+    assert rep.status == "provisioned", rep.error
+    assert "was locked but pending: unlocked, redone" in rep.recovered
+    assert len(made) == 2
+    cfg = token_config(tok.flash)
+    assert cfg["locked"] and cfg["token_id"] == rep.token_id != first.token_id
+    assert _locked(tok).token_id == rep.token_id
