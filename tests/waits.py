@@ -66,6 +66,7 @@ DEVICE_COMMANDS = frozenset({"deploy", "info", "provision", "sync-clock", "updat
 def cli_args(args: tuple[str, ...]) -> tuple[str, ...]:
     """``args`` for ``paytoken``, with ``--timeout`` stretched for a device command
     that names none."""
-    if args and args[0] in DEVICE_COMMANDS and "--timeout" not in args and "--help" not in args:
+    named = any(a == "--timeout" or a.startswith("--timeout=") for a in args)
+    if args and args[0] in DEVICE_COMMANDS and not named and "--help" not in args:
         return (*args, "--timeout", f"{bound(STEP):g}")
     return args

@@ -42,8 +42,6 @@ class DeskError(Exception):
     """A service-desk operation failed or was refused; never holds a secret."""
 
 
-_UNLOCK_TRIES = 2  # a token that resets right after its UNLOCK gets one more
-
 # The desk over HTTP (``--url``/``--admin-key-file``); ``DbIssuer`` is the embedded one.
 IssuerAPI = HttpIssuer
 
@@ -188,7 +186,7 @@ def _open_token(dev: Device, session: _Open, mac_for, *, need_firmware: bool = T
             pass  # no REPL either: the probe below says what it is
         st = ops.wait_booted(dev, need_firmware=need_firmware)
     was_locked = st.mode == "locked"
-    for _ in range(_UNLOCK_TRIES):
+    for _ in range(ops.UNLOCK_TRIES):
         if st.mode != "locked":
             break
         if st.token_id is None:
@@ -197,12 +195,10 @@ def _open_token(dev: Device, session: _Open, mac_for, *, need_firmware: bool = T
         mac = mac_for(st.token_id, nonce)
         session.active = True  # from the UNLOCK on, every way out locks again
         ops.unlock(dev, mac)
-        # a token that answers INFO again has reset since the UNLOCK (the lease of an
-        # earlier session ran out just then): it is unlocked once more
-        st = ops.probe(dev, repl_timeout=max(ops.REPL_PROBE_TIMEOUT, dev.timeout))
+        st = ops.probe_unlocked(dev)
     if st.mode == "locked":
         raise DeskError(f"{dev.port}: the token locked itself again after each of "
-                        f"{_UNLOCK_TRIES} unlocks")
+                        f"{ops.UNLOCK_TRIES} unlocks")
     session.active = True
     return st, was_locked
 

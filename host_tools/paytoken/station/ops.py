@@ -531,6 +531,17 @@ def challenge(dev: Device, step: str) -> str:
     return nonce
 
 
+UNLOCK_TRIES = 2  # a token that resets right after its UNLOCK gets one more
+
+
+def probe_unlocked(dev: Device) -> TokenState:
+    """The probe after an ``UNLOCK``: the raw REPL comes after a soft reset that a slow
+    board (an emulated one) takes seconds over, so it gets the device's timeout. A
+    ``locked`` answer means the token has reset since the UNLOCK (its lease ran out
+    just then): the caller unlocks it again, at most ``UNLOCK_TRIES`` times in all."""
+    return probe(dev, repl_timeout=max(REPL_PROBE_TIMEOUT, dev.timeout))
+
+
 def unlock(dev: Device, mac: str) -> None:
     """``UNLOCK <mac>``; then the firmware returns to the REPL."""
     try:

@@ -59,7 +59,6 @@ STEPS = ("connect", "check", "secret", "allocate", "config", "clock", "drift", "
 SECRET_BYTES = 20  # 160 bits (RFC 4226 R6 recommends 160)
 
 _AUDIT_LOCK = threading.Lock()  # audit.jsonl lines from every Station of this process
-_UNLOCK_TRIES = 2  # a token that resets right after its UNLOCK gets one more
 
 # (port, step, detail) -> None; detail is a short text, never a secret
 Progress = Callable[[str, str, str], None]
@@ -206,7 +205,7 @@ class Station:
                         opened = True
                         dev.hard_reset()
                         st = ops.wait_booted(dev)
-                    for _ in range(_UNLOCK_TRIES):
+                    for _ in range(ops.UNLOCK_TRIES):
                         if st.mode != "locked":
                             break
                         opened = True
@@ -214,14 +213,10 @@ class Station:
                         if done:
                             opened = False
                             return rep
-                        # unlocked now: the raw REPL must come, after a soft reset that a
-                        # slow board (an emulated one) takes seconds over. A token that
-                        # answers INFO again has reset since the UNLOCK (a watchdog an
-                        # earlier, killed run had started ran out): it is unlocked again
-                        st = ops.probe(dev, repl_timeout=max(ops.REPL_PROBE_TIMEOUT, dev.timeout))
+                        st = ops.probe_unlocked(dev)
                     if st.mode == "locked":
                         raise ops.OpsError("check", f"{port}: the token locked itself again after "
-                                           f"each of {_UNLOCK_TRIES} unlocks")
+                                           f"each of {ops.UNLOCK_TRIES} unlocks")
                     if st.locked and st.token_id is not None and self._status(st.token_id) == ACTIVE:
                         # a provisioned token stopped at boot (an old firmware): back into
                         # its firmware, confirmed locked
