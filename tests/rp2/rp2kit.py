@@ -1,7 +1,7 @@
 """Helpers for the emulated-Pico tests: the materials check, the token, its littlefs.
 
 The token's flash is an image file (``DIR/flash.img``, 2 MiB); its littlefs (MicroPython's
-rp2 filesystem, from the first block holding the littlefs magic to the end) is read
+rp2 filesystem, at the end of the flash, as long as its superblock says) is read
 and written here with littlefs-python, an independent implementation, while the
 emulator is powered off or between its writes.
 """
@@ -65,13 +65,29 @@ def release_image() -> rp2image.Image:
         pytest.skip(str(e))
 
 
+def fs_offset(img: bytes) -> int:
+    """Where the littlefs starts in a flash image. The rp2 port puts it at the end of the
+    flash; its superblock (a metadata pair, blocks 0 and 1) gives its size. The first
+    block holding the magic is not always block 0: a cut while the pair is compacted
+    leaves block 0 erased and the filesystem whole in block 1, which a littlefs mounts."""
+    for o in range(0, len(img) - BLOCK + 1, BLOCK):
+        if img[o + 8 : o + 16] != b"littlefs":
+            continue
+        # a compacted block opens with the superblock: revision, name tag, "littlefs",
+        # struct tag, then version, block_size, block_count (little-endian)
+        size = int.from_bytes(img[o + 24 : o + 28], "little")
+        count = int.from_bytes(img[o + 28 : o + 32], "little")
+        off = len(img) - size * count
+        if size == BLOCK and o - off in (0, BLOCK):
+            return off
+    raise AssertionError("no littlefs superblock in the flash image")
+
+
 def _lfs(flash: Path):
     from littlefs import LittleFS
 
     img = (flash / rp2.FLASH_IMAGE).read_bytes()
-    off = next((o for o in range(0, len(img), BLOCK) if img[o + 8 : o + 16] == b"littlefs"), None)
-    if off is None:
-        raise AssertionError("no littlefs in the flash image")
+    off = fs_offset(img)
     # as the rp2 port's _boot.py mounts it: VfsLfs2(bdev, progsize=256), readsize and
     # lookahead 32, and extmod/vfs_lfsx.c's cache_size = min(block, 4 * max(read, prog)):
     # 1024. The cache size sets the largest inline file (min(cache, 512)), so a reader with
