@@ -42,9 +42,12 @@ def _venv(tmp: Path) -> Path:
         else:
             shutil.copy2(ROOT / name, src / name)
     wheels = tmp / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-q", "-w", str(wheels), str(src)], check=True, timeout=300,
-                   capture_output=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-v", "-w", str(wheels), str(src)], check=True, timeout=300,
+                           capture_output=True, text=True)
+    # setuptools names each data folder that pyproject.toml's packages leave out (it says it
+    # will one day treat them as namespace packages): none may be left out
+    assert "absent from the `packages` configuration" not in built.stdout + built.stderr
     (wheel,) = wheels.glob("paytoken-*.whl")
     env_dir = tmp / "fresh"
     # No pip of its own (ensurepip takes half a minute): the project's pip installs into it.
