@@ -14,6 +14,7 @@ Usage (tests/ is on sys.path through tests/conftest.py)::
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -57,16 +58,26 @@ def wait_for(cond: Callable[[], object], seconds: float = STEP, what: str = "con
         time.sleep(every)
 
 
-# The CLI's commands that talk to a token take ``--timeout``, the limit of each device
-# call (10 s by default, for a real board). A virtual token on a loaded machine can take
-# longer over a soft reset, so a test that gives none gets STEP.
-DEVICE_COMMANDS = frozenset({"deploy", "info", "provision", "sync-clock", "update", "cross-verify"})
+@functools.lru_cache(maxsize=1)
+def device_commands() -> frozenset[str]:
+    """The CLI's commands that talk to a token (``--port``) and take ``--timeout``, the limit
+    of each device call (10 s by default, for a real board), read off the CLI's parser. A
+    virtual token on a loaded machine can take longer over a soft reset, so a test that
+    gives none gets STEP."""
+    from paytoken import cli
+
+    found = set()
+    for path, parser in cli.iter_parsers(cli.build_parser()):
+        opts = {o for a in parser._actions for o in a.option_strings}
+        if len(path) == 1 and {"--port", "--timeout"} <= opts:
+            found.add(path[0])
+    return frozenset(found)
 
 
 def cli_args(args: tuple[str, ...]) -> tuple[str, ...]:
     """``args`` for ``paytoken``, with ``--timeout`` stretched for a device command
     that names none."""
     named = any(a == "--timeout" or a.startswith("--timeout=") for a in args)
-    if args and args[0] in DEVICE_COMMANDS and not named and "--help" not in args:
+    if args and not named and "--help" not in args and args[0] in device_commands():
         return (*args, "--timeout", f"{bound(STEP):g}")
     return args
