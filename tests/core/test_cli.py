@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import os
@@ -158,16 +159,19 @@ def test_demo_frame_is_checked_like_the_issuer() -> None:
         assert paycode.parse_code(f["code"], story.DEMO_SCHEME_KEY)[1] == story.DEMO_TOKEN_ID
 
 
-def test_demo_runs_briefly_with_countdown(capsys) -> None:
-    # A real run of the command; the clock starts 2 s before a step boundary, so
-    # within the run the code changes and both codes are printed.
-    with freeze_time("2038-01-19T03:14:28Z", tick=True):
+def test_demo_runs_briefly_with_countdown(capsys, monkeypatch) -> None:
+    # A real run of the command on a clock that moves only when the loop sleeps (each
+    # sleep advances it by the time asked), so a slow start on a busy machine moves
+    # nothing: the clock starts 2 s before a step boundary, the run lasts 3 s of it, and
+    # the code changes once within it, at 03:14:30.
+    with freeze_time("2038-01-19T03:14:28Z") as clock:
+        monkeypatch.setattr(story.time, "sleep", lambda s: clock.tick(datetime.timedelta(seconds=s)))
         with pytest.raises(SystemExit) as info:
             main(["demo", "--seconds", "3"])
     out, err = capsys.readouterr()
     assert info.value.code == 0, err
     lines = out.strip().splitlines()
-    assert len(lines) >= 2, out
+    assert [line.split()[0] for line in lines] == ["2038-01-19T03:14:28Z", "2038-01-19T03:14:30Z"], out
     b32 = base64.b32encode(story.DEMO_SECRET).decode()
     for line in lines:
         f = line.split()
