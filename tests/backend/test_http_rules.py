@@ -21,15 +21,20 @@ from .test_http import fresh_code, live, post  # noqa: F401  (live: the fixture)
 def test_bad_api_keys_get_429_then_a_good_key_still_works(live):  # noqa: F811
     url = live["url"] + "/v1/payments/pay_" + "0" * 24
     statuses, last = [], None
+    t0 = time.monotonic()
     with httpx.Client(timeout=10) as c:
         for i in range(100):
-            last = c.get(url, headers={"Authorization": f"Bearer ptk_live_wrong{i}"})
-            statuses.append(last.status_code)
-        assert statuses[: rules.BAD_KEYS.burst] == [401] * rules.BAD_KEYS.burst
-        assert statuses[-1] == 429 and statuses.count(429) >= 100 - rules.BAD_KEYS.burst - 5, statuses
-        assert 1 <= int(last.headers["Retry-After"]) <= rules.BAD_KEYS.burst * rules.BAD_KEYS.interval_s
+            r = c.get(url, headers={"Authorization": f"Bearer ptk_live_wrong{i}"})
+            statuses.append(r.status_code)
+            last = r if r.status_code == 429 else last
+        statuses.append(c.get(live["url"] + "/v1/tokens/42").status_code)  # no key at all counts too
+        # A burst at once, then one per interval: a machine slow enough to take longer than
+        # an interval over these requests has earned that many more 401s (none when quick).
+        burst, earned = rules.BAD_KEYS.burst, int((time.monotonic() - t0) // rules.BAD_KEYS.interval_s)
+        assert statuses[:burst] == [401] * burst and set(statuses[burst:]) <= {401, 429}, statuses
+        assert statuses[burst:].count(401) <= earned, statuses
+        assert last is not None and 1 <= int(last.headers["Retry-After"]) <= burst * rules.BAD_KEYS.interval_s
         assert last.json()["error"] == "throttled" and "retry after" in last.json()["detail"]
-        assert c.get(live["url"] + "/v1/tokens/42").status_code == 429  # no key at all counts too
         # A known key is never throttled by its address.
         good = c.get(url, headers={"Authorization": f"Bearer {live['api']}"})
         assert good.status_code == 404

@@ -225,6 +225,7 @@ def paycode_online(key: bytes, token_id: int, serial: int) -> str:
 
 def test_bad_or_missing_wallet_keys_get_401_then_429(wallet):
     w = wallet
+    t0 = time.monotonic()
     r = httpx.post(w["url"] + "/v1/online-codes", timeout=bound(30))
     assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
     assert r.json()["error"] == "unauthorized" and "wallet key" in r.json()["detail"]
@@ -233,18 +234,24 @@ def test_bad_or_missing_wallet_keys_get_401_then_429(wallet):
         statuses.append(codes(w, key=other, expect=401).status_code)
     statuses.append(httpx.get(w["url"] + "/v1/wallet", headers={"Authorization": f"Bearer {w['api']}"},
                               timeout=bound(30)).status_code)
+    throttled = None
     with httpx.Client(timeout=bound(30)) as c:
         for i in range(rules.BAD_KEYS.burst + 10):
-            statuses.append(c.post(w["url"] + "/v1/online-codes",
-                                   headers={"Authorization": f"Bearer ptk_wallet_wrong{i}"}).status_code)
-        last = c.post(w["url"] + "/v1/online-codes", headers={"Authorization": "Bearer ptk_wallet_x"})
-        assert last.status_code == 429 and int(last.headers["Retry-After"]) >= 1
-        assert last.json()["error"] == "throttled"
+            resp = c.post(w["url"] + "/v1/online-codes", headers={"Authorization": f"Bearer ptk_wallet_wrong{i}"})
+            statuses.append(resp.status_code)
+            throttled = resp if resp.status_code == 429 else throttled
+        elapsed = time.monotonic() - t0
+        assert throttled is not None, statuses
+        assert int(throttled.headers["Retry-After"]) >= 1 and throttled.json()["error"] == "throttled"
         # the good key is not throttled by its address
         assert c.post(w["url"] + "/v1/online-codes", headers={"Authorization": f"Bearer {w['wallet']}"}
                       ).status_code == 200
-    burst = rules.BAD_KEYS.burst
-    assert statuses[:burst] == [401] * burst and statuses[-5:] == [429] * 5, statuses
+    # The budget: a burst at once, then one per interval. A machine slow enough to take
+    # longer than an interval over these requests has earned that many more (none when quick).
+    burst, earned = rules.BAD_KEYS.burst, int(elapsed // rules.BAD_KEYS.interval_s)
+    rest = statuses[burst:]
+    assert statuses[:burst] == [401] * burst and set(rest) <= {401, 429}, statuses
+    assert rest.count(401) <= earned, (statuses, f"{elapsed:.1f} s")
 
 
 def test_no_code_or_wallet_key_is_stored_in_clear(wallet):
