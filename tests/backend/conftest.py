@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from paytoken.backend import rules
 from paytoken.backend.crypto import Keyring
 from paytoken.backend.service import Backend
 from paytoken.backend.store.db import make_engine, migrate
@@ -114,6 +115,16 @@ def world(db_url, ring, clock) -> World:
     mid, api_key = backend.add_merchant("shop")
     yield World(backend, clock, key, mid, api_key, db_url)
     backend.engine.dispose()
+
+
+def assert_bad_keys_throttled(statuses: list[int], elapsed: float) -> None:
+    """``statuses`` of requests with wrong or no keys from one address, sent over ``elapsed``
+    seconds, as rules.BAD_KEYS allows: a burst of 401s at once, then 429s, except one more
+    401 per whole interval elapsed (none on a quick machine, a few on a slow one)."""
+    b = rules.BAD_KEYS
+    rest = statuses[b.burst:]
+    assert statuses[:b.burst] == [401] * b.burst and set(rest) <= {401, 429}, statuses
+    assert rest.count(401) <= int(elapsed // b.interval_s), (statuses, f"{elapsed:.1f} s")
 
 
 def free_port() -> int:
